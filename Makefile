@@ -1,0 +1,38 @@
+# The two commands a fresh machine needs: `make run` (serve on the embedded SQLite default) and
+# `make test` (the whole suite on SQLite, then on PostgreSQL). Both install what they need first.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+PYTEST := $(PY) -m pytest -q
+
+.PHONY: install run test test-sqlite test-postgresql check bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+run: install
+	$(VENV)/bin/zerotouch serve
+
+test: test-sqlite test-postgresql
+
+test-sqlite: install
+	ZEROTOUCH_TEST_DATABASE=sqlite $(PYTEST)
+
+# A fresh database per run on the machine's PostgreSQL; with CI set, an unreachable server fails.
+test-postgresql: install
+	ZEROTOUCH_TEST_DATABASE=postgresql $(PYTEST)
+
+check: install
+	$(VENV)/bin/ruff check zerotouch tests bench
+	$(VENV)/bin/ruff format --check zerotouch tests bench
+	$(VENV)/bin/mypy --strict
+
+bench: install
+	$(PY) bench/claims.py
+
+clean:
+	rm -rf $(VENV) zerotouch-data *.egg-info

@@ -1,0 +1,62 @@
+"""The ASGI application: routes, the one error mapping, metrics, and the runtime's lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from zerotouch import __version__
+from zerotouch.adapters.http import problems
+from zerotouch.adapters.http.metrics import RequestMetrics, StoreCollector
+from zerotouch.adapters.http.routes import devices, manufacturing, misc, provisioning, rules
+from zerotouch.crypto.envelope import load_keyring
+from zerotouch.domain.errors import ZerotouchError
+from zerotouch.services.runtime import Runtime
+from zerotouch.settings import Settings
+from zerotouch.store.db import Database
+
+
+def build_runtime(settings: Settings, registry: CollectorRegistry | None = None) -> Runtime:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    keyring, path = load_keyring(settings.master_key, settings.data_dir)
+    db = Database(settings.resolved_database_url(), pool_size=settings.db_pool_size)
+    return Runtime(db=db, keyring=keyring, keyring_path=path,
+                   registry=registry or CollectorRegistry())
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+    """Build the app; the runtime (engine, keyring) is made in the lifespan unless given."""
+    registry = runtime.registry if runtime is not None else CollectorRegistry()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = runtime or build_runtime(settings or Settings(), registry)
+        app.state.runtime = rt
+        try:
+            yield
+        finally:
+            if runtime is None:
+                rt.db.dispose()
+
+    app = FastAPI(
+        title="zerotouch",
+        version=__version__,
+        description="Zero-touch provisioning: factory import, claims, provisioning plans.",
+        lifespan=lifespan,
+    )
+    for router in (manufacturing.router, devices.router, provisioning.router, rules.router,
+                   misc.router):
+        app.include_router(router)
+    app.add_exception_handler(ZerotouchError, problems.on_domain_error)
+    app.add_exception_handler(RequestValidationError, problems.on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, problems.on_http_error)
+    app.add_exception_handler(Exception, problems.on_unexpected)
+    app.add_middleware(RequestMetrics, registry=registry)
+    with contextlib.suppress(ValueError):  # A runtime shared by several apps registers once.
+        registry.register(StoreCollector(lambda: getattr(app.state, "runtime", None)))
+    return app

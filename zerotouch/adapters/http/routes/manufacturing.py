@@ -1,0 +1,112 @@
+"""Factory import and label re-printing."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from zerotouch.adapters.http import schemas
+from zerotouch.adapters.http.deps import PrincipalDep, RuntimeDep
+from zerotouch.domain.errors import FieldError, InvalidArgument
+from zerotouch.domain.records import RECORD_FIELDS
+from zerotouch.services import devices, manufacturing
+
+router = APIRouter(prefix="/v1/manufacturing", tags=["manufacturing"])
+
+MAX_BODY_BYTES = 32 * 1024 * 1024  # 10,000 records with PEM keys fit with room to spare.
+
+_IMPORT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"type": "object", "properties": {
+                "devices": {"type": "array", "items": {"type": "object"}}}}},
+            "text/csv": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+def parse_csv(text: str) -> list[dict[str, Any]]:
+    """CSV with a header row of record field names; tags are ';'-separated, empty cells unset."""
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    unknown = [name for name in header if name not in RECORD_FIELDS]
+    if "deviceId" not in header or unknown:
+        reason = f"unknown column {unknown[0]!r}" if unknown else "needs a deviceId column"
+        raise InvalidArgument.for_field("header", reason)
+    records: list[dict[str, Any]] = []
+    for row in reader:
+        record: dict[str, Any] = {}
+        for key, value in row.items():
+            if key is None or value is None or value == "":
+                continue
+            record[key] = [t for t in value.split(";") if t] if key == "tags" else value
+        records.append(record)
+    return records
+
+
+def _parse_json(raw: bytes) -> list[Any]:
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument.for_field("body", "is not valid JSON") from None
+    if not isinstance(body, dict) or not isinstance(body.get("devices"), list):
+        raise InvalidArgument.for_field("devices", "must be a list of records")
+    return list(body["devices"])
+
+
+@router.post("/devices", response_model=schemas.ImportPublic, openapi_extra=_IMPORT_BODY,
+             summary="ImportDevices")
+async def import_devices(
+    request: Request, rt: RuntimeDep, principal: PrincipalDep, atomic: bool = False
+) -> Any:
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise InvalidArgument.for_field("body", f"must be at most {MAX_BODY_BYTES} bytes")
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    if content_type == "text/csv":
+        try:
+            records = parse_csv(raw.decode("utf-8-sig"))
+        except UnicodeDecodeError:
+            raise InvalidArgument(
+                "body: is not UTF-8", errors=[FieldError("body", "is not UTF-8")]
+            ) from None
+    elif content_type in ("application/json", ""):
+        records = _parse_json(raw)
+    else:
+        raise InvalidArgument.for_field("Content-Type", "must be application/json or text/csv")
+    result = await run_in_threadpool(
+        manufacturing.import_devices, rt, principal=principal, records=records, atomic=atomic
+    )
+    if "text/csv" in request.headers.get("accept", ""):
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["deviceId", "ownerToken", "qr"])
+        writer.writerows((d.device_id, d.owner_token, d.qr) for d in result.devices)
+        return Response(
+            out.getvalue(), media_type="text/csv",
+            headers={"X-Imported-Count": str(result.imported),
+                     "X-Rejected-Count": str(len(result.rejected))},
+        )
+    return schemas.ImportPublic(
+        imported=result.imported,
+        rejected=[schemas.RejectedRowPublic(row=r.row, device_id=r.device_id, code=r.code,
+                                            message=r.message) for r in result.rejected],
+        devices=[schemas.ImportedDevicePublic(device_id=d.device_id, owner_token=d.owner_token,
+                                              qr=d.qr) for d in result.devices],
+    )
+
+
+@router.get("/devices/{device_id}/label", response_model=schemas.ImportedDevicePublic,
+            summary="GetLabel")
+def get_label(device_id: str, rt: RuntimeDep, principal: PrincipalDep) -> Any:
+    """Re-print the owner token and QR payload of an unclaimed device this account imported."""
+    label = devices.reprint_label(rt, principal=principal, device_id=device_id)
+    return schemas.ImportedDevicePublic(device_id=label.device_id, owner_token=label.owner_token,
+                                        qr=label.qr)

@@ -1,0 +1,188 @@
+"""Request and response bodies of the operator API (camelCase on the wire, as nRF Cloud's)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from zerotouch.domain import views
+
+T = TypeVar("T")
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class Public(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class Page(Public, Generic[T]):
+    items: list[T]
+    total: int
+    page_next_token: str | None
+
+
+def rfc3339(value: dt.datetime | None) -> str | None:
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+class Identifiers(Public):
+    dev_eui: str | None
+    join_eui: str | None
+    vin: str | None
+    imei: str | None
+    serial: str | None
+    mac: str | None
+
+
+class CommandCounts(Public):
+    total: int = 0
+    pending: int = 0
+    succeeded: int = 0
+    failed: int = 0
+
+
+class DevicePublic(Public):
+    device_id: str
+    status: str
+    tags: list[str]
+    claimed_at: str | None
+    updated_at: str | None
+    identifiers: Identifiers
+    commands: CommandCounts
+
+    @classmethod
+    def of(cls, v: views.DeviceView) -> DevicePublic:
+        return cls(
+            device_id=v.device_id, status=v.status, tags=v.tags,
+            claimed_at=rfc3339(v.claimed_at), updated_at=rfc3339(v.updated_at),
+            identifiers=Identifiers(**v.identifiers), commands=CommandCounts(**v.commands),
+        )
+
+
+class ClaimCreate(Body):
+    owner_token: str | None = Field(default=None, description="32 hex digits from the label.")
+    qr: str | None = Field(default=None, description="The label's QR payload (TR005 or ZT).")
+    tags: list[str] = Field(default_factory=list)
+
+
+class CommandCreate(Body):
+    description: str | None = None
+    request: dict[str, Any] = Field(description='One command type, e.g. {"finished": {}}.')
+
+
+class CommandPublic(Public):
+    id: str
+    description: str
+    request: dict[str, Any]
+    status: str
+    created_at: str | None
+    updated_at: str | None
+    response: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, v: views.CommandView) -> CommandPublic:
+        return cls(
+            id=v.id, description=v.description, request=v.request, status=v.status,
+            created_at=rfc3339(v.created_at), updated_at=rfc3339(v.updated_at), response=v.response,
+        )
+
+
+class CommandList(Public):
+    items: list[CommandPublic]
+
+
+class RuleCommand(Body):
+    description: str | None = None
+    request: dict[str, Any]
+
+
+class RuleCreate(Body):
+    name: str
+    description: str | None = None
+    tags: list[str]
+    commands: list[RuleCommand]
+    active: bool = False
+
+
+class RuleUpdate(Body):
+    name: str | None = None
+    description: str | None = None
+    tags: list[str] | None = None
+    commands: list[RuleCommand] | None = None
+
+
+class RulePublic(Public):
+    id: str
+    name: str
+    description: str
+    tags: list[str]
+    commands: list[dict[str, Any]]
+    active: bool
+    created_at: str | None
+    updated_at: str | None
+
+    @classmethod
+    def of(cls, v: views.RuleView) -> RulePublic:
+        return cls(
+            id=v.id, name=v.name, description=v.description, tags=v.tags, commands=v.commands,
+            active=v.active, created_at=rfc3339(v.created_at), updated_at=rfc3339(v.updated_at),
+        )
+
+
+class RuleList(Public):
+    items: list[RulePublic]
+
+
+class AuthorityCreate(Body):
+    common_name: str | None = None
+    certificate: str | None = None
+    private_key: str | None = None
+
+
+class AuthorityPublic(Public):
+    certificate: str
+    fingerprint: str
+    created_at: str | None
+
+
+class EventPublic(Public):
+    id: int
+    at: str | None
+    actor: str
+    type: str
+    device_id: str | None
+    data: dict[str, Any]
+
+    @classmethod
+    def of(cls, v: views.EventView) -> EventPublic:
+        return cls(id=v.id, at=rfc3339(v.at), actor=v.actor, type=v.type, device_id=v.device_id,
+                   data=v.data)
+
+
+class ImportedDevicePublic(Public):
+    device_id: str
+    owner_token: str
+    qr: str
+
+
+class RejectedRowPublic(Public):
+    row: int
+    device_id: str | None
+    code: str
+    message: str
+
+
+class ImportPublic(Public):
+    imported: int
+    rejected: list[RejectedRowPublic]
+    devices: list[ImportedDevicePublic]
+
+
+class Health(Public):
+    status: str

@@ -1,0 +1,1 @@
+"""Recipes over `cryptography`; the only package that imports its hazmat layer."""

@@ -1,0 +1,1 @@
+"""Entities, value objects, lifecycle tables and error kinds. No frameworks live here."""

@@ -1,0 +1,90 @@
+"""What services hand back to front-ends: plain read-only views, no secrets in them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceView:
+    device_id: str
+    status: str
+    tags: list[str]
+    claimed_at: dt.datetime | None
+    updated_at: dt.datetime
+    identifiers: dict[str, str | None]
+    commands: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandView:
+    id: str
+    description: str
+    request: dict[str, Any]
+    status: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    response: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleView:
+    id: str
+    name: str
+    description: str
+    tags: list[str]
+    commands: list[dict[str, Any]]
+    active: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EventView:
+    id: int
+    at: dt.datetime
+    actor: str
+    type: str
+    device_id: str | None
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    total: int
+    next_token: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedDevice:
+    device_id: str
+    owner_token: str
+    qr: str
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRow:
+    row: int
+    device_id: str | None
+    code: str
+    message: str
+    field: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    imported: int
+    rejected: list[RejectedRow]
+    devices: list[ImportedDevice]
+
+
+@dataclass(frozen=True, slots=True)
+class CaView:
+    certificate: str
+    fingerprint: str
+    created_at: dt.datetime

@@ -1,0 +1,1 @@
+"""Use cases: import, claim, plan, rules, certificate authority, keys. Services never speak HTTP."""

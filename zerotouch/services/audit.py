@@ -1,0 +1,37 @@
+"""Reading the audit trail. Events are written by each service in its own transaction."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from zerotouch.domain.values import Permission
+from zerotouch.domain.views import EventView, Page
+from zerotouch.services.runtime import Principal, Runtime
+from zerotouch.store import paging
+from zerotouch.store.schema import events
+
+
+def list_events(
+    rt: Runtime,
+    *,
+    principal: Principal,
+    device_id: str | None = None,
+    after: int = 0,
+    page_limit: int = paging.DEFAULT_PAGE_LIMIT,
+    page_token: str | None = None,
+) -> Page[EventView]:
+    principal.require(Permission.READ_DEVICES)
+    limit = paging.check_limit(page_limit)
+    start = max(after, paging.decode_token(page_token))
+    where = [events.c.account_id == principal.account_id]
+    if device_id is not None:
+        where.append(events.c.device_id == device_id)
+    with rt.db.read() as conn:
+        total = conn.execute(sa.select(sa.func.count()).select_from(events).where(*where)).scalar_one()
+        rows = conn.execute(
+            sa.select(events).where(*where, events.c.id > start).order_by(events.c.id).limit(limit + 1)
+        ).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [EventView(r.id, r.at, r.actor, r.type, r.device_id, r.data) for r in rows]
+    return Page(items, int(total), paging.encode_token(rows[-1].id) if more else None)

@@ -1,0 +1,261 @@
+"""Claiming by owner token, and the owner's hold on a device: tags, block, reprovision, unclaim."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+
+from zerotouch.crypto.hashing import matches, secret_hash
+from zerotouch.domain.errors import (
+    AlreadyExists,
+    FieldError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from zerotouch.domain.lifecycle import DeviceEvent, DeviceStatus, device_transition
+from zerotouch.domain.records import IDENTIFIER_FIELDS
+from zerotouch.domain.values import OwnerToken, Permission, check_tags
+from zerotouch.domain.views import DeviceView, ImportedDevice, Page
+from zerotouch.protocols import tr005
+from zerotouch.services import rules
+from zerotouch.services.manufacturing import label_for
+from zerotouch.services.plans import queue_commands
+from zerotouch.services.runtime import Principal, Runtime
+from zerotouch.store import paging
+from zerotouch.store.queries import (
+    command_counts,
+    device_for_account,
+    record_events,
+    replace_tags,
+    tags_of,
+)
+from zerotouch.store.schema import commands, device_tags, devices
+
+_IDENTIFIER_COLUMNS = dict(zip(IDENTIFIER_FIELDS, ("dev_eui", "join_eui", "vin", "imei", "serial", "mac"), strict=True))
+
+
+def _view(row: Any, tags: list[str], counts: dict[str, int]) -> DeviceView:
+    return DeviceView(
+        device_id=row.device_id,
+        status=row.status,
+        tags=tags,
+        claimed_at=row.claimed_at,
+        updated_at=row.updated_at,
+        identifiers={name: getattr(row, col) for name, col in _IDENTIFIER_COLUMNS.items()},
+        commands=counts,
+    )
+
+
+def _load_view(conn: sa.Connection, account_id: int, device_id: str) -> DeviceView:
+    row = device_for_account(conn, account_id=account_id, device_id=device_id)
+    return _view(row, tags_of(conn, [row.id])[row.id], command_counts(conn, [row.id])[row.id])
+
+
+def _claim_input(owner_token: Any, qr: Any) -> tuple[str, tr005.Tr005Payload | tr005.ZerotouchLabel | None]:
+    if (owner_token is None) == (qr is None):
+        raise InvalidArgument.for_field("ownerToken", "give exactly one of ownerToken and qr")
+    if qr is not None:
+        try:
+            label = tr005.decode(qr)
+        except tr005.QrError as exc:
+            raise InvalidArgument.for_field("qr", str(exc)) from None
+        if label.owner_token is None:
+            raise InvalidArgument.for_field("qr", "carries no owner token")
+        owner_token, field = label.owner_token, "qr"
+    else:
+        label, field = None, "ownerToken"
+    try:
+        return OwnerToken(owner_token).value, label
+    except ValueError as exc:
+        raise InvalidArgument.for_field(field, str(exc)) from None
+
+
+def _label_matches(row: Any, label: tr005.Tr005Payload | tr005.ZerotouchLabel | None) -> bool:
+    if isinstance(label, tr005.Tr005Payload):
+        return (row.dev_eui, row.join_eui) == (label.dev_eui, label.join_eui)
+    if isinstance(label, tr005.ZerotouchLabel):
+        return bool(row.device_id == label.device_id)
+    return True
+
+
+def claim_device(
+    rt: Runtime, *, principal: Principal, owner_token: Any = None, qr: Any = None, tags: Any = None
+) -> DeviceView:
+    """Claim the device the token belongs to; the database lets exactly one claim win."""
+    principal.require(Permission.WRITE_DEVICES)
+    token, label = _claim_input(owner_token, qr)
+    try:
+        extra_tags = check_tags(tags if tags is not None else [])
+    except ValueError as exc:
+        raise InvalidArgument("tags: " + str(exc), errors=[FieldError("tags", str(exc))]) from None
+    try:
+        return _claim(rt, principal, token, label, extra_tags)
+    except (PermissionDenied, AlreadyExists) as exc:
+        rt.claims_total.labels(outcome=exc.code).inc()
+        raise
+
+
+def _claim(
+    rt: Runtime, principal: Principal, token: str, label: Any, extra_tags: list[str]
+) -> DeviceView:
+    with rt.db.write() as conn:
+        row = conn.execute(
+            sa.select(devices).where(devices.c.owner_token_hash == secret_hash(token))
+        ).first()
+        if row is None or not matches(row.owner_token_hash, token) or not _label_matches(row, label):
+            raise PermissionDenied("The owner token is not valid.", code="invalid_owner_token")
+        if row.account_id is not None:
+            raise AlreadyExists("The device is claimed already.", code="already_claimed")
+        status = device_transition(DeviceStatus(row.status), DeviceEvent.CLAIM)
+        now = rt.clock()
+        won = conn.execute(
+            devices.update()
+            .where(devices.c.id == row.id, devices.c.account_id.is_(None))
+            .values(account_id=principal.account_id, status=status.value, claimed_at=now,
+                    updated_at=now)
+        ).rowcount
+        if won != 1:
+            raise AlreadyExists("The device is claimed already.", code="already_claimed")
+        all_tags = list(dict.fromkeys([*row.factory_tags, *extra_tags]))
+        new_tags = [t for t in all_tags if t not in row.factory_tags]
+        if new_tags:
+            conn.execute(device_tags.insert(), [{"device_pk": row.id, "tag": t} for t in new_tags])
+        record_events(
+            conn, account_id=principal.account_id, actor=principal.actor, at=now,
+            items=[("device.claimed", row.device_id, {"tags": all_tags})],
+        )
+        _apply_rules(rt, conn, principal, row, all_tags, now)
+        view = _load_view(conn, principal.account_id, row.device_id)
+    rt.claims_total.labels(outcome="claimed").inc()
+    return view
+
+
+def _apply_rules(
+    rt: Runtime, conn: sa.Connection, principal: Principal, row: Any, tags: list[str], now: dt.datetime
+) -> None:
+    matched = rules.matching_rules(conn, principal.account_id, tags)
+    planned = [item for rule in matched for item in rules.plan_of(rt, rule)]
+    if planned:
+        queue_commands(rt, conn, device_pk=row.id, planned=planned)
+        record_events(
+            conn, account_id=principal.account_id, actor=principal.actor, at=now,
+            items=[("plan.applied", row.device_id,
+                    {"ruleIds": [r.id for r in matched], "commands": len(planned)})],
+        )
+
+
+def get_device(rt: Runtime, *, principal: Principal, device_id: str) -> DeviceView:
+    principal.require(Permission.READ_DEVICES)
+    with rt.db.read() as conn:
+        return _load_view(conn, principal.account_id, device_id)
+
+
+def list_devices(
+    rt: Runtime,
+    *,
+    principal: Principal,
+    status: str | None = None,
+    tag: str | None = None,
+    page_limit: int = paging.DEFAULT_PAGE_LIMIT,
+    page_token: str | None = None,
+) -> Page[DeviceView]:
+    principal.require(Permission.READ_DEVICES)
+    limit = paging.check_limit(page_limit)
+    after = paging.decode_token(page_token)
+    where = [devices.c.account_id == principal.account_id]
+    if status is not None:
+        try:
+            where.append(devices.c.status == DeviceStatus(status).value)
+        except ValueError:
+            names = ", ".join(s.value for s in DeviceStatus if s is not DeviceStatus.PREVIOUS)
+            raise InvalidArgument.for_field("status", f"must be one of {names}") from None
+    if tag is not None:
+        where.append(
+            devices.c.id.in_(sa.select(device_tags.c.device_pk).where(device_tags.c.tag == tag))
+        )
+    with rt.db.read() as conn:
+        total = conn.execute(sa.select(sa.func.count()).select_from(devices).where(*where)).scalar_one()
+        rows = conn.execute(
+            sa.select(devices).where(*where, devices.c.id > after).order_by(devices.c.id).limit(limit + 1)
+        ).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        pks = [r.id for r in rows]
+        tags, counts = tags_of(conn, pks), command_counts(conn, pks)
+    items = [_view(r, tags[r.id], counts[r.id]) for r in rows]
+    return Page(items, int(total), paging.encode_token(rows[-1].id) if more else None)
+
+
+def _move(
+    rt: Runtime, *, principal: Principal, device_id: str, event: DeviceEvent
+) -> DeviceView:
+    """Apply one owner-side lifecycle event (unclaim, block, unblock, reprovision)."""
+    principal.require(Permission.WRITE_DEVICES)
+    with rt.db.write() as conn:
+        row = device_for_account(conn, account_id=principal.account_id, device_id=device_id, lock=True)
+        was = DeviceStatus(row.status)
+        previous = DeviceStatus(row.blocked_from) if row.blocked_from else None
+        status = device_transition(was, event, previous=previous)
+        now = rt.clock()
+        values: dict[str, Any] = {"status": status.value, "updated_at": now}
+        data: dict[str, Any] = {"from": was.value, "to": status.value}
+        if event is DeviceEvent.BLOCK:
+            values["blocked_from"] = was.value
+        elif event is DeviceEvent.UNBLOCK:
+            values["blocked_from"] = None
+        elif event is DeviceEvent.UNCLAIM:
+            values.update(account_id=None, claimed_at=None, blocked_from=None)
+        if event in (DeviceEvent.UNCLAIM, DeviceEvent.REPROVISION):
+            dropped = conn.execute(commands.delete().where(commands.c.device_pk == row.id)).rowcount
+            data["droppedCommands"] = dropped
+        conn.execute(devices.update().where(devices.c.id == row.id).values(**values))
+        kind = {"unclaim": "unclaimed", "block": "blocked", "unblock": "unblocked",
+                "reprovision": "reprovisioned"}[event.value]
+        record_events(
+            conn, account_id=principal.account_id, actor=principal.actor, at=now,
+            items=[(f"device.{kind}", device_id, data)],
+        )
+        if event is DeviceEvent.UNCLAIM:
+            replace_tags(conn, row.id, row.factory_tags)
+            return _view(row, [], {})
+        if event is DeviceEvent.REPROVISION:
+            tags = tags_of(conn, [row.id])[row.id]
+            _apply_rules(rt, conn, principal, row, tags, now)
+        return _load_view(conn, principal.account_id, device_id)
+
+
+def unclaim_device(rt: Runtime, *, principal: Principal, device_id: str) -> None:
+    _move(rt, principal=principal, device_id=device_id, event=DeviceEvent.UNCLAIM)
+
+
+def block_device(rt: Runtime, *, principal: Principal, device_id: str) -> DeviceView:
+    return _move(rt, principal=principal, device_id=device_id, event=DeviceEvent.BLOCK)
+
+
+def unblock_device(rt: Runtime, *, principal: Principal, device_id: str) -> DeviceView:
+    return _move(rt, principal=principal, device_id=device_id, event=DeviceEvent.UNBLOCK)
+
+
+def reprovision_device(rt: Runtime, *, principal: Principal, device_id: str) -> DeviceView:
+    return _move(rt, principal=principal, device_id=device_id, event=DeviceEvent.REPROVISION)
+
+
+def reprint_label(rt: Runtime, *, principal: Principal, device_id: str) -> ImportedDevice:
+    """The owner token and QR payload of an unclaimed device this account imported."""
+    principal.require(Permission.IMPORT_DEVICES)
+    with rt.db.read() as conn:
+        row = conn.execute(
+            sa.select(devices).where(
+                devices.c.device_id == device_id,
+                devices.c.imported_by == principal.account_id,
+                devices.c.account_id.is_(None),
+            )
+        ).first()
+    if row is None:
+        raise NotFound(f"No unclaimed device {device_id!r} imported by this account.",
+                       code="device_not_found")
+    token = rt.keyring.open_text(row.owner_token_sealed, "devices.owner_token")
+    return ImportedDevice(row.device_id, token, label_for(row, token))

@@ -1,0 +1,181 @@
+"""Factory import of personalization records, with owner tokens and QR labels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from zerotouch.crypto import pem
+from zerotouch.crypto.hashing import new_owner_token, secret_hash
+from zerotouch.domain.errors import AlreadyExists, FieldError, InvalidArgument
+from zerotouch.domain.lifecycle import DeviceStatus
+from zerotouch.domain.records import FactoryRecord, parse_factory_record
+from zerotouch.domain.values import Permission
+from zerotouch.domain.views import ImportedDevice, ImportResult, RejectedRow
+from zerotouch.protocols import tr005
+from zerotouch.services.runtime import Principal, Runtime
+from zerotouch.store.queries import record_events, unique_violation_as
+from zerotouch.store.schema import device_tags, devices
+
+MAX_IMPORT_RECORDS = 10_000
+_CONFLICT_RETRIES = 3
+
+
+def label_for(record: FactoryRecord | Any, owner_token: str) -> str:
+    """The QR payload printed on the box: TR005 for LoRaWAN devices, else a zerotouch label."""
+    if record.join_eui and record.dev_eui and record.profile_id:
+        payload = tr005.Tr005Payload(
+            join_eui=record.join_eui,
+            dev_eui=record.dev_eui,
+            profile_id=record.profile_id,
+            owner_token=owner_token,
+        )
+        return tr005.encode(payload)
+    return tr005.encode_label(tr005.ZerotouchLabel(owner_token, record.device_id))
+
+
+def _validate(raw_records: Sequence[Any]) -> tuple[list[tuple[int, FactoryRecord]], list[RejectedRow]]:
+    accepted: list[tuple[int, FactoryRecord]] = []
+    rejected: list[RejectedRow] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(raw_records):
+        path = f"devices[{index}]"
+        device_id = raw.get("deviceId") if isinstance(raw, dict) else None
+        name = device_id if isinstance(device_id, str) else None
+        try:
+            record = parse_factory_record(raw, path=path)
+            if record.public_key is not None:
+                try:
+                    pem.check_ec_p256_public_key(record.public_key)
+                except ValueError as exc:
+                    raise InvalidArgument.for_field(f"{path}.publicKey", str(exc)) from None
+        except InvalidArgument as exc:
+            first = exc.errors[0] if exc.errors else FieldError(path, exc.message)
+            rejected.append(RejectedRow(index + 1, name, exc.code, exc.message, first.field))
+            continue
+        if record.device_id in seen:
+            rejected.append(
+                RejectedRow(index + 1, name, "already_exists",
+                            f"{path}.deviceId: appears earlier in this import", f"{path}.deviceId")
+            )
+            continue
+        seen.add(record.device_id)
+        accepted.append((index, record))
+    return accepted, rejected
+
+
+def _existing(conn: sa.Connection, device_ids: list[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(device_ids), 500):
+        chunk = device_ids[start : start + 500]
+        found.update(
+            conn.execute(sa.select(devices.c.device_id).where(devices.c.device_id.in_(chunk)))
+            .scalars()
+        )
+    return found
+
+
+def import_devices(
+    rt: Runtime, *, principal: Principal, records: Sequence[Any], atomic: bool = False
+) -> ImportResult:
+    """Import valid records, report invalid ones; with ``atomic`` one bad row rejects all."""
+    principal.require(Permission.IMPORT_DEVICES)
+    if len(records) > MAX_IMPORT_RECORDS:
+        raise InvalidArgument.for_field("devices", f"must hold at most {MAX_IMPORT_RECORDS} records")
+    accepted, invalid = _validate(records)
+    for attempt in range(_CONFLICT_RETRIES):
+        try:
+            return _write(rt, principal, accepted, invalid, atomic)
+        except AlreadyExists:
+            # Another import took one of these deviceIds between our check and our insert;
+            # the next attempt sees it and reports that row.
+            if attempt == _CONFLICT_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _write(
+    rt: Runtime,
+    principal: Principal,
+    accepted: list[tuple[int, FactoryRecord]],
+    invalid: list[RejectedRow],
+    atomic: bool,
+) -> ImportResult:
+    keyring = rt.keyring
+    with rt.db.write() as conn:
+        taken = _existing(conn, [r.device_id for _, r in accepted])
+        rejected = list(invalid)
+        fresh: list[tuple[int, FactoryRecord]] = []
+        for index, record in accepted:
+            if record.device_id in taken:
+                field = f"devices[{index}].deviceId"
+                rejected.append(
+                    RejectedRow(index + 1, record.device_id, "already_exists",
+                                f"{field}: device {record.device_id!r} was imported before", field)
+                )
+            else:
+                fresh.append((index, record))
+        rejected.sort(key=lambda r: r.row)
+        if atomic and rejected:
+            errors = [FieldError(r.field or f"devices[{r.row - 1}]", r.message) for r in rejected]
+            raise InvalidArgument(
+                f"{len(rejected)} of {len(accepted) + len(invalid)} records were invalid; "
+                "nothing was imported.",
+                errors=errors,
+            )
+        now = rt.clock()
+        rows: list[dict[str, Any]] = []
+        out: list[ImportedDevice] = []
+        for _, r in fresh:
+            token = new_owner_token()
+            rows.append({
+                "device_id": r.device_id,
+                "account_id": None,
+                "imported_by": principal.account_id,
+                "status": DeviceStatus.UNCLAIMED.value,
+                "blocked_from": None,
+                "dev_eui": r.dev_eui,
+                "join_eui": r.join_eui,
+                "profile_id": r.profile_id,
+                "vin": r.vin,
+                "imei": r.imei,
+                "serial": r.serial,
+                "mac": r.mac,
+                "public_key": r.public_key,
+                "app_key_sealed": r.app_key and keyring.seal(r.app_key, "devices.app_key"),
+                "iccid_sealed": r.iccid and keyring.seal(r.iccid, "devices.iccid"),
+                "device_secret_sealed": r.device_secret
+                and keyring.seal(r.device_secret, "devices.device_secret"),
+                "owner_token_hash": secret_hash(token),
+                "owner_token_sealed": keyring.seal(token, "devices.owner_token"),
+                "factory_tags": r.tags,
+                "claimed_at": None,
+                "created_at": now,
+                "updated_at": now,
+            })
+            out.append(ImportedDevice(r.device_id, token, label_for(r, token)))
+        if rows:
+            with unique_violation_as(AlreadyExists("A deviceId was imported concurrently.")):
+                inserted = conn.execute(
+                    devices.insert().returning(
+                        devices.c.id, devices.c.device_id, sort_by_parameter_order=True
+                    ),
+                    rows,
+                ).all()
+            tag_rows = [
+                {"device_pk": pk, "tag": tag}
+                for (pk, _), (_, r) in zip(inserted, fresh, strict=True)
+                for tag in r.tags
+            ]
+            if tag_rows:
+                conn.execute(device_tags.insert(), tag_rows)
+            record_events(
+                conn,
+                account_id=principal.account_id,
+                actor=principal.actor,
+                at=now,
+                items=[("device.imported", r.device_id, {}) for _, r in fresh],
+            )
+    return ImportResult(imported=len(out), rejected=rejected, devices=out)

@@ -1,0 +1,221 @@
+"""A device's provisioning plan: ordered commands, their lifecycle and write-only secrets."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from zerotouch.domain.commands import MAX_COMMANDS_PER_DEVICE, CommandType, split_secrets
+from zerotouch.domain.errors import NotFound, ResourceExhausted
+from zerotouch.domain.lifecycle import (
+    CommandEvent,
+    CommandStatus,
+    DeviceEvent,
+    DeviceStatus,
+    command_transition,
+    device_transition,
+)
+from zerotouch.domain.values import Permission
+from zerotouch.domain.views import CommandView
+from zerotouch.services.requests import check_description, parse_request
+from zerotouch.services.runtime import Principal, Runtime
+from zerotouch.store.queries import device_for_account, next_position, record_events
+from zerotouch.store.schema import commands, devices
+
+SECRETS_PURPOSE = "commands.secrets"
+
+
+def command_view(row: sa.Row[Any]) -> CommandView:
+    return CommandView(
+        id=row.id,
+        description=row.description,
+        request=row.request,
+        status=row.status,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        response=row.response,
+    )
+
+
+def queue_commands(
+    rt: Runtime,
+    conn: sa.Connection,
+    *,
+    device_pk: int,
+    planned: Sequence[tuple[str, CommandType, dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """Append (description, type, params) to a device's plan; refuses past the per-device limit."""
+    count, position = next_position(conn, device_pk)
+    if count + len(planned) > MAX_COMMANDS_PER_DEVICE:
+        raise ResourceExhausted(
+            f"A device holds at most {MAX_COMMANDS_PER_DEVICE} commands; it has {count} and "
+            f"{len(planned)} more were asked for.",
+            code="command_limit_reached",
+        )
+    now = rt.clock()
+    rows = []
+    for offset, (description, command_type, params) in enumerate(planned):
+        public, secrets = split_secrets(command_type, params)
+        rows.append({
+            "id": str(uuid.uuid4()),
+            "device_pk": device_pk,
+            "position": position + offset,
+            "description": description,
+            "type": command_type.value,
+            "request": {command_type.value: public},
+            "secrets_sealed": rt.keyring.seal(json.dumps(secrets), SECRETS_PURPOSE)
+            if secrets
+            else None,
+            "status": CommandStatus.PENDING.value,
+            "response": None,
+            "created_at": now,
+            "updated_at": now,
+        })
+    if rows:
+        conn.execute(commands.insert(), rows)
+    return rows
+
+
+def add_command(
+    rt: Runtime, *, principal: Principal, device_id: str, description: Any, request: Any
+) -> CommandView:
+    principal.require(Permission.WRITE_DEVICES)
+    text = check_description(description)
+    command_type, params = parse_request(request)
+    with rt.db.write() as conn:
+        device = device_for_account(
+            conn, account_id=principal.account_id, device_id=device_id, lock=True
+        )
+        (row,) = queue_commands(rt, conn, device_pk=device.id, planned=[(text, command_type, params)])
+        record_events(
+            conn,
+            account_id=principal.account_id,
+            actor=principal.actor,
+            at=row["created_at"],
+            items=[("command.created", device_id, {"commandId": row["id"], "type": row["type"]})],
+        )
+    return CommandView(
+        id=row["id"],
+        description=text,
+        request=row["request"],
+        status=row["status"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        response=None,
+    )
+
+
+def list_commands(rt: Runtime, *, principal: Principal, device_id: str) -> list[CommandView]:
+    principal.require(Permission.READ_DEVICES)
+    with rt.db.read() as conn:
+        device = device_for_account(conn, account_id=principal.account_id, device_id=device_id)
+        rows = conn.execute(
+            sa.select(commands).where(commands.c.device_pk == device.id).order_by(commands.c.position)
+        )
+        return [command_view(r) for r in rows]
+
+
+def _command(conn: sa.Connection, device_pk: int, command_id: str) -> sa.Row[Any]:
+    row = conn.execute(
+        sa.select(commands).where(commands.c.id == command_id, commands.c.device_pk == device_pk)
+    ).first()
+    if row is None:
+        raise NotFound(f"No command {command_id!r} for this device.", code="command_not_found")
+    return row
+
+
+def get_command(
+    rt: Runtime, *, principal: Principal, device_id: str, command_id: str
+) -> CommandView:
+    principal.require(Permission.READ_DEVICES)
+    with rt.db.read() as conn:
+        device = device_for_account(conn, account_id=principal.account_id, device_id=device_id)
+        return command_view(_command(conn, device.id, command_id))
+
+
+def delete_command(rt: Runtime, *, principal: Principal, device_id: str, command_id: str) -> None:
+    principal.require(Permission.WRITE_DEVICES)
+    with rt.db.write() as conn:
+        device = device_for_account(
+            conn, account_id=principal.account_id, device_id=device_id, lock=True
+        )
+        row = _command(conn, device.id, command_id)
+        command_transition(CommandStatus(row.status), CommandEvent.DELETE)
+        conn.execute(commands.delete().where(commands.c.id == command_id))
+        record_events(
+            conn,
+            account_id=principal.account_id,
+            actor=principal.actor,
+            at=rt.clock(),
+            items=[("command.deleted", device_id, {"commandId": command_id})],
+        )
+
+
+def reset_command(
+    rt: Runtime, *, principal: Principal, device_id: str, command_id: str
+) -> CommandView:
+    return _settle(rt, principal, device_id, command_id, CommandEvent.RESET)
+
+
+def skip_command(
+    rt: Runtime, *, principal: Principal, device_id: str, command_id: str
+) -> CommandView:
+    return _settle(rt, principal, device_id, command_id, CommandEvent.SKIP)
+
+
+def _settle(
+    rt: Runtime, principal: Principal, device_id: str, command_id: str, event: CommandEvent
+) -> CommandView:
+    """Reset or skip a command; a device held in ERROR by it goes back to PROVISIONING."""
+    principal.require(Permission.WRITE_DEVICES)
+    with rt.db.write() as conn:
+        device = device_for_account(
+            conn, account_id=principal.account_id, device_id=device_id, lock=True
+        )
+        row = _command(conn, device.id, command_id)
+        was = CommandStatus(row.status)
+        status = command_transition(was, event)
+        now = rt.clock()
+        conn.execute(
+            commands.update()
+            .where(commands.c.id == command_id)
+            .values(status=status.value, updated_at=now)
+        )
+        if was is CommandStatus.FAILED:
+            _resolve_error(conn, device, now)
+        record_events(
+            conn,
+            account_id=principal.account_id,
+            actor=principal.actor,
+            at=now,
+            items=[(f"command.{status.value.lower()}", device_id,
+                    {"commandId": command_id, "from": was.value})],
+        )
+        return command_view(_command(conn, device.id, command_id))
+
+
+def _resolve_error(conn: sa.Connection, device: sa.Row[Any], now: Any) -> None:
+    still_failed = conn.execute(
+        sa.select(sa.func.count()).where(
+            commands.c.device_pk == device.id, commands.c.status == CommandStatus.FAILED.value
+        )
+    ).scalar_one()
+    if still_failed:
+        return
+    status = DeviceStatus(device.status)
+    if status is DeviceStatus.ERROR:
+        new = device_transition(status, DeviceEvent.RESOLVE)
+        conn.execute(
+            devices.update().where(devices.c.id == device.id).values(status=new.value, updated_at=now)
+        )
+    elif status is DeviceStatus.BLOCKED and device.blocked_from == DeviceStatus.ERROR.value:
+        new = device_transition(DeviceStatus.ERROR, DeviceEvent.RESOLVE)
+        conn.execute(
+            devices.update()
+            .where(devices.c.id == device.id)
+            .values(blocked_from=new.value, updated_at=now)
+        )

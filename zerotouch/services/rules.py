@@ -1,0 +1,242 @@
+"""Provisioning rules: a plan queued on every device that carries one of the rule's tags."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+
+from zerotouch.domain.commands import MAX_COMMANDS_PER_DEVICE, CommandType, split_secrets
+from zerotouch.domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldError,
+    InvalidArgument,
+    NotFound,
+)
+from zerotouch.domain.values import Permission, check_tags
+from zerotouch.domain.views import RuleView
+from zerotouch.services.requests import check_description, parse_request
+from zerotouch.services.runtime import Principal, Runtime
+from zerotouch.store.queries import record_events, unique_violation_as
+from zerotouch.store.schema import provisioning_rules
+
+SECRETS_PURPOSE = "provisioning_rules.secrets"
+NAME_MAX = 128
+
+Planned = list[tuple[str, CommandType, dict[str, Any]]]
+
+
+def _view(row: Any) -> RuleView:
+    return RuleView(
+        id=row.id,
+        name=row.name,
+        description=row.description,
+        tags=list(row.tags),
+        commands=[{"description": c["description"], "request": c["request"]} for c in row.commands],
+        active=bool(row.active),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _parse(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
+    """Validate rule fields; returns the columns to write (secrets sealed by the caller)."""
+    errors: list[FieldError] = []
+    out: dict[str, Any] = {}
+    known = {"name", "description", "tags", "commands", "active"}
+    errors += [FieldError(k, "is not a known field") for k in body if k not in known]
+    if "name" in body or not partial:
+        name = body.get("name")
+        if not isinstance(name, str) or not 1 <= len(name) <= NAME_MAX:
+            errors.append(FieldError("name", f"must be a string of 1-{NAME_MAX} characters"))
+        out["name"] = name
+    if "description" in body or not partial:
+        try:
+            out["description"] = check_description(body.get("description"))
+        except InvalidArgument as exc:
+            errors += exc.errors
+    if "tags" in body or not partial:
+        try:
+            out["tags"] = check_tags(body.get("tags"))
+            if not out["tags"]:
+                errors.append(FieldError("tags", "must hold at least one tag"))
+        except ValueError as exc:
+            errors.append(FieldError("tags", str(exc)))
+    if "commands" in body or not partial:
+        out["planned"] = _parse_commands(body.get("commands"), errors)
+    if "active" in body:
+        if not isinstance(body["active"], bool):
+            errors.append(FieldError("active", "must be true or false"))
+        out["active"] = body["active"]
+    if errors:
+        raise InvalidArgument("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+    return out
+
+
+def _parse_commands(raw: Any, errors: list[FieldError]) -> Planned:
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_COMMANDS_PER_DEVICE:
+        errors.append(
+            FieldError("commands", f"must be a list of 1-{MAX_COMMANDS_PER_DEVICE} commands")
+        )
+        return []
+    planned: Planned = []
+    for i, item in enumerate(raw):
+        path = f"commands[{i}]"
+        if not isinstance(item, dict) or "request" not in item:
+            errors.append(FieldError(path, "must be an object with a request"))
+            continue
+        try:
+            description = check_description(item.get("description"), path=f"{path}.description")
+            command_type, params = parse_request(item["request"], path=f"{path}.request")
+        except InvalidArgument as exc:
+            errors += exc.errors
+            continue
+        planned.append((description, command_type, params))
+    return planned
+
+
+def _columns(rt: Runtime, planned: Planned) -> dict[str, Any]:
+    stored, secrets = [], []
+    for description, command_type, params in planned:
+        public, secret = split_secrets(command_type, params)
+        stored.append({"description": description, "request": {command_type.value: public}})
+        secrets.append(secret)
+    sealed = rt.keyring.seal(json.dumps(secrets), SECRETS_PURPOSE) if any(secrets) else None
+    return {"commands": stored, "secrets_sealed": sealed}
+
+
+def plan_of(rt: Runtime, row: Any) -> Planned:
+    """The rule's commands with their secrets opened again, ready to queue on a device."""
+    secrets: list[dict[str, Any]] = (
+        json.loads(rt.keyring.open(row.secrets_sealed, SECRETS_PURPOSE))
+        if row.secrets_sealed
+        else [{} for _ in row.commands]
+    )
+    planned: Planned = []
+    for stored, secret in zip(row.commands, secrets, strict=True):
+        ((name, public),) = stored["request"].items()
+        planned.append((stored["description"], CommandType(name), {**public, **secret}))
+    return planned
+
+
+def matching_rules(conn: sa.Connection, account_id: int, tags: Iterable[str]) -> list[Any]:
+    wanted = set(tags)
+    if not wanted:
+        return []
+    rows = conn.execute(
+        sa.select(provisioning_rules)
+        .where(provisioning_rules.c.account_id == account_id, provisioning_rules.c.active)
+        .order_by(provisioning_rules.c.created_at, provisioning_rules.c.id)
+    )
+    return [r for r in rows if wanted.intersection(r.tags)]
+
+
+def create_rule(rt: Runtime, *, principal: Principal, body: Any) -> RuleView:
+    principal.require(Permission.WRITE_DEVICES)
+    if not isinstance(body, dict):
+        raise InvalidArgument.for_field("body", "must be an object")
+    fields = _parse(body, partial=False)
+    now = rt.clock()
+    row = {
+        "id": str(uuid.uuid4()),
+        "account_id": principal.account_id,
+        "name": fields["name"],
+        "description": fields["description"],
+        "tags": fields["tags"],
+        "active": fields.get("active", False),
+        "created_at": now,
+        "updated_at": now,
+        **_columns(rt, fields["planned"]),
+    }
+    with rt.db.write() as conn:
+        with unique_violation_as(AlreadyExists(f"A rule named {fields['name']!r} exists already.")):
+            conn.execute(provisioning_rules.insert().values(**row))
+        _event(conn, principal, now, "rule.created", row["id"])
+        return _view(_get(conn, principal, row["id"]))
+
+
+def _get(conn: sa.Connection, principal: Principal, rule_id: str, *, lock: bool = False) -> Any:
+    query = sa.select(provisioning_rules).where(
+        provisioning_rules.c.id == rule_id, provisioning_rules.c.account_id == principal.account_id
+    )
+    row = conn.execute(query.with_for_update() if lock else query).first()
+    if row is None:
+        raise NotFound(f"No rule {rule_id!r} in this account.", code="rule_not_found")
+    return row
+
+
+def _event(conn: sa.Connection, principal: Principal, now: Any, kind: str, rule_id: str) -> None:
+    record_events(
+        conn, account_id=principal.account_id, actor=principal.actor, at=now,
+        items=[(kind, None, {"ruleId": rule_id})],
+    )
+
+
+def list_rules(rt: Runtime, *, principal: Principal) -> list[RuleView]:
+    principal.require(Permission.READ_DEVICES)
+    with rt.db.read() as conn:
+        rows = conn.execute(
+            sa.select(provisioning_rules)
+            .where(provisioning_rules.c.account_id == principal.account_id)
+            .order_by(provisioning_rules.c.created_at, provisioning_rules.c.id)
+        )
+        return [_view(r) for r in rows]
+
+
+def get_rule(rt: Runtime, *, principal: Principal, rule_id: str) -> RuleView:
+    principal.require(Permission.READ_DEVICES)
+    with rt.db.read() as conn:
+        return _view(_get(conn, principal, rule_id))
+
+
+def update_rule(rt: Runtime, *, principal: Principal, rule_id: str, body: Any) -> RuleView:
+    """Change an inactive rule; an active rule is immutable."""
+    principal.require(Permission.WRITE_DEVICES)
+    if not isinstance(body, dict):
+        raise InvalidArgument.for_field("body", "must be an object")
+    fields = _parse(body, partial=True)
+    if "active" in fields:
+        raise InvalidArgument.for_field("active", "is changed by activate and deactivate")
+    with rt.db.write() as conn:
+        row = _get(conn, principal, rule_id, lock=True)
+        if row.active:
+            raise FailedPrecondition("An active rule cannot be changed.", code="rule_active")
+        now = rt.clock()
+        values = {k: fields[k] for k in ("name", "description", "tags") if k in fields}
+        if "planned" in fields:
+            values.update(_columns(rt, fields["planned"]))
+        with unique_violation_as(AlreadyExists(f"A rule named {fields.get('name')!r} exists already.")):
+            conn.execute(
+                provisioning_rules.update()
+                .where(provisioning_rules.c.id == rule_id)
+                .values(**values, updated_at=now)
+            )
+        _event(conn, principal, now, "rule.updated", rule_id)
+        return _view(_get(conn, principal, rule_id))
+
+
+def set_rule_active(rt: Runtime, *, principal: Principal, rule_id: str, active: bool) -> RuleView:
+    principal.require(Permission.WRITE_DEVICES)
+    with rt.db.write() as conn:
+        row = _get(conn, principal, rule_id, lock=True)
+        if bool(row.active) != active:
+            now = rt.clock()
+            conn.execute(
+                provisioning_rules.update()
+                .where(provisioning_rules.c.id == rule_id)
+                .values(active=active, updated_at=now)
+            )
+            _event(conn, principal, now, "rule.activated" if active else "rule.deactivated", rule_id)
+        return _view(_get(conn, principal, rule_id))
+
+
+def delete_rule(rt: Runtime, *, principal: Principal, rule_id: str) -> None:
+    principal.require(Permission.WRITE_DEVICES)
+    with rt.db.write() as conn:
+        _get(conn, principal, rule_id, lock=True)
+        conn.execute(provisioning_rules.delete().where(provisioning_rules.c.id == rule_id))
+        _event(conn, principal, rt.clock(), "rule.deleted", rule_id)

@@ -1,0 +1,51 @@
+"""What every service call needs: the database, the master keyring, a clock, the caller."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter
+
+from zerotouch.crypto.envelope import Keyring
+from zerotouch.domain.errors import PermissionDenied
+from zerotouch.domain.values import ROLE_PERMISSIONS, Permission, Role
+from zerotouch.store.db import Database
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class Runtime:
+    db: Database
+    keyring: Keyring
+    keyring_path: Path | None = None
+    clock: Callable[[], dt.datetime] = utcnow
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.claims_total = Counter(
+            "zerotouch_claims_total", "Device claims by outcome.", ["outcome"],
+            registry=self.registry,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated operator: an API key of one role in one account."""
+
+    account_id: int
+    role: Role
+    key_id: str
+
+    @property
+    def actor(self) -> str:
+        return f"key:{self.key_id}"
+
+    def require(self, permission: Permission) -> None:
+        if permission not in ROLE_PERMISSIONS[self.role]:
+            raise PermissionDenied(f"The {self.role.value} role may not do this.")

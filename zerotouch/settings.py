@@ -1,0 +1,24 @@
+"""Settings from the environment (``ZEROTOUCH_*``) and command-line flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from zerotouch.store.db import sqlite_url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ZEROTOUCH_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("zerotouch-data"))
+    database_url: str | None = None
+    master_key: str | None = Field(default=None, repr=False)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    db_pool_size: int = 20
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or sqlite_url(self.data_dir)

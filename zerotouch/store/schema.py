@@ -1,0 +1,169 @@
+"""The one schema, for SQLite and PostgreSQL alike. Alembic migrations must produce exactly this."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(sa.TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on both databases (SQLite hands back naive values)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.astimezone(dt.UTC) if value is not None else None
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+Json = sa.JSON().with_variant(JSONB(), "postgresql")
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("account_id", BigId, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+)
+
+devices = sa.Table(
+    "devices",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("device_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("account_id", BigId, sa.ForeignKey("accounts.id"), nullable=True),
+    sa.Column("imported_by", BigId, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("blocked_from", sa.String(16), nullable=True),
+    sa.Column("dev_eui", sa.String(16), nullable=True),
+    sa.Column("join_eui", sa.String(16), nullable=True),
+    sa.Column("profile_id", sa.String(8), nullable=True),
+    sa.Column("vin", sa.String(17), nullable=True),
+    sa.Column("imei", sa.String(15), nullable=True),
+    sa.Column("serial", sa.String(128), nullable=True),
+    sa.Column("mac", sa.String(12), nullable=True),
+    sa.Column("public_key", sa.Text(), nullable=True),
+    sa.Column("app_key_sealed", sa.Text(), nullable=True),
+    sa.Column("iccid_sealed", sa.Text(), nullable=True),
+    sa.Column("device_secret_sealed", sa.Text(), nullable=True),
+    sa.Column("owner_token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("owner_token_sealed", sa.Text(), nullable=False),
+    sa.Column("factory_tags", Json, nullable=False),
+    sa.Column("claimed_at", UtcDateTime(), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Index(None, "account_id", "status", "id"),
+    sa.Index(None, "account_id", "id"),
+)
+
+device_tags = sa.Table(
+    "device_tags",
+    metadata,
+    sa.Column(
+        "device_pk", BigId, sa.ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("tag", sa.String(64), primary_key=True),
+    sa.Index(None, "tag", "device_pk"),
+)
+
+commands = sa.Table(
+    "commands",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column(
+        "device_pk", BigId, sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("position", sa.Integer(), nullable=False),
+    sa.Column("description", sa.String(256), nullable=False),
+    sa.Column("type", sa.String(40), nullable=False),
+    sa.Column("request", Json, nullable=False),
+    sa.Column("secrets_sealed", sa.Text(), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("response", Json, nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Index(None, "device_pk", "position"),
+)
+
+provisioning_rules = sa.Table(
+    "provisioning_rules",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("account_id", BigId, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("description", sa.String(256), nullable=False),
+    sa.Column("tags", Json, nullable=False),
+    sa.Column("commands", Json, nullable=False),
+    sa.Column("secrets_sealed", sa.Text(), nullable=True),
+    sa.Column("active", sa.Boolean(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("account_id", "name"),
+)
+
+certificate_authorities = sa.Table(
+    "certificate_authorities",
+    metadata,
+    sa.Column("account_id", BigId, sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("certificate_pem", sa.Text(), nullable=False),
+    sa.Column("private_key_sealed", sa.Text(), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("account_id", BigId, sa.ForeignKey("accounts.id"), nullable=True),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("actor", sa.String(80), nullable=False),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("device_id", sa.String(64), nullable=True),
+    sa.Column("data", Json, nullable=False),
+    sa.Index(None, "account_id", "id"),
+    sa.Index(None, "account_id", "device_id", "id"),
+)
+
+# Every column that holds a sealed secret, with the purpose it is sealed for (see
+# crypto/envelope.py); master key rotation walks this list.
+SEALED_COLUMNS: tuple[tuple[sa.Table, str, str], ...] = (
+    (devices, "app_key_sealed", "devices.app_key"),
+    (devices, "iccid_sealed", "devices.iccid"),
+    (devices, "device_secret_sealed", "devices.device_secret"),
+    (devices, "owner_token_sealed", "devices.owner_token"),
+    (commands, "secrets_sealed", "commands.secrets"),
+    (provisioning_rules, "secrets_sealed", "provisioning_rules.secrets"),
+    (certificate_authorities, "private_key_sealed", "certificate_authorities.private_key"),
+)
