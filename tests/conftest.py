@@ -44,8 +44,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     except sa.exc.OperationalError as exc:
         if os.environ.get("CI"):
             pytest.exit(f"PostgreSQL is unreachable at {PG_ADMIN_URL}: {exc}", returncode=1)
-        pytest.exit(f"PostgreSQL is unreachable at {PG_ADMIN_URL}; its run is skipped.",
-                    returncode=0)
+        pytest.exit(
+            f"PostgreSQL is unreachable at {PG_ADMIN_URL}; its run is skipped.", returncode=0
+        )
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +58,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-class fresh_pg_database:  # noqa: N801 - used as a context manager
+class fresh_pg_database:
     """A new, empty PostgreSQL database, dropped on exit."""
 
     def __enter__(self) -> str:
@@ -114,15 +115,18 @@ class Api:
         return {"Authorization": f"Bearer {self.keys[role]}"}
 
     def call(self, method: str, path: str, role: str = "owner", **kw: Any) -> Any:
-        return self.client.request(method, path, headers={**self.headers(role),
-                                                          **kw.pop("headers", {})}, **kw)
+        return self.client.request(
+            method, path, headers={**self.headers(role), **kw.pop("headers", {})}, **kw
+        )
 
     def import_devices(self, *records: dict[str, Any], role: str = "manufacturer") -> Any:
         res = self.call("POST", "/v1/manufacturing/devices", role, json={"devices": list(records)})
         assert res.status_code == 200, res.text
         return res.json()
 
-    def claimed(self, device_id: str = "dev-1", role: str = "owner", **fields: Any) -> dict[str, Any]:
+    def claimed(
+        self, device_id: str = "dev-1", role: str = "owner", **fields: Any
+    ) -> dict[str, Any]:
         """Import one device and claim it; returns the claimed Device."""
         token = self.import_devices({"deviceId": device_id, **fields})["devices"][0]["ownerToken"]
         res = self.call("POST", "/v1/claimed-devices", role, json={"ownerToken": token})

@@ -14,8 +14,11 @@ from zerotouch.domain.errors import ZerotouchError
 from zerotouch.services import accounts, keys
 from zerotouch.settings import Settings
 
-app = typer.Typer(help="zerotouch: zero-touch provisioning for connected devices.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="zerotouch: zero-touch provisioning for connected devices.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 keys_app = typer.Typer(help="API keys and the master key.", no_args_is_help=True)
 db_app = typer.Typer(help="The database.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
@@ -35,10 +38,17 @@ def serve(
     settings = settings.model_copy(update=updates)
     runtime = build_runtime(settings)
     runtime.db.upgrade()
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     uvicorn.run(
-        create_app(settings, runtime=runtime), host=settings.host, port=settings.port,
-        loop="uvloop", http="httptools", log_level=log_level, server_header=False,
+        create_app(settings, runtime=runtime),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_level=log_level,
+        server_header=False,
     )
 
 
@@ -70,8 +80,10 @@ def rotate_master() -> None:
         rotation = keys.rotate_master(runtime)
     finally:
         runtime.db.dispose()
-    err.print(f"Master key rotated to version {rotation.version}; "
-              f"{rotation.resealed} values sealed again.")
+    err.print(
+        f"Master key rotated to version {rotation.version}; "
+        f"{rotation.resealed} values sealed again."
+    )
     if runtime.keyring_path is None:
         err.print("The key came from ZEROTOUCH_MASTER_KEY: set it to the value below now.")
         print(rotation.keyring.format())

@@ -93,8 +93,9 @@ def import_ca(certificate_pem: str, private_key_pem: str) -> CaMaterial:
     if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
         raise ValueError("privateKey: must be an EC or RSA key")
     public_der = serialization.PublicFormat.SubjectPublicKeyInfo
-    if key.public_key().public_bytes(serialization.Encoding.DER, public_der) != cert.public_key(
-    ).public_bytes(serialization.Encoding.DER, public_der):
+    if key.public_key().public_bytes(
+        serialization.Encoding.DER, public_der
+    ) != cert.public_key().public_bytes(serialization.Encoding.DER, public_der):
         raise ValueError("privateKey: does not match the certificate")
     return CaMaterial(
         certificate_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 MAX_COMMANDS_PER_DEVICE = 20
-SECRET_MASK = "***"
+SECRET_MASK = "***"  # noqa: S105 - the mask shown in place of a secret, not one
 
 
 class CommandType(StrEnum):

@@ -131,9 +131,7 @@ def transition(table: Mapping[S, Mapping[E, S]], state: S, event: E, *, what: st
     try:
         return table[state][event]
     except KeyError:
-        raise IllegalTransition(
-            f"A {what} in status {state.value} cannot {event.value}."
-        ) from None
+        raise IllegalTransition(f"A {what} in status {state.value} cannot {event.value}.") from None
 
 
 def device_transition(

@@ -85,7 +85,8 @@ def parse_factory_record(raw: object, *, path: str = "") -> FactoryRecord:
     """Validate one record; every bad field is reported, named by ``path`` + its field name."""
     if not isinstance(raw, Mapping):
         raise InvalidArgument(
-            "A record must be an object.", errors=[FieldError(path or "record", "must be an object")]
+            "A record must be an object.",
+            errors=[FieldError(path or "record", "must be an object")],
         )
     errors: list[FieldError] = []
     values: dict[str, object] = {}

@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from zerotouch.domain.errors import FieldError
+
 T = TypeVar("T")
 
 
@@ -73,7 +75,7 @@ class RejectedRow:
     device_id: str | None
     code: str
     message: str
-    field: str | None = None
+    errors: tuple[FieldError, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

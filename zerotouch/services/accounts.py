@@ -62,8 +62,9 @@ def authenticate(rt: Runtime, raw_key: str) -> Principal:
     digest = secret_hash(raw_key)
     with rt.db.read() as conn:
         row = conn.execute(
-            sa.select(api_keys.c.id, api_keys.c.account_id, api_keys.c.role, api_keys.c.key_hash)
-            .where(api_keys.c.key_hash == digest)
+            sa.select(
+                api_keys.c.id, api_keys.c.account_id, api_keys.c.role, api_keys.c.key_hash
+            ).where(api_keys.c.key_hash == digest)
         ).first()
     if row is None or not matches(row.key_hash, raw_key):
         raise Unauthenticated("The API key is not known.")

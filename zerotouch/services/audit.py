@@ -27,9 +27,14 @@ def list_events(
     if device_id is not None:
         where.append(events.c.device_id == device_id)
     with rt.db.read() as conn:
-        total = conn.execute(sa.select(sa.func.count()).select_from(events).where(*where)).scalar_one()
+        total = conn.execute(
+            sa.select(sa.func.count()).select_from(events).where(*where)
+        ).scalar_one()
         rows = conn.execute(
-            sa.select(events).where(*where, events.c.id > start).order_by(events.c.id).limit(limit + 1)
+            sa.select(events)
+            .where(*where, events.c.id > start)
+            .order_by(events.c.id)
+            .limit(limit + 1)
         ).all()
     more = len(rows) > limit
     rows = rows[:limit]

@@ -29,14 +29,20 @@ def _material(body: Any) -> ca.CaMaterial:
         )
     if "commonName" in body:
         if "certificate" in body or "privateKey" in body:
-            raise InvalidArgument.for_field("commonName", "give commonName or certificate and privateKey, not both")
+            raise InvalidArgument.for_field(
+                "commonName", "give commonName or certificate and privateKey, not both"
+            )
         name = body["commonName"]
         if not isinstance(name, str) or not 1 <= len(name) <= COMMON_NAME_MAX:
-            raise InvalidArgument.for_field("commonName", f"must be a string of 1-{COMMON_NAME_MAX} characters")
+            raise InvalidArgument.for_field(
+                "commonName", f"must be a string of 1-{COMMON_NAME_MAX} characters"
+            )
         return ca.generate_ca(name)
     for field in ("certificate", "privateKey"):
         if not isinstance(body.get(field), str):
-            raise InvalidArgument.for_field(field, "is required (or give commonName to generate one)")
+            raise InvalidArgument.for_field(
+                field, "is required (or give commonName to generate one)"
+            )
     try:
         return ca.import_ca(body["certificate"], body["privateKey"])
     except ValueError as exc:
@@ -56,7 +62,9 @@ def create_authority(rt: Runtime, *, principal: Principal, body: Any) -> CaView:
         ).first()
         if exists:
             raise AlreadyExists("This account has a certificate authority already.")
-        with unique_violation_as(AlreadyExists("This account has a certificate authority already.")):
+        with unique_violation_as(
+            AlreadyExists("This account has a certificate authority already.")
+        ):
             conn.execute(
                 certificate_authorities.insert().values(
                     account_id=principal.account_id,
@@ -68,7 +76,10 @@ def create_authority(rt: Runtime, *, principal: Principal, body: Any) -> CaView:
             )
         kind = "generated" if "commonName" in body else "imported"
         record_events(
-            conn, account_id=principal.account_id, actor=principal.actor, at=now,
+            conn,
+            account_id=principal.account_id,
+            actor=principal.actor,
+            at=now,
             items=[(f"certificate_authority.{kind}", None, {"fingerprint": material.fingerprint})],
         )
     return CaView(material.certificate_pem, material.fingerprint, now)
@@ -83,5 +94,7 @@ def get_authority(rt: Runtime, *, principal: Principal) -> CaView:
             )
         ).first()
     if row is None:
-        raise NotFound("This account has no certificate authority.", code="certificate_authority_not_found")
+        raise NotFound(
+            "This account has no certificate authority.", code="certificate_authority_not_found"
+        )
     return CaView(row.certificate_pem, row.fingerprint, row.created_at)

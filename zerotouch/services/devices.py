@@ -34,7 +34,9 @@ from zerotouch.store.queries import (
 )
 from zerotouch.store.schema import commands, device_tags, devices
 
-_IDENTIFIER_COLUMNS = dict(zip(IDENTIFIER_FIELDS, ("dev_eui", "join_eui", "vin", "imei", "serial", "mac"), strict=True))
+_IDENTIFIER_COLUMNS = dict(
+    zip(IDENTIFIER_FIELDS, ("dev_eui", "join_eui", "vin", "imei", "serial", "mac"), strict=True)
+)
 
 
 def _view(row: Any, tags: list[str], counts: dict[str, int]) -> DeviceView:
@@ -54,7 +56,9 @@ def _load_view(conn: sa.Connection, account_id: int, device_id: str) -> DeviceVi
     return _view(row, tags_of(conn, [row.id])[row.id], command_counts(conn, [row.id])[row.id])
 
 
-def _claim_input(owner_token: Any, qr: Any) -> tuple[str, tr005.Tr005Payload | tr005.ZerotouchLabel | None]:
+def _claim_input(
+    owner_token: Any, qr: Any
+) -> tuple[str, tr005.Tr005Payload | tr005.ZerotouchLabel | None]:
     if (owner_token is None) == (qr is None):
         raise InvalidArgument.for_field("ownerToken", "give exactly one of ownerToken and qr")
     if qr is not None:
@@ -105,7 +109,11 @@ def _claim(
         row = conn.execute(
             sa.select(devices).where(devices.c.owner_token_hash == secret_hash(token))
         ).first()
-        if row is None or not matches(row.owner_token_hash, token) or not _label_matches(row, label):
+        if (
+            row is None
+            or not matches(row.owner_token_hash, token)
+            or not _label_matches(row, label)
+        ):
             raise PermissionDenied("The owner token is not valid.", code="invalid_owner_token")
         if row.account_id is not None:
             raise AlreadyExists("The device is claimed already.", code="already_claimed")
@@ -114,8 +122,9 @@ def _claim(
         won = conn.execute(
             devices.update()
             .where(devices.c.id == row.id, devices.c.account_id.is_(None))
-            .values(account_id=principal.account_id, status=status.value, claimed_at=now,
-                    updated_at=now)
+            .values(
+                account_id=principal.account_id, status=status.value, claimed_at=now, updated_at=now
+            )
         ).rowcount
         if won != 1:
             raise AlreadyExists("The device is claimed already.", code="already_claimed")
@@ -124,7 +133,10 @@ def _claim(
         if new_tags:
             conn.execute(device_tags.insert(), [{"device_pk": row.id, "tag": t} for t in new_tags])
         record_events(
-            conn, account_id=principal.account_id, actor=principal.actor, at=now,
+            conn,
+            account_id=principal.account_id,
+            actor=principal.actor,
+            at=now,
             items=[("device.claimed", row.device_id, {"tags": all_tags})],
         )
         _apply_rules(rt, conn, principal, row, all_tags, now)
@@ -134,16 +146,29 @@ def _claim(
 
 
 def _apply_rules(
-    rt: Runtime, conn: sa.Connection, principal: Principal, row: Any, tags: list[str], now: dt.datetime
+    rt: Runtime,
+    conn: sa.Connection,
+    principal: Principal,
+    row: Any,
+    tags: list[str],
+    now: dt.datetime,
 ) -> None:
     matched = rules.matching_rules(conn, principal.account_id, tags)
     planned = [item for rule in matched for item in rules.plan_of(rt, rule)]
     if planned:
         queue_commands(rt, conn, device_pk=row.id, planned=planned)
         record_events(
-            conn, account_id=principal.account_id, actor=principal.actor, at=now,
-            items=[("plan.applied", row.device_id,
-                    {"ruleIds": [r.id for r in matched], "commands": len(planned)})],
+            conn,
+            account_id=principal.account_id,
+            actor=principal.actor,
+            at=now,
+            items=[
+                (
+                    "plan.applied",
+                    row.device_id,
+                    {"ruleIds": [r.id for r in matched], "commands": len(planned)},
+                )
+            ],
         )
 
 
@@ -177,9 +202,14 @@ def list_devices(
             devices.c.id.in_(sa.select(device_tags.c.device_pk).where(device_tags.c.tag == tag))
         )
     with rt.db.read() as conn:
-        total = conn.execute(sa.select(sa.func.count()).select_from(devices).where(*where)).scalar_one()
+        total = conn.execute(
+            sa.select(sa.func.count()).select_from(devices).where(*where)
+        ).scalar_one()
         rows = conn.execute(
-            sa.select(devices).where(*where, devices.c.id > after).order_by(devices.c.id).limit(limit + 1)
+            sa.select(devices)
+            .where(*where, devices.c.id > after)
+            .order_by(devices.c.id)
+            .limit(limit + 1)
         ).all()
         more = len(rows) > limit
         rows = rows[:limit]
@@ -189,13 +219,13 @@ def list_devices(
     return Page(items, int(total), paging.encode_token(rows[-1].id) if more else None)
 
 
-def _move(
-    rt: Runtime, *, principal: Principal, device_id: str, event: DeviceEvent
-) -> DeviceView:
+def _move(rt: Runtime, *, principal: Principal, device_id: str, event: DeviceEvent) -> DeviceView:
     """Apply one owner-side lifecycle event (unclaim, block, unblock, reprovision)."""
     principal.require(Permission.WRITE_DEVICES)
     with rt.db.write() as conn:
-        row = device_for_account(conn, account_id=principal.account_id, device_id=device_id, lock=True)
+        row = device_for_account(
+            conn, account_id=principal.account_id, device_id=device_id, lock=True
+        )
         was = DeviceStatus(row.status)
         previous = DeviceStatus(row.blocked_from) if row.blocked_from else None
         status = device_transition(was, event, previous=previous)
@@ -212,10 +242,17 @@ def _move(
             dropped = conn.execute(commands.delete().where(commands.c.device_pk == row.id)).rowcount
             data["droppedCommands"] = dropped
         conn.execute(devices.update().where(devices.c.id == row.id).values(**values))
-        kind = {"unclaim": "unclaimed", "block": "blocked", "unblock": "unblocked",
-                "reprovision": "reprovisioned"}[event.value]
+        kind = {
+            "unclaim": "unclaimed",
+            "block": "blocked",
+            "unblock": "unblocked",
+            "reprovision": "reprovisioned",
+        }[event.value]
         record_events(
-            conn, account_id=principal.account_id, actor=principal.actor, at=now,
+            conn,
+            account_id=principal.account_id,
+            actor=principal.actor,
+            at=now,
             items=[(f"device.{kind}", device_id, data)],
         )
         if event is DeviceEvent.UNCLAIM:
@@ -255,7 +292,8 @@ def reprint_label(rt: Runtime, *, principal: Principal, device_id: str) -> Impor
             )
         ).first()
     if row is None:
-        raise NotFound(f"No unclaimed device {device_id!r} imported by this account.",
-                       code="device_not_found")
+        raise NotFound(
+            f"No unclaimed device {device_id!r} imported by this account.", code="device_not_found"
+        )
     token = rt.keyring.open_text(row.owner_token_sealed, "devices.owner_token")
     return ImportedDevice(row.device_id, token, label_for(row, token))

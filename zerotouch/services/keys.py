@@ -35,7 +35,9 @@ def reseal_all(rt: Runtime, keyring: Keyring) -> int:
             ]
             for start in range(0, len(updates), BATCH):
                 conn.execute(
-                    table.update().where(pk == sa.bindparam("_pk")).values({column: sa.bindparam("_value")}),
+                    table.update()
+                    .where(pk == sa.bindparam("_pk"))
+                    .values({column: sa.bindparam("_value")}),
                     updates[start : start + BATCH],
                 )
             count += len(updates)

@@ -36,7 +36,9 @@ def label_for(record: FactoryRecord | Any, owner_token: str) -> str:
     return tr005.encode_label(tr005.ZerotouchLabel(owner_token, record.device_id))
 
 
-def _validate(raw_records: Sequence[Any]) -> tuple[list[tuple[int, FactoryRecord]], list[RejectedRow]]:
+def _validate(
+    raw_records: Sequence[Any],
+) -> tuple[list[tuple[int, FactoryRecord]], list[RejectedRow]]:
     accepted: list[tuple[int, FactoryRecord]] = []
     rejected: list[RejectedRow] = []
     seen: set[str] = set()
@@ -52,13 +54,18 @@ def _validate(raw_records: Sequence[Any]) -> tuple[list[tuple[int, FactoryRecord
                 except ValueError as exc:
                     raise InvalidArgument.for_field(f"{path}.publicKey", str(exc)) from None
         except InvalidArgument as exc:
-            first = exc.errors[0] if exc.errors else FieldError(path, exc.message)
-            rejected.append(RejectedRow(index + 1, name, exc.code, exc.message, first.field))
+            errors = exc.errors or (FieldError(path, exc.message),)
+            rejected.append(RejectedRow(index + 1, name, exc.code, exc.message, errors))
             continue
         if record.device_id in seen:
             rejected.append(
-                RejectedRow(index + 1, name, "already_exists",
-                            f"{path}.deviceId: appears earlier in this import", f"{path}.deviceId")
+                RejectedRow(
+                    index + 1,
+                    name,
+                    "already_exists",
+                    f"{path}.deviceId: appears earlier in this import",
+                    (FieldError(f"{path}.deviceId", "appears earlier in this import"),),
+                )
             )
             continue
         seen.add(record.device_id)
@@ -71,8 +78,9 @@ def _existing(conn: sa.Connection, device_ids: list[str]) -> set[str]:
     for start in range(0, len(device_ids), 500):
         chunk = device_ids[start : start + 500]
         found.update(
-            conn.execute(sa.select(devices.c.device_id).where(devices.c.device_id.in_(chunk)))
-            .scalars()
+            conn.execute(
+                sa.select(devices.c.device_id).where(devices.c.device_id.in_(chunk))
+            ).scalars()
         )
     return found
 
@@ -83,7 +91,9 @@ def import_devices(
     """Import valid records, report invalid ones; with ``atomic`` one bad row rejects all."""
     principal.require(Permission.IMPORT_DEVICES)
     if len(records) > MAX_IMPORT_RECORDS:
-        raise InvalidArgument.for_field("devices", f"must hold at most {MAX_IMPORT_RECORDS} records")
+        raise InvalidArgument.for_field(
+            "devices", f"must hold at most {MAX_IMPORT_RECORDS} records"
+        )
     accepted, invalid = _validate(records)
     for attempt in range(_CONFLICT_RETRIES):
         try:
@@ -112,14 +122,19 @@ def _write(
             if record.device_id in taken:
                 field = f"devices[{index}].deviceId"
                 rejected.append(
-                    RejectedRow(index + 1, record.device_id, "already_exists",
-                                f"{field}: device {record.device_id!r} was imported before", field)
+                    RejectedRow(
+                        index + 1,
+                        record.device_id,
+                        "already_exists",
+                        f"{field}: device {record.device_id!r} was imported before",
+                        (FieldError(field, f"device {record.device_id!r} was imported before"),),
+                    )
                 )
             else:
                 fresh.append((index, record))
         rejected.sort(key=lambda r: r.row)
         if atomic and rejected:
-            errors = [FieldError(r.field or f"devices[{r.row - 1}]", r.message) for r in rejected]
+            errors = [e for r in rejected for e in r.errors]
             raise InvalidArgument(
                 f"{len(rejected)} of {len(accepted) + len(invalid)} records were invalid; "
                 "nothing was imported.",
@@ -130,31 +145,33 @@ def _write(
         out: list[ImportedDevice] = []
         for _, r in fresh:
             token = new_owner_token()
-            rows.append({
-                "device_id": r.device_id,
-                "account_id": None,
-                "imported_by": principal.account_id,
-                "status": DeviceStatus.UNCLAIMED.value,
-                "blocked_from": None,
-                "dev_eui": r.dev_eui,
-                "join_eui": r.join_eui,
-                "profile_id": r.profile_id,
-                "vin": r.vin,
-                "imei": r.imei,
-                "serial": r.serial,
-                "mac": r.mac,
-                "public_key": r.public_key,
-                "app_key_sealed": r.app_key and keyring.seal(r.app_key, "devices.app_key"),
-                "iccid_sealed": r.iccid and keyring.seal(r.iccid, "devices.iccid"),
-                "device_secret_sealed": r.device_secret
-                and keyring.seal(r.device_secret, "devices.device_secret"),
-                "owner_token_hash": secret_hash(token),
-                "owner_token_sealed": keyring.seal(token, "devices.owner_token"),
-                "factory_tags": r.tags,
-                "claimed_at": None,
-                "created_at": now,
-                "updated_at": now,
-            })
+            rows.append(
+                {
+                    "device_id": r.device_id,
+                    "account_id": None,
+                    "imported_by": principal.account_id,
+                    "status": DeviceStatus.UNCLAIMED.value,
+                    "blocked_from": None,
+                    "dev_eui": r.dev_eui,
+                    "join_eui": r.join_eui,
+                    "profile_id": r.profile_id,
+                    "vin": r.vin,
+                    "imei": r.imei,
+                    "serial": r.serial,
+                    "mac": r.mac,
+                    "public_key": r.public_key,
+                    "app_key_sealed": r.app_key and keyring.seal(r.app_key, "devices.app_key"),
+                    "iccid_sealed": r.iccid and keyring.seal(r.iccid, "devices.iccid"),
+                    "device_secret_sealed": r.device_secret
+                    and keyring.seal(r.device_secret, "devices.device_secret"),
+                    "owner_token_hash": secret_hash(token),
+                    "owner_token_sealed": keyring.seal(token, "devices.owner_token"),
+                    "factory_tags": r.tags,
+                    "claimed_at": None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
             out.append(ImportedDevice(r.device_id, token, label_for(r, token)))
         if rows:
             with unique_violation_as(AlreadyExists("A deviceId was imported concurrently.")):

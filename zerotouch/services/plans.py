@@ -60,21 +60,23 @@ def queue_commands(
     rows = []
     for offset, (description, command_type, params) in enumerate(planned):
         public, secrets = split_secrets(command_type, params)
-        rows.append({
-            "id": str(uuid.uuid4()),
-            "device_pk": device_pk,
-            "position": position + offset,
-            "description": description,
-            "type": command_type.value,
-            "request": {command_type.value: public},
-            "secrets_sealed": rt.keyring.seal(json.dumps(secrets), SECRETS_PURPOSE)
-            if secrets
-            else None,
-            "status": CommandStatus.PENDING.value,
-            "response": None,
-            "created_at": now,
-            "updated_at": now,
-        })
+        rows.append(
+            {
+                "id": str(uuid.uuid4()),
+                "device_pk": device_pk,
+                "position": position + offset,
+                "description": description,
+                "type": command_type.value,
+                "request": {command_type.value: public},
+                "secrets_sealed": rt.keyring.seal(json.dumps(secrets), SECRETS_PURPOSE)
+                if secrets
+                else None,
+                "status": CommandStatus.PENDING.value,
+                "response": None,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
     if rows:
         conn.execute(commands.insert(), rows)
     return rows
@@ -90,7 +92,9 @@ def add_command(
         device = device_for_account(
             conn, account_id=principal.account_id, device_id=device_id, lock=True
         )
-        (row,) = queue_commands(rt, conn, device_pk=device.id, planned=[(text, command_type, params)])
+        (row,) = queue_commands(
+            rt, conn, device_pk=device.id, planned=[(text, command_type, params)]
+        )
         record_events(
             conn,
             account_id=principal.account_id,
@@ -114,7 +118,9 @@ def list_commands(rt: Runtime, *, principal: Principal, device_id: str) -> list[
     with rt.db.read() as conn:
         device = device_for_account(conn, account_id=principal.account_id, device_id=device_id)
         rows = conn.execute(
-            sa.select(commands).where(commands.c.device_pk == device.id).order_by(commands.c.position)
+            sa.select(commands)
+            .where(commands.c.device_pk == device.id)
+            .order_by(commands.c.position)
         )
         return [command_view(r) for r in rows]
 
@@ -192,8 +198,13 @@ def _settle(
             account_id=principal.account_id,
             actor=principal.actor,
             at=now,
-            items=[(f"command.{status.value.lower()}", device_id,
-                    {"commandId": command_id, "from": was.value})],
+            items=[
+                (
+                    f"command.{status.value.lower()}",
+                    device_id,
+                    {"commandId": command_id, "from": was.value},
+                )
+            ],
         )
         return command_view(_command(conn, device.id, command_id))
 
@@ -210,7 +221,9 @@ def _resolve_error(conn: sa.Connection, device: sa.Row[Any], now: Any) -> None:
     if status is DeviceStatus.ERROR:
         new = device_transition(status, DeviceEvent.RESOLVE)
         conn.execute(
-            devices.update().where(devices.c.id == device.id).values(status=new.value, updated_at=now)
+            devices.update()
+            .where(devices.c.id == device.id)
+            .values(status=new.value, updated_at=now)
         )
     elif status is DeviceStatus.BLOCKED and device.blocked_from == DeviceStatus.ERROR.value:
         new = device_transition(DeviceStatus.ERROR, DeviceEvent.RESOLVE)

@@ -94,10 +94,14 @@ def _config(raw: Mapping[str, Any], path: str, errors: list[FieldError]) -> dict
         errors.append(FieldError(path, f"must have at most {CONFIG_MAX_ENTRIES} keys"))
     for key, value in raw.items():
         if not 1 <= len(key) <= CONFIG_KEY_MAX:
-            errors.append(FieldError(f"{path}.{key}", f"keys must be 1-{CONFIG_KEY_MAX} characters"))
+            errors.append(
+                FieldError(f"{path}.{key}", f"keys must be 1-{CONFIG_KEY_MAX} characters")
+            )
         elif not isinstance(value, str) or len(value) > CONFIG_VALUE_MAX:
             errors.append(
-                FieldError(f"{path}.{key}", f"must be a string of at most {CONFIG_VALUE_MAX} characters")
+                FieldError(
+                    f"{path}.{key}", f"must be a string of at most {CONFIG_VALUE_MAX} characters"
+                )
             )
     return dict(raw)
 
@@ -106,7 +110,7 @@ def parse_request(raw: Any, *, path: str = "request") -> tuple[CommandType, dict
     """Validate ``{"<type>": {...}}``; raise InvalidArgument naming every bad field."""
     if not isinstance(raw, Mapping) or len(raw) != 1:
         raise InvalidArgument.for_field(path, "must be an object with exactly one command type")
-    (name, params), = raw.items()
+    ((name, params),) = raw.items()
     try:
         command_type = CommandType(name)
     except ValueError:
@@ -156,5 +160,7 @@ def check_description(raw: Any, *, path: str = "description") -> str:
     if raw is None:
         return ""
     if not isinstance(raw, str) or len(raw) > DESCRIPTION_MAX:
-        raise InvalidArgument.for_field(path, f"must be a string of at most {DESCRIPTION_MAX} characters")
+        raise InvalidArgument.for_field(
+            path, f"must be a string of at most {DESCRIPTION_MAX} characters"
+        )
     return raw

@@ -171,7 +171,10 @@ def _get(conn: sa.Connection, principal: Principal, rule_id: str, *, lock: bool 
 
 def _event(conn: sa.Connection, principal: Principal, now: Any, kind: str, rule_id: str) -> None:
     record_events(
-        conn, account_id=principal.account_id, actor=principal.actor, at=now,
+        conn,
+        account_id=principal.account_id,
+        actor=principal.actor,
+        at=now,
         items=[(kind, None, {"ruleId": rule_id})],
     )
 
@@ -206,10 +209,14 @@ def update_rule(rt: Runtime, *, principal: Principal, rule_id: str, body: Any) -
         if row.active:
             raise FailedPrecondition("An active rule cannot be changed.", code="rule_active")
         now = rt.clock()
-        values = {k: fields[k] for k in ("name", "description", "tags") if k in fields}
+        values: dict[str, Any] = {
+            k: fields[k] for k in ("name", "description", "tags") if k in fields
+        }
         if "planned" in fields:
             values.update(_columns(rt, fields["planned"]))
-        with unique_violation_as(AlreadyExists(f"A rule named {fields.get('name')!r} exists already.")):
+        with unique_violation_as(
+            AlreadyExists(f"A rule named {fields.get('name')!r} exists already.")
+        ):
             conn.execute(
                 provisioning_rules.update()
                 .where(provisioning_rules.c.id == rule_id)
@@ -230,7 +237,9 @@ def set_rule_active(rt: Runtime, *, principal: Principal, rule_id: str, active: 
                 .where(provisioning_rules.c.id == rule_id)
                 .values(active=active, updated_at=now)
             )
-            _event(conn, principal, now, "rule.activated" if active else "rule.deactivated", rule_id)
+            _event(
+                conn, principal, now, "rule.activated" if active else "rule.deactivated", rule_id
+            )
         return _view(_get(conn, principal, rule_id))
 
 

@@ -29,7 +29,9 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.claims_total = Counter(
-            "zerotouch_claims_total", "Device claims by outcome.", ["outcome"],
+            "zerotouch_claims_total",
+            "Device claims by outcome.",
+            ["outcome"],
             registry=self.registry,
         )
 

@@ -101,9 +101,7 @@ commands = sa.Table(
     "commands",
     metadata,
     sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column(
-        "device_pk", BigId, sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False
-    ),
+    sa.Column("device_pk", BigId, sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
     sa.Column("position", sa.Integer(), nullable=False),
     sa.Column("description", sa.String(256), nullable=False),
     sa.Column("type", sa.String(40), nullable=False),

@@ -6,8 +6,8 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry
 from fastapi.exceptions import RequestValidationError
+from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zerotouch import __version__
@@ -25,8 +25,9 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     keyring, path = load_keyring(settings.master_key, settings.data_dir)
     db = Database(settings.resolved_database_url(), pool_size=settings.db_pool_size)
-    return Runtime(db=db, keyring=keyring, keyring_path=path,
-                   registry=registry or CollectorRegistry())
+    return Runtime(
+        db=db, keyring=keyring, keyring_path=path, registry=registry or CollectorRegistry()
+    )
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
@@ -49,8 +50,13 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         description="Zero-touch provisioning: factory import, claims, provisioning plans.",
         lifespan=lifespan,
     )
-    for router in (manufacturing.router, devices.router, provisioning.router, rules.router,
-                   misc.router):
+    for router in (
+        manufacturing.router,
+        devices.router,
+        provisioning.router,
+        rules.router,
+        misc.router,
+    ):
         app.include_router(router)
     app.add_exception_handler(ZerotouchError, problems.on_domain_error)
     app.add_exception_handler(RequestValidationError, problems.on_validation_error)

@@ -54,11 +54,15 @@ class RequestMetrics:
     def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
         self.app = app
         self.requests = Counter(
-            "zerotouch_http_requests_total", "HTTP requests.", ["method", "route", "status"],
+            "zerotouch_http_requests_total",
+            "HTTP requests.",
+            ["method", "route", "status"],
             registry=registry,
         )
         self.latency = Histogram(
-            "zerotouch_http_request_duration_seconds", "HTTP request latency.", ["route"],
+            "zerotouch_http_request_duration_seconds",
+            "HTTP request latency.",
+            ["route"],
             registry=registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
         )

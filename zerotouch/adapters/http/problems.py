@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import Request
@@ -44,13 +45,17 @@ TITLES = {
 def status_for(error: errors.ZerotouchError) -> int:
     for kind in type(error).__mro__:
         if kind in STATUS_BY_KIND:
-            return STATUS_BY_KIND[kind]  # type: ignore[index]
+            return STATUS_BY_KIND[kind]
     return 500
 
 
 def problem(
-    status: int, code: str, detail: str, *, field_errors: list[dict[str, str]] | None = None,
-    headers: dict[str, str] | None = None,
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    field_errors: list[dict[str, str]] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": f"urn:zerotouch:problem:{code}",
@@ -61,8 +66,9 @@ def problem(
     }
     if field_errors is not None:
         body["errors"] = field_errors
-    return JSONResponse(body, status_code=status, media_type="application/problem+json",
-                        headers=headers)
+    return JSONResponse(
+        body, status_code=status, media_type="application/problem+json", headers=headers
+    )
 
 
 async def on_domain_error(_request: Request, exc: Exception) -> JSONResponse:

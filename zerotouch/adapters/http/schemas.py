@@ -59,9 +59,13 @@ class DevicePublic(Public):
     @classmethod
     def of(cls, v: views.DeviceView) -> DevicePublic:
         return cls(
-            device_id=v.device_id, status=v.status, tags=v.tags,
-            claimed_at=rfc3339(v.claimed_at), updated_at=rfc3339(v.updated_at),
-            identifiers=Identifiers(**v.identifiers), commands=CommandCounts(**v.commands),
+            device_id=v.device_id,
+            status=v.status,
+            tags=v.tags,
+            claimed_at=rfc3339(v.claimed_at),
+            updated_at=rfc3339(v.updated_at),
+            identifiers=Identifiers(**v.identifiers),
+            commands=CommandCounts(**v.commands),
         )
 
 
@@ -88,8 +92,13 @@ class CommandPublic(Public):
     @classmethod
     def of(cls, v: views.CommandView) -> CommandPublic:
         return cls(
-            id=v.id, description=v.description, request=v.request, status=v.status,
-            created_at=rfc3339(v.created_at), updated_at=rfc3339(v.updated_at), response=v.response,
+            id=v.id,
+            description=v.description,
+            request=v.request,
+            status=v.status,
+            created_at=rfc3339(v.created_at),
+            updated_at=rfc3339(v.updated_at),
+            response=v.response,
         )
 
 
@@ -130,8 +139,14 @@ class RulePublic(Public):
     @classmethod
     def of(cls, v: views.RuleView) -> RulePublic:
         return cls(
-            id=v.id, name=v.name, description=v.description, tags=v.tags, commands=v.commands,
-            active=v.active, created_at=rfc3339(v.created_at), updated_at=rfc3339(v.updated_at),
+            id=v.id,
+            name=v.name,
+            description=v.description,
+            tags=v.tags,
+            commands=v.commands,
+            active=v.active,
+            created_at=rfc3339(v.created_at),
+            updated_at=rfc3339(v.updated_at),
         )
 
 
@@ -161,8 +176,14 @@ class EventPublic(Public):
 
     @classmethod
     def of(cls, v: views.EventView) -> EventPublic:
-        return cls(id=v.id, at=rfc3339(v.at), actor=v.actor, type=v.type, device_id=v.device_id,
-                   data=v.data)
+        return cls(
+            id=v.id,
+            at=rfc3339(v.at),
+            actor=v.actor,
+            type=v.type,
+            device_id=v.device_id,
+            data=v.data,
+        )
 
 
 class ImportedDevicePublic(Public):

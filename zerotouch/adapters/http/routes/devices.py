@@ -34,7 +34,11 @@ def list_devices(
     page_next_token: Annotated[str | None, Query(alias="pageNextToken")] = None,
 ) -> Any:
     page = devices.list_devices(
-        rt, principal=principal, status=status, tag=tag, page_limit=page_limit,
+        rt,
+        principal=principal,
+        status=status,
+        tag=tag,
+        page_limit=page_limit,
         page_token=page_next_token,
     )
     return schemas.Page[Device](

@@ -24,8 +24,12 @@ _IMPORT_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"type": "object", "properties": {
-                "devices": {"type": "array", "items": {"type": "object"}}}}},
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"devices": {"type": "array", "items": {"type": "object"}}},
+                }
+            },
             "text/csv": {"schema": {"type": "string"}},
         },
     }
@@ -61,8 +65,12 @@ def _parse_json(raw: bytes) -> list[Any]:
     return list(body["devices"])
 
 
-@router.post("/devices", response_model=schemas.ImportPublic, openapi_extra=_IMPORT_BODY,
-             summary="ImportDevices")
+@router.post(
+    "/devices",
+    response_model=schemas.ImportPublic,
+    openapi_extra=_IMPORT_BODY,
+    summary="ImportDevices",
+)
 async def import_devices(
     request: Request, rt: RuntimeDep, principal: PrincipalDep, atomic: bool = False
 ) -> Any:
@@ -90,23 +98,34 @@ async def import_devices(
         writer.writerow(["deviceId", "ownerToken", "qr"])
         writer.writerows((d.device_id, d.owner_token, d.qr) for d in result.devices)
         return Response(
-            out.getvalue(), media_type="text/csv",
-            headers={"X-Imported-Count": str(result.imported),
-                     "X-Rejected-Count": str(len(result.rejected))},
+            out.getvalue(),
+            media_type="text/csv",
+            headers={
+                "X-Imported-Count": str(result.imported),
+                "X-Rejected-Count": str(len(result.rejected)),
+            },
         )
     return schemas.ImportPublic(
         imported=result.imported,
-        rejected=[schemas.RejectedRowPublic(row=r.row, device_id=r.device_id, code=r.code,
-                                            message=r.message) for r in result.rejected],
-        devices=[schemas.ImportedDevicePublic(device_id=d.device_id, owner_token=d.owner_token,
-                                              qr=d.qr) for d in result.devices],
+        rejected=[
+            schemas.RejectedRowPublic(
+                row=r.row, device_id=r.device_id, code=r.code, message=r.message
+            )
+            for r in result.rejected
+        ],
+        devices=[
+            schemas.ImportedDevicePublic(device_id=d.device_id, owner_token=d.owner_token, qr=d.qr)
+            for d in result.devices
+        ],
     )
 
 
-@router.get("/devices/{device_id}/label", response_model=schemas.ImportedDevicePublic,
-            summary="GetLabel")
+@router.get(
+    "/devices/{device_id}/label", response_model=schemas.ImportedDevicePublic, summary="GetLabel"
+)
 def get_label(device_id: str, rt: RuntimeDep, principal: PrincipalDep) -> Any:
     """Re-print the owner token and QR payload of an unclaimed device this account imported."""
     label = devices.reprint_label(rt, principal=principal, device_id=device_id)
-    return schemas.ImportedDevicePublic(device_id=label.device_id, owner_token=label.owner_token,
-                                        qr=label.qr)
+    return schemas.ImportedDevicePublic(
+        device_id=label.device_id, owner_token=label.owner_token, qr=label.qr
+    )

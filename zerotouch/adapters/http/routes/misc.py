@@ -15,25 +15,44 @@ from zerotouch.store.paging import DEFAULT_PAGE_LIMIT
 router = APIRouter()
 
 
-@router.post("/v1/certificate-authority", status_code=201, response_model=schemas.AuthorityPublic,
-             tags=["certificate authority"], summary="CreateCertificateAuthority")
+@router.post(
+    "/v1/certificate-authority",
+    status_code=201,
+    response_model=schemas.AuthorityPublic,
+    tags=["certificate authority"],
+    summary="CreateCertificateAuthority",
+)
 def create_authority(body: schemas.AuthorityCreate, rt: RuntimeDep, principal: PrincipalDep) -> Any:
     raw = body.model_dump(by_alias=True, exclude_unset=True)
     view = authority.create_authority(rt, principal=principal, body=raw)
-    return schemas.AuthorityPublic(certificate=view.certificate, fingerprint=view.fingerprint,
-                                   created_at=schemas.rfc3339(view.created_at))
+    return schemas.AuthorityPublic(
+        certificate=view.certificate,
+        fingerprint=view.fingerprint,
+        created_at=schemas.rfc3339(view.created_at),
+    )
 
 
-@router.get("/v1/certificate-authority", response_model=schemas.AuthorityPublic,
-            tags=["certificate authority"], summary="GetCertificateAuthority")
+@router.get(
+    "/v1/certificate-authority",
+    response_model=schemas.AuthorityPublic,
+    tags=["certificate authority"],
+    summary="GetCertificateAuthority",
+)
 def get_authority(rt: RuntimeDep, principal: PrincipalDep) -> Any:
     view = authority.get_authority(rt, principal=principal)
-    return schemas.AuthorityPublic(certificate=view.certificate, fingerprint=view.fingerprint,
-                                   created_at=schemas.rfc3339(view.created_at))
+    return schemas.AuthorityPublic(
+        certificate=view.certificate,
+        fingerprint=view.fingerprint,
+        created_at=schemas.rfc3339(view.created_at),
+    )
 
 
-@router.get("/v1/events", response_model=schemas.Page[schemas.EventPublic], tags=["audit"],
-            summary="ListEvents")
+@router.get(
+    "/v1/events",
+    response_model=schemas.Page[schemas.EventPublic],
+    tags=["audit"],
+    summary="ListEvents",
+)
 def list_events(
     rt: RuntimeDep,
     principal: PrincipalDep,
@@ -42,10 +61,17 @@ def list_events(
     page_limit: Annotated[int, Query(alias="pageLimit")] = DEFAULT_PAGE_LIMIT,
     page_next_token: Annotated[str | None, Query(alias="pageNextToken")] = None,
 ) -> Any:
-    page = audit.list_events(rt, principal=principal, device_id=device_id, after=after,
-                             page_limit=page_limit, page_token=page_next_token)
+    page = audit.list_events(
+        rt,
+        principal=principal,
+        device_id=device_id,
+        after=after,
+        page_limit=page_limit,
+        page_token=page_next_token,
+    )
     return schemas.Page[schemas.EventPublic](
-        items=[schemas.EventPublic.of(e) for e in page.items], total=page.total,
+        items=[schemas.EventPublic.of(e) for e in page.items],
+        total=page.total,
         page_next_token=page.next_token,
     )
 

@@ -20,7 +20,10 @@ def create_command(
     device_id: str, body: schemas.CommandCreate, rt: RuntimeDep, principal: PrincipalDep
 ) -> Any:
     view = plans.add_command(
-        rt, principal=principal, device_id=device_id, description=body.description,
+        rt,
+        principal=principal,
+        device_id=device_id,
+        description=body.description,
         request=body.request,
     )
     return Command.of(view)

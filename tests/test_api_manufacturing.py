@@ -1,0 +1,119 @@
+"""POST /v1/manufacturing/devices: JSON and CSV, per-row validation, atomic mode, labels."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from tests.conftest import Api
+from tests.helpers import ec_public_pem
+from zerotouch.protocols import tr005
+
+LORA = {"devEui": "0011223344556677", "joinEui": "70b3d57ed0000000", "profileId": "AABB1122",
+        "appKey": "00112233445566778899AABBCCDDEEFF"}
+
+
+def test_json_import_returns_tokens_and_labels(api: Api) -> None:
+    body = api.import_devices(
+        {"deviceId": "lora-1", **LORA, "tags": ["a", "b"]},
+        {"deviceId": "car-1", "vin": "5YJRE11B781000001", "iccid": "8944501234567890123",
+         "imei": "356938035643809", "serial": "SN1", "mac": "A1B2C3D4E5F6",
+         "publicKey": ec_public_pem(), "deviceSecret": "ab" * 16},
+    )
+    assert body["imported"] == 2 and body["rejected"] == []
+    lora, car = body["devices"]
+    assert len(lora["ownerToken"]) == 32 and lora["ownerToken"] == lora["ownerToken"].upper()
+    int(lora["ownerToken"], 16)
+    decoded = tr005.decode(lora["qr"])
+    assert isinstance(decoded, tr005.Tr005Payload)
+    assert decoded.join_eui == "70B3D57ED0000000" and decoded.owner_token == lora["ownerToken"]
+    assert car["qr"] == f"ZT:D0:{car['ownerToken']}:car-1"
+    assert lora["ownerToken"] != car["ownerToken"]
+
+
+def test_invalid_rows_are_reported_valid_rows_imported(api: Api) -> None:
+    body = api.import_devices(
+        {"deviceId": "ok-1"},
+        {"deviceId": "bad-1", "devEui": "123"},
+        {"deviceId": "bad-2", "publicKey": "-----BEGIN PUBLIC KEY-----\nxx\n-----END PUBLIC KEY-----"},
+        {"deviceId": "ok-1"},
+        {"devEui": "0011223344556677"},
+    )
+    assert body["imported"] == 1
+    rejected = {r["row"]: r for r in body["rejected"]}
+    assert set(rejected) == {2, 3, 4, 5}
+    assert rejected[2]["code"] == "validation_failed" and "devEui" in rejected[2]["message"]
+    assert "publicKey" in rejected[3]["message"]
+    assert rejected[4]["code"] == "already_exists"
+    assert "deviceId" in rejected[5]["message"] and rejected[5]["deviceId"] is None
+
+
+def test_already_imported_device_is_rejected(api: Api) -> None:
+    api.import_devices({"deviceId": "dup"})
+    body = api.import_devices({"deviceId": "dup"}, {"deviceId": "new"})
+    assert body["imported"] == 1
+    assert body["rejected"] == [{"row": 1, "deviceId": "dup", "code": "already_exists",
+                                 "message": "devices[0].deviceId: device 'dup' was imported before"}]
+
+
+def test_atomic_rejects_everything(api: Api) -> None:
+    res = api.call("POST", "/v1/manufacturing/devices?atomic=true", "manufacturer",
+                   json={"devices": [{"deviceId": "a1"}, {"deviceId": "a2", "imei": "1"}]})
+    assert res.status_code == 422
+    problem = res.json()
+    assert res.headers["content-type"] == "application/problem+json"
+    assert problem["code"] == "validation_failed"
+    assert problem["errors"] == [{"field": "devices[1].imei", "message": "must be 15 digits"}]
+    ok = api.call("POST", "/v1/manufacturing/devices?atomic=true", "manufacturer",
+                  json={"devices": [{"deviceId": "a1"}]})
+    assert ok.status_code == 200 and ok.json()["imported"] == 1
+
+
+def test_csv_in_and_out(api: Api) -> None:
+    text = ("deviceId,devEui,joinEui,profileId,tags\n"
+            "c1,0011223344556677,70B3D57ED0000000,AABB1122,x;y\n"
+            "c2,,,,\n"
+            "c3,zz,,,\n")
+    res = api.call("POST", "/v1/manufacturing/devices", "manufacturer", content=text,
+                   headers={"Content-Type": "text/csv", "Accept": "text/csv"})
+    assert res.status_code == 200
+    assert res.headers["content-type"].startswith("text/csv")
+    assert res.headers["x-imported-count"] == "2" and res.headers["x-rejected-count"] == "1"
+    rows = list(csv.DictReader(io.StringIO(res.text)))
+    assert [r["deviceId"] for r in rows] == ["c1", "c2"]
+    assert rows[0]["qr"].startswith("LW:D0:70B3D57ED0000000:0011223344556677:AABB1122:O")
+    token = rows[0]["ownerToken"]
+    claimed = api.call("POST", "/v1/claimed-devices", json={"ownerToken": token}).json()
+    assert claimed["tags"] == ["x", "y"]
+
+
+def test_csv_rows_count_from_one_after_header(api: Api) -> None:
+    res = api.call("POST", "/v1/manufacturing/devices", "manufacturer",
+                   content="deviceId,imei\nok,356938035643809\nbad,12\n",
+                   headers={"Content-Type": "text/csv"})
+    assert res.json()["rejected"][0]["row"] == 2
+
+
+def test_bad_bodies(api: Api) -> None:
+    cases = [
+        ({"content": "{", "headers": {"Content-Type": "application/json"}}, "body"),
+        ({"json": {"devices": "x"}}, "devices"),
+        ({"content": "imei\n1\n", "headers": {"Content-Type": "text/csv"}}, "header"),
+        ({"content": "deviceId,color\n", "headers": {"Content-Type": "text/csv"}}, "header"),
+        ({"content": "x", "headers": {"Content-Type": "application/xml"}}, "Content-Type"),
+    ]
+    for kwargs, field in cases:
+        res = api.call("POST", "/v1/manufacturing/devices", "manufacturer", **kwargs)
+        assert res.status_code == 422, res.text
+        assert res.json()["errors"][0]["field"] == field
+
+
+def test_label_reprint(api: Api) -> None:
+    imported = api.import_devices({"deviceId": "p1", **LORA})["devices"][0]
+    label = api.call("GET", "/v1/manufacturing/devices/p1/label", "manufacturer").json()
+    assert label == imported
+    api.call("POST", "/v1/claimed-devices", json={"ownerToken": imported["ownerToken"]})
+    res = api.call("GET", "/v1/manufacturing/devices/p1/label", "manufacturer")
+    assert res.status_code == 404 and res.json()["code"] == "device_not_found"
+    other = api.call("GET", "/v1/manufacturing/devices/p1/label", "rival")
+    assert other.status_code == 404
