@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import sqlalchemy as sa
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -16,9 +15,11 @@ from zerotouch.store.schema import commands, devices
 
 def ec_public_pem() -> str:
     key = ec.generate_private_key(ec.SECP256R1())
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 def self_signed(common_name: str = "test", *, ca: bool = False) -> tuple[str, str]:
@@ -26,14 +27,19 @@ def self_signed(common_name: str = "test", *, ca: bool = False) -> tuple[str, st
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
     return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
@@ -42,17 +48,19 @@ def self_signed(common_name: str = "test", *, ca: bool = False) -> tuple[str, st
 def encrypted_key(password: str) -> str:
     key = ec.generate_private_key(ec.SECP256R1())
     return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.BestAvailableEncryption(password.encode()),
     ).decode()
 
 
-def device_reports(rt: Runtime, device_id: str, command_status: dict[str, str],
-                   device_status: str) -> None:
+def device_reports(
+    rt: Runtime, device_id: str, command_status: dict[str, str], device_status: str
+) -> None:
     """Put commands and the device in the states a device's reports lead to."""
     with rt.db.write() as conn:
         for command_id, status in command_status.items():
-            conn.execute(commands.update().where(commands.c.id == command_id)
-                         .values(status=status))
-        conn.execute(devices.update().where(devices.c.device_id == device_id)
-                     .values(status=device_status))
+            conn.execute(commands.update().where(commands.c.id == command_id).values(status=status))
+        conn.execute(
+            devices.update().where(devices.c.device_id == device_id).values(status=device_status)
+        )

@@ -16,15 +16,24 @@ def _token(api: Api, device_id: str = "dev-1", **fields: object) -> str:
 
 def test_claim_answers_device(api: Api) -> None:
     token = _token(api, serial="S-1", imei="356938035643809", tags=["factory"])
-    res = api.call("POST", "/v1/claimed-devices", json={"ownerToken": token.lower(),
-                                                        "tags": ["fleet", "factory"]})
+    res = api.call(
+        "POST",
+        "/v1/claimed-devices",
+        json={"ownerToken": token.lower(), "tags": ["fleet", "factory"]},
+    )
     assert res.status_code == 201
     device = res.json()
     assert device["deviceId"] == "dev-1" and device["status"] == "READY"
     assert device["tags"] == ["factory", "fleet"]
     assert device["claimedAt"].endswith("Z")
-    assert device["identifiers"] == {"devEui": None, "joinEui": None, "vin": None,
-                                     "imei": "356938035643809", "serial": "S-1", "mac": None}
+    assert device["identifiers"] == {
+        "devEui": None,
+        "joinEui": None,
+        "vin": None,
+        "imei": "356938035643809",
+        "serial": "S-1",
+        "mac": None,
+    }
     assert device["commands"] == {"total": 0, "pending": 0, "succeeded": 0, "failed": 0}
 
 
@@ -135,8 +144,12 @@ def test_reprovision_rebuilds_plan_from_active_rules(api: Api, rt: Runtime) -> N
     api.claimed("d1", tags=["fleet"])
     api.call("POST", "/v1/claimed-devices/d1/provisioning", json={"request": {"finished": {}}})
     device_reports(rt, "d1", {}, "PROVISIONED")
-    rule = {"name": "r", "tags": ["fleet"], "active": True,
-            "commands": [{"request": {"config": {"a": "1"}}}, {"request": {"finished": {}}}]}
+    rule = {
+        "name": "r",
+        "tags": ["fleet"],
+        "active": True,
+        "commands": [{"request": {"config": {"a": "1"}}}, {"request": {"finished": {}}}],
+    }
     assert api.call("POST", "/v1/provisioning-rules", json=rule).status_code == 201
     res = api.call("POST", "/v1/claimed-devices/d1/reprovision")
     assert res.status_code == 200

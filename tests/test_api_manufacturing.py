@@ -9,16 +9,27 @@ from tests.conftest import Api
 from tests.helpers import ec_public_pem
 from zerotouch.protocols import tr005
 
-LORA = {"devEui": "0011223344556677", "joinEui": "70b3d57ed0000000", "profileId": "AABB1122",
-        "appKey": "00112233445566778899AABBCCDDEEFF"}
+LORA = {
+    "devEui": "0011223344556677",
+    "joinEui": "70b3d57ed0000000",
+    "profileId": "AABB1122",
+    "appKey": "00112233445566778899AABBCCDDEEFF",
+}
 
 
 def test_json_import_returns_tokens_and_labels(api: Api) -> None:
     body = api.import_devices(
         {"deviceId": "lora-1", **LORA, "tags": ["a", "b"]},
-        {"deviceId": "car-1", "vin": "5YJRE11B781000001", "iccid": "8944501234567890123",
-         "imei": "356938035643809", "serial": "SN1", "mac": "A1B2C3D4E5F6",
-         "publicKey": ec_public_pem(), "deviceSecret": "ab" * 16},
+        {
+            "deviceId": "car-1",
+            "vin": "5YJRE11B781000001",
+            "iccid": "8944501234567890123",
+            "imei": "356938035643809",
+            "serial": "SN1",
+            "mac": "A1B2C3D4E5F6",
+            "publicKey": ec_public_pem(),
+            "deviceSecret": "ab" * 16,
+        },
     )
     assert body["imported"] == 2 and body["rejected"] == []
     lora, car = body["devices"]
@@ -35,7 +46,10 @@ def test_invalid_rows_are_reported_valid_rows_imported(api: Api) -> None:
     body = api.import_devices(
         {"deviceId": "ok-1"},
         {"deviceId": "bad-1", "devEui": "123"},
-        {"deviceId": "bad-2", "publicKey": "-----BEGIN PUBLIC KEY-----\nxx\n-----END PUBLIC KEY-----"},
+        {
+            "deviceId": "bad-2",
+            "publicKey": "-----BEGIN PUBLIC KEY-----\nxx\n-----END PUBLIC KEY-----",
+        },
         {"deviceId": "ok-1"},
         {"devEui": "0011223344556677"},
     )
@@ -52,30 +66,51 @@ def test_already_imported_device_is_rejected(api: Api) -> None:
     api.import_devices({"deviceId": "dup"})
     body = api.import_devices({"deviceId": "dup"}, {"deviceId": "new"})
     assert body["imported"] == 1
-    assert body["rejected"] == [{"row": 1, "deviceId": "dup", "code": "already_exists",
-                                 "message": "devices[0].deviceId: device 'dup' was imported before"}]
+    assert body["rejected"] == [
+        {
+            "row": 1,
+            "deviceId": "dup",
+            "code": "already_exists",
+            "message": "devices[0].deviceId: device 'dup' was imported before",
+        }
+    ]
 
 
 def test_atomic_rejects_everything(api: Api) -> None:
-    res = api.call("POST", "/v1/manufacturing/devices?atomic=true", "manufacturer",
-                   json={"devices": [{"deviceId": "a1"}, {"deviceId": "a2", "imei": "1"}]})
+    res = api.call(
+        "POST",
+        "/v1/manufacturing/devices?atomic=true",
+        "manufacturer",
+        json={"devices": [{"deviceId": "a1"}, {"deviceId": "a2", "imei": "1"}]},
+    )
     assert res.status_code == 422
     problem = res.json()
     assert res.headers["content-type"] == "application/problem+json"
     assert problem["code"] == "validation_failed"
     assert problem["errors"] == [{"field": "devices[1].imei", "message": "must be 15 digits"}]
-    ok = api.call("POST", "/v1/manufacturing/devices?atomic=true", "manufacturer",
-                  json={"devices": [{"deviceId": "a1"}]})
+    ok = api.call(
+        "POST",
+        "/v1/manufacturing/devices?atomic=true",
+        "manufacturer",
+        json={"devices": [{"deviceId": "a1"}]},
+    )
     assert ok.status_code == 200 and ok.json()["imported"] == 1
 
 
 def test_csv_in_and_out(api: Api) -> None:
-    text = ("deviceId,devEui,joinEui,profileId,tags\n"
-            "c1,0011223344556677,70B3D57ED0000000,AABB1122,x;y\n"
-            "c2,,,,\n"
-            "c3,zz,,,\n")
-    res = api.call("POST", "/v1/manufacturing/devices", "manufacturer", content=text,
-                   headers={"Content-Type": "text/csv", "Accept": "text/csv"})
+    text = (
+        "deviceId,devEui,joinEui,profileId,tags\n"
+        "c1,0011223344556677,70B3D57ED0000000,AABB1122,x;y\n"
+        "c2,,,,\n"
+        "c3,zz,,,\n"
+    )
+    res = api.call(
+        "POST",
+        "/v1/manufacturing/devices",
+        "manufacturer",
+        content=text,
+        headers={"Content-Type": "text/csv", "Accept": "text/csv"},
+    )
     assert res.status_code == 200
     assert res.headers["content-type"].startswith("text/csv")
     assert res.headers["x-imported-count"] == "2" and res.headers["x-rejected-count"] == "1"
@@ -88,9 +123,13 @@ def test_csv_in_and_out(api: Api) -> None:
 
 
 def test_csv_rows_count_from_one_after_header(api: Api) -> None:
-    res = api.call("POST", "/v1/manufacturing/devices", "manufacturer",
-                   content="deviceId,imei\nok,356938035643809\nbad,12\n",
-                   headers={"Content-Type": "text/csv"})
+    res = api.call(
+        "POST",
+        "/v1/manufacturing/devices",
+        "manufacturer",
+        content="deviceId,imei\nok,356938035643809\nbad,12\n",
+        headers={"Content-Type": "text/csv"},
+    )
     assert res.json()["rejected"][0]["row"] == 2
 
 

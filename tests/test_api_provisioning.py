@@ -13,10 +13,21 @@ from zerotouch.services.runtime import Runtime
 CERT, _ = self_signed("server")
 VALID_REQUESTS: list[dict[str, Any]] = [
     {"clientPrivateKeyGeneration": {"secTag": 16842753}},
-    {"certificateSigningRequest": {"secTag": 1, "attributes": "C=NO,O=Acme,CN=dev-1",
-                                   "keyUsage": "101010000"}},
-    {"certificateSigningRequest": {"secTag": 1, "attributes": "CN=dev-1",
-                                   "keyUsage": "100000000", "sign": True}},
+    {
+        "certificateSigningRequest": {
+            "secTag": 1,
+            "attributes": "C=NO,O=Acme,CN=dev-1",
+            "keyUsage": "101010000",
+        }
+    },
+    {
+        "certificateSigningRequest": {
+            "secTag": 1,
+            "attributes": "CN=dev-1",
+            "keyUsage": "100000000",
+            "sign": True,
+        }
+    },
     {"serverCertificate": {"secTag": 2, "content": CERT}},
     {"clientCertificate": {"secTag": 3, "content": CERT}},
     {"clientPrivateKey": {"secTag": 4, "content": encrypted_key("pw"), "password": "pw"}},
@@ -33,27 +44,56 @@ INVALID_REQUESTS: list[tuple[dict[str, Any], str]] = [
     ({"finished": {"x": 1}}, "request.finished.x"),
     ({"clientPrivateKeyGeneration": {}}, "request.clientPrivateKeyGeneration.secTag"),
     ({"clientPrivateKeyGeneration": {"secTag": -1}}, "request.clientPrivateKeyGeneration.secTag"),
-    ({"clientPrivateKeyGeneration": {"secTag": 2147483648}},
-     "request.clientPrivateKeyGeneration.secTag"),
+    (
+        {"clientPrivateKeyGeneration": {"secTag": 2147483648}},
+        "request.clientPrivateKeyGeneration.secTag",
+    ),
     ({"clientPrivateKeyGeneration": {"secTag": "1"}}, "request.clientPrivateKeyGeneration.secTag"),
-    ({"certificateSigningRequest": {"secTag": 1, "attributes": "not a dn", "keyUsage": "1"}},
-     "request.certificateSigningRequest.attributes"),
-    ({"certificateSigningRequest": {"secTag": 1, "attributes": "CN=x", "keyUsage": "12"}},
-     "request.certificateSigningRequest.keyUsage"),
-    ({"certificateSigningRequest": {"secTag": 1, "attributes": "CN=x", "keyUsage": "100000000",
-                                    "sign": "yes"}}, "request.certificateSigningRequest.sign"),
-    ({"serverCertificate": {"secTag": 2, "content": "-----BEGIN CERTIFICATE-----\nAAAA\n"
-                                                    "-----END CERTIFICATE-----\n"}},
-     "request.serverCertificate.content"),
+    (
+        {"certificateSigningRequest": {"secTag": 1, "attributes": "not a dn", "keyUsage": "1"}},
+        "request.certificateSigningRequest.attributes",
+    ),
+    (
+        {"certificateSigningRequest": {"secTag": 1, "attributes": "CN=x", "keyUsage": "12"}},
+        "request.certificateSigningRequest.keyUsage",
+    ),
+    (
+        {
+            "certificateSigningRequest": {
+                "secTag": 1,
+                "attributes": "CN=x",
+                "keyUsage": "100000000",
+                "sign": "yes",
+            }
+        },
+        "request.certificateSigningRequest.sign",
+    ),
+    (
+        {
+            "serverCertificate": {
+                "secTag": 2,
+                "content": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            }
+        },
+        "request.serverCertificate.content",
+    ),
     ({"clientCertificate": {"secTag": 2, "content": "hello"}}, "request.clientCertificate.content"),
-    ({"clientPrivateKey": {"secTag": 4, "content": encrypted_key("pw"), "password": "wrong"}},
-     "request.clientPrivateKey.content"),
-    ({"clientPrivateKey": {"secTag": 4, "content": self_signed()[1], "password": "pw"}},
-     "request.clientPrivateKey.content"),
-    ({"clientPrivateKey": {"secTag": 4, "content": encrypted_key("pw")}},
-     "request.clientPrivateKey.password"),
-    ({"preSharedKey": {"secTag": 5, "identity": "x", "secret": "xyz"}},
-     "request.preSharedKey.secret"),
+    (
+        {"clientPrivateKey": {"secTag": 4, "content": encrypted_key("pw"), "password": "wrong"}},
+        "request.clientPrivateKey.content",
+    ),
+    (
+        {"clientPrivateKey": {"secTag": 4, "content": self_signed()[1], "password": "pw"}},
+        "request.clientPrivateKey.content",
+    ),
+    (
+        {"clientPrivateKey": {"secTag": 4, "content": encrypted_key("pw")}},
+        "request.clientPrivateKey.password",
+    ),
+    (
+        {"preSharedKey": {"secTag": 5, "identity": "x", "secret": "xyz"}},
+        "request.preSharedKey.secret",
+    ),
     ({"preSharedKey": {"secTag": 5, "secret": "00"}}, "request.preSharedKey.identity"),
     ({"config": {}}, "request.config"),
     ({"config": {"a": 1}}, "request.config.a"),
@@ -63,19 +103,30 @@ INVALID_REQUESTS: list[tuple[dict[str, Any], str]] = [
 @pytest.mark.parametrize("request_body", VALID_REQUESTS, ids=lambda r: next(iter(r)))
 def test_each_request_type_is_accepted(api: Api, request_body: dict[str, Any]) -> None:
     api.claimed("d1")
-    res = api.call("POST", "/v1/claimed-devices/d1/provisioning",
-                   json={"description": "step", "request": request_body})
+    res = api.call(
+        "POST",
+        "/v1/claimed-devices/d1/provisioning",
+        json={"description": "step", "request": request_body},
+    )
     assert res.status_code == 201, res.text
     command = res.json()
     assert command["status"] == "PENDING" and command["response"] is None
     assert command["description"] == "step"
-    assert set(command) == {"id", "description", "request", "status", "createdAt", "updatedAt",
-                            "response"}
+    assert set(command) == {
+        "id",
+        "description",
+        "request",
+        "status",
+        "createdAt",
+        "updatedAt",
+        "response",
+    }
     assert api.call("GET", f"/v1/claimed-devices/d1/provisioning/{command['id']}").json() == command
 
 
-@pytest.mark.parametrize(("request_body", "field"), INVALID_REQUESTS,
-                         ids=[f for _, f in INVALID_REQUESTS])
+@pytest.mark.parametrize(
+    ("request_body", "field"), INVALID_REQUESTS, ids=[f for _, f in INVALID_REQUESTS]
+)
 def test_bad_requests_name_the_field(api: Api, request_body: dict[str, Any], field: str) -> None:
     api.claimed("d1")
     res = api.call("POST", "/v1/claimed-devices/d1/provisioning", json={"request": request_body})
@@ -89,24 +140,33 @@ def test_bad_requests_name_the_field(api: Api, request_body: dict[str, Any], fie
 def test_secret_fields_are_write_only(api: Api) -> None:
     api.claimed("d1")
     key = encrypted_key("hunter2")
-    for body in ({"clientPrivateKey": {"secTag": 4, "content": key, "password": "hunter2"}},
-                 {"preSharedKey": {"secTag": 5, "identity": "id", "secret": "DEADBEEF"}}):
+    for body in (
+        {"clientPrivateKey": {"secTag": 4, "content": key, "password": "hunter2"}},
+        {"preSharedKey": {"secTag": 5, "identity": "id", "secret": "DEADBEEF"}},
+    ):
         res = api.call("POST", "/v1/claimed-devices/d1/provisioning", json={"request": body})
         assert "hunter2" not in res.text and "DEADBEEF" not in res.text
     listed = api.call("GET", "/v1/claimed-devices/d1/provisioning").json()["items"]
-    assert listed[0]["request"] == {"clientPrivateKey": {"secTag": 4, "content": "***",
-                                                         "password": "***"}}
-    assert listed[1]["request"] == {"preSharedKey": {"secTag": 5, "identity": "id",
-                                                     "secret": "***"}}
+    assert listed[0]["request"] == {
+        "clientPrivateKey": {"secTag": 4, "content": "***", "password": "***"}
+    }
+    assert listed[1]["request"] == {
+        "preSharedKey": {"secTag": 5, "identity": "id", "secret": "***"}
+    }
 
 
 def test_twenty_commands_at_most(api: Api) -> None:
     api.claimed("d1")
     for i in range(20):
-        res = api.call("POST", "/v1/claimed-devices/d1/provisioning",
-                       json={"request": {"config": {"n": str(i)}}})
+        res = api.call(
+            "POST",
+            "/v1/claimed-devices/d1/provisioning",
+            json={"request": {"config": {"n": str(i)}}},
+        )
         assert res.status_code == 201
-    res = api.call("POST", "/v1/claimed-devices/d1/provisioning", json={"request": {"finished": {}}})
+    res = api.call(
+        "POST", "/v1/claimed-devices/d1/provisioning", json={"request": {"finished": {}}}
+    )
     assert res.status_code == 409 and res.json()["code"] == "command_limit_reached"
     plan = api.call("GET", "/v1/claimed-devices/d1/provisioning").json()["items"]
     assert [c["request"]["config"]["n"] for c in plan] == [str(i) for i in range(20)]
@@ -115,7 +175,9 @@ def test_twenty_commands_at_most(api: Api) -> None:
 def test_unknown_device_or_command(api: Api) -> None:
     api.claimed("d1")
     api.claimed("r1", role="rival")
-    res = api.call("POST", "/v1/claimed-devices/r1/provisioning", json={"request": {"finished": {}}})
+    res = api.call(
+        "POST", "/v1/claimed-devices/r1/provisioning", json={"request": {"finished": {}}}
+    )
     assert res.status_code == 404
     assert api.call("GET", "/v1/claimed-devices/r1/provisioning").status_code == 404
     res = api.call("GET", "/v1/claimed-devices/d1/provisioning/nope")
@@ -126,8 +188,14 @@ def test_unknown_device_or_command(api: Api) -> None:
 
 
 def _plan(api: Api, n: int) -> list[str]:
-    return [api.call("POST", "/v1/claimed-devices/d1/provisioning",
-                     json={"request": {"config": {"n": str(i)}}}).json()["id"] for i in range(n)]
+    return [
+        api.call(
+            "POST",
+            "/v1/claimed-devices/d1/provisioning",
+            json={"request": {"config": {"n": str(i)}}},
+        ).json()["id"]
+        for i in range(n)
+    ]
 
 
 def test_delete_only_pending(api: Api, rt: Runtime) -> None:

@@ -15,8 +15,10 @@ PSK_RULE: dict[str, Any] = {
     "description": "PSK then finished",
     "tags": ["fleet"],
     "commands": [
-        {"description": "psk", "request": {"preSharedKey": {"secTag": 9, "identity": "i",
-                                                            "secret": "C0FFEE"}}},
+        {
+            "description": "psk",
+            "request": {"preSharedKey": {"secTag": 9, "identity": "i", "secret": "C0FFEE"}},
+        },
         {"request": {"finished": {}}},
     ],
 }
@@ -29,7 +31,9 @@ def test_rule_lifecycle(api: Api) -> None:
     assert rule["active"] is False and "C0FFEE" not in res.text
     assert rule["commands"][0]["request"]["preSharedKey"]["secret"] == "***"
     assert api.call("GET", f"/v1/provisioning-rules/{rule['id']}").json() == rule
-    assert [r["id"] for r in api.call("GET", "/v1/provisioning-rules").json()["items"]] == [rule["id"]]
+    assert [r["id"] for r in api.call("GET", "/v1/provisioning-rules").json()["items"]] == [
+        rule["id"]
+    ]
     dup = api.call("POST", "/v1/provisioning-rules", json=PSK_RULE)
     assert dup.status_code == 409 and dup.json()["code"] == "already_exists"
     patched = api.call("PATCH", f"/v1/provisioning-rules/{rule['id']}", json={"tags": ["f2"]})
@@ -56,8 +60,12 @@ def test_rule_validation_names_fields(api: Api) -> None:
     res = api.call("POST", "/v1/provisioning-rules", json=bad)
     assert res.status_code == 422
     fields = {e["field"] for e in res.json()["errors"]}
-    assert {"name", "tags", "commands[0].request.preSharedKey.identity",
-            "commands[0].request.preSharedKey.secret"} <= fields
+    assert {
+        "name",
+        "tags",
+        "commands[0].request.preSharedKey.identity",
+        "commands[0].request.preSharedKey.secret",
+    } <= fields
     too_many = {**PSK_RULE, "commands": [{"request": {"finished": {}}}] * 21}
     assert api.call("POST", "/v1/provisioning-rules", json=too_many).status_code == 422
     missing = api.call("POST", "/v1/provisioning-rules", json={"name": "x"})
@@ -66,12 +74,25 @@ def test_rule_validation_names_fields(api: Api) -> None:
 
 def test_active_rules_apply_at_claim_with_secrets(api: Api) -> None:
     api.call("POST", "/v1/provisioning-rules", json={**PSK_RULE, "active": True})
-    api.call("POST", "/v1/provisioning-rules",
-             json={"name": "other", "tags": ["nope"], "active": True,
-                   "commands": [{"request": {"config": {"a": "b"}}}]})
-    api.call("POST", "/v1/provisioning-rules",
-             json={"name": "inactive", "tags": ["fleet"],
-                   "commands": [{"request": {"config": {"a": "b"}}}]})
+    api.call(
+        "POST",
+        "/v1/provisioning-rules",
+        json={
+            "name": "other",
+            "tags": ["nope"],
+            "active": True,
+            "commands": [{"request": {"config": {"a": "b"}}}],
+        },
+    )
+    api.call(
+        "POST",
+        "/v1/provisioning-rules",
+        json={
+            "name": "inactive",
+            "tags": ["fleet"],
+            "commands": [{"request": {"config": {"a": "b"}}}],
+        },
+    )
     device = api.claimed("d1", tags=["fleet"])
     assert device["commands"]["total"] == 2
     plan = api.call("GET", "/v1/claimed-devices/d1/provisioning").json()["items"]
@@ -84,8 +105,11 @@ def test_active_rules_apply_at_claim_with_secrets(api: Api) -> None:
 def test_rules_past_the_limit_refuse_the_claim_whole(api: Api) -> None:
     many = [{"request": {"config": {"n": str(i)}}} for i in range(15)]
     for name in ("r1", "r2"):
-        api.call("POST", "/v1/provisioning-rules",
-                 json={"name": name, "tags": ["big"], "active": True, "commands": many})
+        api.call(
+            "POST",
+            "/v1/provisioning-rules",
+            json={"name": name, "tags": ["big"], "active": True, "commands": many},
+        )
     token = api.import_devices({"deviceId": "d1", "tags": ["big"]})["devices"][0]["ownerToken"]
     res = api.call("POST", "/v1/claimed-devices", json={"ownerToken": token})
     assert res.status_code == 409 and res.json()["code"] == "command_limit_reached"
@@ -127,7 +151,9 @@ def test_import_ca(api: Api) -> None:
         res = api.call("POST", "/v1/certificate-authority", json=body)
         assert res.status_code == 422, (field, res.text)
         assert res.json()["errors"][0]["field"] == field
-    res = api.call("POST", "/v1/certificate-authority", json={"certificate": cert, "privateKey": key})
+    res = api.call(
+        "POST", "/v1/certificate-authority", json={"certificate": cert, "privateKey": key}
+    )
     assert res.status_code == 201
     assert res.json()["certificate"].strip() == cert.strip()
     assert "PRIVATE" not in res.text
@@ -160,8 +186,10 @@ def test_health_metrics_docs_need_no_key(api: Api) -> None:
     metrics = api.client.get("/metrics").text
     assert 'zerotouch_claims_total{outcome="claimed"} 1.0' in metrics
     assert 'zerotouch_commands{status="PENDING"} 1.0' in metrics
-    assert 'zerotouch_http_requests_total{method="POST",route="/v1/claimed-devices",status="201"}' \
+    assert (
+        'zerotouch_http_requests_total{method="POST",route="/v1/claimed-devices",status="201"}'
         in metrics
+    )
     spec = api.client.get("/openapi.json").json()
     assert "/v1/claimed-devices/{device_id}/provisioning/{command_id}/reset" in spec["paths"]
     assert api.client.get("/docs").status_code == 200

@@ -24,14 +24,19 @@ C, CE = CommandStatus, CommandEvent
 # The lifecycle as DESIGN.md draws it, written out independently of the table under test.
 LEGAL_DEVICE_MOVES = {
     (D.UNCLAIMED, DE.CLAIM): D.READY,
-    **{(s, DE.UNCLAIM): D.UNCLAIMED for s in (D.READY, D.PROVISIONING, D.AWAITING,
-                                              D.PROVISIONED, D.ERROR, D.BLOCKED)},
-    **{(s, DE.BLOCK): D.BLOCKED for s in (D.READY, D.PROVISIONING, D.AWAITING, D.PROVISIONED,
-                                          D.ERROR)},
-    **{(s, DE.REPROVISION): D.READY for s in (D.READY, D.PROVISIONING, D.AWAITING,
-                                              D.PROVISIONED, D.ERROR)},
-    **{(s, DE.FETCH): D.PROVISIONING for s in (D.READY, D.PROVISIONING, D.AWAITING,
-                                               D.PROVISIONED)},
+    **{
+        (s, DE.UNCLAIM): D.UNCLAIMED
+        for s in (D.READY, D.PROVISIONING, D.AWAITING, D.PROVISIONED, D.ERROR, D.BLOCKED)
+    },
+    **{
+        (s, DE.BLOCK): D.BLOCKED
+        for s in (D.READY, D.PROVISIONING, D.AWAITING, D.PROVISIONED, D.ERROR)
+    },
+    **{
+        (s, DE.REPROVISION): D.READY
+        for s in (D.READY, D.PROVISIONING, D.AWAITING, D.PROVISIONED, D.ERROR)
+    },
+    **{(s, DE.FETCH): D.PROVISIONING for s in (D.READY, D.PROVISIONING, D.AWAITING, D.PROVISIONED)},
     (D.PROVISIONING, DE.FAIL): D.ERROR,
     (D.PROVISIONING, DE.FINISH): D.PROVISIONED,
     (D.PROVISIONING, DE.DRAIN): D.AWAITING,

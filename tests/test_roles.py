@@ -31,8 +31,12 @@ CALLS: list[tuple[str, str, str, dict[str, Any] | None]] = [
     (WRITE, "DELETE", "/v1/claimed-devices/d1/provisioning/{command}", None),
     (WRITE, "POST", "/v1/claimed-devices/d1/provisioning/{command}/reset", None),
     (WRITE, "POST", "/v1/claimed-devices/d1/provisioning/{command}/skip", None),
-    (WRITE, "POST", "/v1/provisioning-rules",
-     {"name": "r2", "tags": ["t"], "commands": [{"request": {"finished": {}}}]}),
+    (
+        WRITE,
+        "POST",
+        "/v1/provisioning-rules",
+        {"name": "r2", "tags": ["t"], "commands": [{"request": {"finished": {}}}]},
+    ),
     (READ, "GET", "/v1/provisioning-rules", None),
     (READ, "GET", "/v1/provisioning-rules/{rule}", None),
     (WRITE, "PATCH", "/v1/provisioning-rules/{rule}", {"description": "changed"}),
@@ -48,11 +52,14 @@ CALLS: list[tuple[str, str, str, dict[str, Any] | None]] = [
 def _setup(api: Api) -> dict[str, str]:
     api.claimed("d1")
     spare = api.import_devices({"deviceId": "spare"})["devices"][0]["ownerToken"]
-    command = api.call("POST", "/v1/claimed-devices/d1/provisioning",
-                       json={"request": {"finished": {}}}).json()["id"]
-    rule = api.call("POST", "/v1/provisioning-rules",
-                    json={"name": "r", "tags": ["t"],
-                          "commands": [{"request": {"finished": {}}}]}).json()["id"]
+    command = api.call(
+        "POST", "/v1/claimed-devices/d1/provisioning", json={"request": {"finished": {}}}
+    ).json()["id"]
+    rule = api.call(
+        "POST",
+        "/v1/provisioning-rules",
+        json={"name": "r", "tags": ["t"], "commands": [{"request": {"finished": {}}}]},
+    ).json()["id"]
     return {"token": spare, "command": command, "rule": rule}
 
 
@@ -66,10 +73,12 @@ def _fill(value: Any, ids: dict[str, str]) -> Any:
     return value
 
 
-@pytest.mark.parametrize(("group", "method", "path", "body"), CALLS,
-                         ids=[f"{m} {p}" for _, m, p, _ in CALLS])
-def test_each_role_against_call(api: Api, group: str, method: str, path: str,
-                                body: dict[str, Any] | None) -> None:
+@pytest.mark.parametrize(
+    ("group", "method", "path", "body"), CALLS, ids=[f"{m} {p}" for _, m, p, _ in CALLS]
+)
+def test_each_role_against_call(
+    api: Api, group: str, method: str, path: str, body: dict[str, Any] | None
+) -> None:
     ids = _setup(api)
     # Refused roles first: a refusal changes nothing, so the allowed ones still find the state.
     ordered = sorted(ROLES, key=lambda role: role in ALLOWED[group])
@@ -82,13 +91,16 @@ def test_each_role_against_call(api: Api, group: str, method: str, path: str,
             assert res.json()["code"] == "permission_denied"
 
 
-@pytest.mark.parametrize(("group", "method", "path", "body"), CALLS,
-                         ids=[f"{m} {p}" for _, m, p, _ in CALLS])
-def test_no_or_unknown_key_is_401(api: Api, group: str, method: str, path: str,
-                                  body: dict[str, Any] | None) -> None:
+@pytest.mark.parametrize(
+    ("group", "method", "path", "body"), CALLS, ids=[f"{m} {p}" for _, m, p, _ in CALLS]
+)
+def test_no_or_unknown_key_is_401(
+    api: Api, group: str, method: str, path: str, body: dict[str, Any] | None
+) -> None:
     for headers in ({}, {"Authorization": "Bearer zt_unknown"}, {"Authorization": "Basic eDp5"}):
-        res = api.client.request(method, path.format(token="0" * 32, command="c", rule="r"),
-                                 headers=headers, json=body)
+        res = api.client.request(
+            method, path.format(token="0" * 32, command="c", rule="r"), headers=headers, json=body
+        )
         assert res.status_code == 401, res.text
         assert res.json()["code"] == "unauthenticated"
         assert res.headers["www-authenticate"] == "Bearer"

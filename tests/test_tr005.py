@@ -16,9 +16,14 @@ from zerotouch.protocols import tr005
 VECTORS = json.loads(
     (Path(__file__).resolve().parents[2] / "shared/vectors/tr005/tr005_vectors.json").read_text()
 )
-FIELD_NAMES = {"joinEui": "join_eui", "devEui": "dev_eui", "profileId": "profile_id",
-               "ownerToken": "owner_token", "serialNumber": "serial_number",
-               "proprietary": "proprietary"}
+FIELD_NAMES = {
+    "joinEui": "join_eui",
+    "devEui": "dev_eui",
+    "profileId": "profile_id",
+    "ownerToken": "owner_token",
+    "serialNumber": "serial_number",
+    "proprietary": "proprietary",
+}
 
 
 def _payload(fields: dict[str, str]) -> tr005.Tr005Payload:
@@ -56,14 +61,31 @@ def _hex(n: int) -> st.SearchStrategy[str]:
     return st.text(alphabet="0123456789ABCDEF", min_size=n, max_size=n)
 
 
-value = st.text(alphabet=st.characters(blacklist_characters=":", codec="ascii",
-                                       blacklist_categories=("Cc",)), min_size=1, max_size=20)
+value = st.text(
+    alphabet=st.characters(blacklist_characters=":", codec="ascii", blacklist_categories=("Cc",)),
+    min_size=1,
+    max_size=20,
+)
 
 
-@given(_hex(16), _hex(16), _hex(8), st.none() | value, st.none() | value, st.none() | value,
-       st.booleans())
-def test_round_trip(join: str, dev: str, profile: str, token: str | None, serial: str | None,
-                    prop: str | None, checksum: bool) -> None:
+@given(
+    _hex(16),
+    _hex(16),
+    _hex(8),
+    st.none() | value,
+    st.none() | value,
+    st.none() | value,
+    st.booleans(),
+)
+def test_round_trip(
+    join: str,
+    dev: str,
+    profile: str,
+    token: str | None,
+    serial: str | None,
+    prop: str | None,
+    checksum: bool,
+) -> None:
     payload = tr005.Tr005Payload(join, dev, profile, token, serial, prop)
     text = tr005.encode(payload, with_checksum=checksum)
     assert tr005.decode(text) == payload

@@ -32,14 +32,14 @@ def test_sec_tag_range() -> None:
     assert SecTag(0).value == 0
     assert SecTag(2_147_483_647).value == 2_147_483_647
     for bad in (-1, 2_147_483_648, True, "5", 1.5):
-        with pytest.raises(ValueError, match="integer|between"):
+        with pytest.raises(ValueError, match=r"integer|between"):
             SecTag(bad)  # type: ignore[arg-type]
 
 
 def test_tags() -> None:
     assert check_tags(["a", "b", "a"]) == ["a", "b"]
     for bad in ("a", [""], ["x" * 65], [1]):
-        with pytest.raises(ValueError, match="list|tag"):
+        with pytest.raises(ValueError, match=r"list|tag"):
             check_tags(bad)
 
 

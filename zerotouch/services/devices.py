@@ -98,7 +98,7 @@ def claim_device(
     try:
         return _claim(rt, principal, token, label, extra_tags)
     except (PermissionDenied, AlreadyExists) as exc:
-        rt.claims_total.labels(outcome=exc.code).inc()
+        rt.metrics.claims.labels(outcome=exc.code).inc()
         raise
 
 
@@ -141,7 +141,7 @@ def _claim(
         )
         _apply_rules(rt, conn, principal, row, all_tags, now)
         view = _load_view(conn, principal.account_id, row.device_id)
-    rt.claims_total.labels(outcome="claimed").inc()
+    rt.metrics.claims.labels(outcome="claimed").inc()
     return view
 
 

@@ -7,11 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter
-
 from zerotouch.crypto.envelope import Keyring
 from zerotouch.domain.errors import PermissionDenied
 from zerotouch.domain.values import ROLE_PERMISSIONS, Permission, Role
+from zerotouch.metrics import Metrics
 from zerotouch.store.db import Database
 
 
@@ -25,15 +24,10 @@ class Runtime:
     keyring: Keyring
     keyring_path: Path | None = None
     clock: Callable[[], dt.datetime] = utcnow
-    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    metrics: Metrics = field(init=False)
 
     def __post_init__(self) -> None:
-        self.claims_total = Counter(
-            "zerotouch_claims_total",
-            "Device claims by outcome.",
-            ["outcome"],
-            registry=self.registry,
-        )
+        self.metrics = Metrics(self.db)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,12 +7,11 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zerotouch import __version__
 from zerotouch.adapters.http import problems
-from zerotouch.adapters.http.metrics import RequestMetrics, StoreCollector
+from zerotouch.adapters.http.metrics import RequestMetrics
 from zerotouch.adapters.http.routes import devices, manufacturing, misc, provisioning, rules
 from zerotouch.crypto.envelope import load_keyring
 from zerotouch.domain.errors import ZerotouchError
@@ -21,22 +20,19 @@ from zerotouch.settings import Settings
 from zerotouch.store.db import Database
 
 
-def build_runtime(settings: Settings, registry: CollectorRegistry | None = None) -> Runtime:
+def build_runtime(settings: Settings) -> Runtime:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     keyring, path = load_keyring(settings.master_key, settings.data_dir)
     db = Database(settings.resolved_database_url(), pool_size=settings.db_pool_size)
-    return Runtime(
-        db=db, keyring=keyring, keyring_path=path, registry=registry or CollectorRegistry()
-    )
+    return Runtime(db=db, keyring=keyring, keyring_path=path)
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
     """Build the app; the runtime (engine, keyring) is made in the lifespan unless given."""
-    registry = runtime.registry if runtime is not None else CollectorRegistry()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        rt = runtime or build_runtime(settings or Settings(), registry)
+        rt = runtime or build_runtime(settings or Settings())
         app.state.runtime = rt
         try:
             yield
@@ -62,7 +58,5 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_exception_handler(RequestValidationError, problems.on_validation_error)
     app.add_exception_handler(StarletteHTTPException, problems.on_http_error)
     app.add_exception_handler(Exception, problems.on_unexpected)
-    app.add_middleware(RequestMetrics, registry=registry)
-    with contextlib.suppress(ValueError):  # A runtime shared by several apps registers once.
-        registry.register(StoreCollector(lambda: getattr(app.state, "runtime", None)))
+    app.add_middleware(RequestMetrics, runtime=lambda: app.state.runtime)
     return app

@@ -84,4 +84,4 @@ def healthz(rt: RuntimeDep) -> Any:
 
 @router.get("/metrics", tags=["health"], summary="GetMetrics")
 def metrics(rt: RuntimeDep) -> Response:
-    return Response(generate_latest(rt.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
