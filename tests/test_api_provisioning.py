@@ -219,6 +219,8 @@ def test_reset_failed_command_lifts_error(api: Api, rt: Runtime) -> None:
     device = api.call("GET", "/v1/claimed-devices/d1").json()
     assert device["status"] == "PROVISIONING"
     assert device["commands"] == {"total": 3, "pending": 2, "succeeded": 1, "failed": 0}
+    trail = api.call("GET", "/v1/events?deviceId=d1").json()["items"]
+    assert [e["type"] for e in trail[-2:]] == ["command.pending", "device.resumed"]
 
 
 def test_skip_pending_and_failed(api: Api, rt: Runtime) -> None:

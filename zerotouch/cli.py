@@ -6,10 +6,9 @@ import logging
 from typing import Annotated
 
 import typer
-import uvicorn
 from rich.console import Console
 
-from zerotouch.adapters.http.app import build_runtime, create_app
+from zerotouch.bootstrap import build_runtime
 from zerotouch.domain.errors import ZerotouchError
 from zerotouch.services import accounts, keys
 from zerotouch.settings import Settings
@@ -33,6 +32,10 @@ def serve(
     log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
 ) -> None:
     """Run the HTTP API (operator API, OpenAPI page at /docs) on the configured database."""
+    import uvicorn
+
+    from zerotouch.adapters.http.app import create_app
+
     settings = Settings()
     updates = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     settings = settings.model_copy(update=updates)

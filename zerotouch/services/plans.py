@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from collections.abc import Sequence
@@ -192,7 +193,7 @@ def _settle(
             .values(status=status.value, updated_at=now)
         )
         if was is CommandStatus.FAILED:
-            _resolve_error(conn, device, now)
+            _resolve_error(conn, principal, device, now)
         record_events(
             conn,
             account_id=principal.account_id,
@@ -209,26 +210,32 @@ def _settle(
         return command_view(_command(conn, device.id, command_id))
 
 
-def _resolve_error(conn: sa.Connection, device: sa.Row[Any], now: Any) -> None:
+def _resolve_error(
+    conn: sa.Connection, principal: Principal, device: sa.Row[Any], now: dt.datetime
+) -> None:
+    """Lift ERROR once no command of the device is FAILED any more (also while BLOCKED)."""
     still_failed = conn.execute(
         sa.select(sa.func.count()).where(
             commands.c.device_pk == device.id, commands.c.status == CommandStatus.FAILED.value
         )
     ).scalar_one()
-    if still_failed:
-        return
     status = DeviceStatus(device.status)
-    if status is DeviceStatus.ERROR:
-        new = device_transition(status, DeviceEvent.RESOLVE)
-        conn.execute(
-            devices.update()
-            .where(devices.c.id == device.id)
-            .values(status=new.value, updated_at=now)
-        )
-    elif status is DeviceStatus.BLOCKED and device.blocked_from == DeviceStatus.ERROR.value:
-        new = device_transition(DeviceStatus.ERROR, DeviceEvent.RESOLVE)
-        conn.execute(
-            devices.update()
-            .where(devices.c.id == device.id)
-            .values(blocked_from=new.value, updated_at=now)
-        )
+    blocked_in_error = (
+        status is DeviceStatus.BLOCKED and device.blocked_from == DeviceStatus.ERROR.value
+    )
+    if still_failed or (status is not DeviceStatus.ERROR and not blocked_in_error):
+        return
+    new = device_transition(DeviceStatus.ERROR, DeviceEvent.RESOLVE)
+    column = "blocked_from" if blocked_in_error else "status"
+    conn.execute(
+        devices.update()
+        .where(devices.c.id == device.id)
+        .values({column: new.value, "updated_at": now})
+    )
+    record_events(
+        conn,
+        account_id=principal.account_id,
+        actor=principal.actor,
+        at=now,
+        items=[("device.resumed", device.device_id, {"from": "ERROR", "to": new.value})],
+    )

@@ -13,18 +13,10 @@ from zerotouch import __version__
 from zerotouch.adapters.http import problems
 from zerotouch.adapters.http.metrics import RequestMetrics
 from zerotouch.adapters.http.routes import devices, manufacturing, misc, provisioning, rules
-from zerotouch.crypto.envelope import load_keyring
+from zerotouch.bootstrap import build_runtime
 from zerotouch.domain.errors import ZerotouchError
 from zerotouch.services.runtime import Runtime
 from zerotouch.settings import Settings
-from zerotouch.store.db import Database
-
-
-def build_runtime(settings: Settings) -> Runtime:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    keyring, path = load_keyring(settings.master_key, settings.data_dir)
-    db = Database(settings.resolved_database_url(), pool_size=settings.db_pool_size)
-    return Runtime(db=db, keyring=keyring, keyring_path=path)
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:

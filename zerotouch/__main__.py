@@ -1,0 +1,3 @@
+from zerotouch.cli import main
+
+main()
