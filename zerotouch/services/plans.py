@@ -192,8 +192,6 @@ def _settle(
             .where(commands.c.id == command_id)
             .values(status=status.value, updated_at=now)
         )
-        if was is CommandStatus.FAILED:
-            _resolve_error(conn, principal, device, now)
         record_events(
             conn,
             account_id=principal.account_id,
@@ -207,6 +205,8 @@ def _settle(
                 )
             ],
         )
+        if was is CommandStatus.FAILED:
+            _resolve_error(conn, principal, device, now)
         return command_view(_command(conn, device.id, command_id))
 
 
