@@ -29,6 +29,9 @@ err = Console(stderr=True)
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="HTTP port.")] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Server processes; they share the database.")
+    ] = 1,
     log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
 ) -> None:
     """Run the HTTP API (operator API, OpenAPI page at /docs) on the configured database."""
@@ -44,6 +47,21 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    if workers > 1:
+        # Each worker builds its own runtime from the same environment.
+        runtime.db.dispose()
+        uvicorn.run(
+            "zerotouch.adapters.http.app:create_app",
+            factory=True,
+            workers=workers,
+            host=settings.host,
+            port=settings.port,
+            loop="uvloop",
+            http="httptools",
+            log_level=log_level,
+            server_header=False,
+        )
+        return
     uvicorn.run(
         create_app(settings, runtime=runtime),
         host=settings.host,

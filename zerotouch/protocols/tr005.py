@@ -12,9 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from crc import Calculator, Crc16
+from fastcrc import crc16
 
-_CRC = Calculator(Crc16.MODBUS)  # type: ignore[arg-type]
 _HEX16 = re.compile(r"[0-9A-F]{16}")
 _HEX8 = re.compile(r"[0-9A-F]{8}")
 _EXTENSIONS = {"O": "owner_token", "S": "serial_number", "P": "proprietary"}
@@ -50,7 +49,9 @@ class ZerotouchLabel:
 
 
 def checksum(text: str) -> str:
-    return f"{_CRC.checksum(text.encode()):04X}"
+    """CRC-16/MODBUS (poly 0x8005 reflected, init 0xFFFF) as 4 uppercase hex digits."""
+    value: int = crc16.modbus(text.encode())
+    return f"{value:04X}"
 
 
 def encode(payload: Tr005Payload, *, with_checksum: bool = True) -> str:

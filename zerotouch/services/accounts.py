@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import sqlalchemy as sa
@@ -14,6 +15,8 @@ from zerotouch.store.queries import record_events
 from zerotouch.store.schema import accounts, api_keys
 
 ACCOUNT_NAME_MAX = 64
+AUTH_CACHE_SECONDS = 5.0
+AUTH_CACHE_SIZE = 10_000
 
 
 def ensure_account(conn: sa.Connection, name: str, rt: Runtime) -> int:
@@ -58,8 +61,29 @@ def create_api_key(rt: Runtime, *, role: str, account_name: str = "default") -> 
 
 
 def authenticate(rt: Runtime, raw_key: str) -> Principal:
-    """The principal an API key stands for; unknown keys raise Unauthenticated."""
+    """The principal an API key stands for; unknown keys raise Unauthenticated.
+
+    Known keys are remembered for ``AUTH_CACHE_SECONDS`` per process: the lookup costs more
+    than most calls it guards. Unknown keys are never remembered.
+    """
     digest = secret_hash(raw_key)
+    now = time.monotonic()
+    cached = rt.auth_cache.get(digest)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    principal = _lookup(rt, raw_key, digest)
+    if len(rt.auth_cache) >= AUTH_CACHE_SIZE:
+        rt.auth_cache.clear()
+    rt.auth_cache[digest] = (now + AUTH_CACHE_SECONDS, principal)
+    return principal
+
+
+_BY_KEY_HASH = sa.select(
+    api_keys.c.id, api_keys.c.account_id, api_keys.c.role, api_keys.c.key_hash
+).where(api_keys.c.key_hash == sa.bindparam("hash"))
+
+
+def _lookup(rt: Runtime, raw_key: str, digest: str) -> Principal:
     with rt.db.read() as conn:
         row = conn.execute(
             sa.select(

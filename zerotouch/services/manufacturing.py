@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -95,9 +96,14 @@ def import_devices(
             "devices", f"must hold at most {MAX_IMPORT_RECORDS} records"
         )
     accepted, invalid = _validate(records)
+    if atomic and invalid:
+        _refuse(invalid, len(records))
+    # Tokens, sealing and labels cost CPU: done before the write transaction, so the database's
+    # write lock is held only for the inserts.
+    prepared = _prepare(rt, principal, accepted)
     for attempt in range(_CONFLICT_RETRIES):
         try:
-            return _write(rt, principal, accepted, invalid, atomic)
+            return _write(rt, principal, prepared, invalid, atomic, len(records))
         except AlreadyExists:
             # Another import took one of these deviceIds between our check and our insert;
             # the next attempt sees it and reports that row.
@@ -106,93 +112,122 @@ def import_devices(
     raise AssertionError("unreachable")
 
 
+def _refuse(rejected: list[RejectedRow], total: int) -> None:
+    raise InvalidArgument(
+        f"{len(rejected)} of {total} records were invalid; nothing was imported.",
+        errors=[e for r in sorted(rejected, key=lambda r: r.row) for e in r.errors],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    index: int
+    record: FactoryRecord
+    row: dict[str, Any]
+    label: ImportedDevice
+
+
+def _prepare(
+    rt: Runtime, principal: Principal, accepted: list[tuple[int, FactoryRecord]]
+) -> list[_Prepared]:
+    keyring = rt.keyring
+    now = rt.clock()
+    prepared = []
+    for index, r in accepted:
+        token = new_owner_token()
+        row = {
+            "device_id": r.device_id,
+            "account_id": None,
+            "imported_by": principal.account_id,
+            "status": DeviceStatus.UNCLAIMED.value,
+            "blocked_from": None,
+            "dev_eui": r.dev_eui,
+            "join_eui": r.join_eui,
+            "profile_id": r.profile_id,
+            "vin": r.vin,
+            "imei": r.imei,
+            "serial": r.serial,
+            "mac": r.mac,
+            "public_key": r.public_key,
+            "app_key_sealed": r.app_key and keyring.seal(r.app_key, "devices.app_key"),
+            "iccid_sealed": r.iccid and keyring.seal(r.iccid, "devices.iccid"),
+            "device_secret_sealed": r.device_secret
+            and keyring.seal(r.device_secret, "devices.device_secret"),
+            "owner_token_hash": secret_hash(token),
+            "owner_token_sealed": keyring.seal(token, "devices.owner_token"),
+            "factory_tags": r.tags,
+            "claimed_at": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        label = ImportedDevice(r.device_id, token, label_for(r, token))
+        prepared.append(_Prepared(index, r, row, label))
+    return prepared
+
+
 def _write(
     rt: Runtime,
     principal: Principal,
-    accepted: list[tuple[int, FactoryRecord]],
+    prepared: list[_Prepared],
     invalid: list[RejectedRow],
     atomic: bool,
+    total: int,
 ) -> ImportResult:
-    keyring = rt.keyring
     with rt.db.write() as conn:
-        taken = _existing(conn, [r.device_id for _, r in accepted])
+        taken = _existing(conn, [p.record.device_id for p in prepared])
         rejected = list(invalid)
-        fresh: list[tuple[int, FactoryRecord]] = []
-        for index, record in accepted:
-            if record.device_id in taken:
-                field = f"devices[{index}].deviceId"
+        fresh: list[_Prepared] = []
+        for p in prepared:
+            if p.record.device_id in taken:
+                field = f"devices[{p.index}].deviceId"
+                reason = f"device {p.record.device_id!r} was imported before"
                 rejected.append(
                     RejectedRow(
-                        index + 1,
-                        record.device_id,
+                        p.index + 1,
+                        p.record.device_id,
                         "already_exists",
-                        f"{field}: device {record.device_id!r} was imported before",
-                        (FieldError(field, f"device {record.device_id!r} was imported before"),),
+                        f"{field}: {reason}",
+                        (FieldError(field, reason),),
                     )
                 )
             else:
-                fresh.append((index, record))
+                fresh.append(p)
         rejected.sort(key=lambda r: r.row)
         if atomic and rejected:
-            errors = [e for r in rejected for e in r.errors]
-            raise InvalidArgument(
-                f"{len(rejected)} of {len(accepted) + len(invalid)} records were invalid; "
-                "nothing was imported.",
-                errors=errors,
-            )
-        now = rt.clock()
-        rows: list[dict[str, Any]] = []
-        out: list[ImportedDevice] = []
-        for _, r in fresh:
-            token = new_owner_token()
-            rows.append(
-                {
-                    "device_id": r.device_id,
-                    "account_id": None,
-                    "imported_by": principal.account_id,
-                    "status": DeviceStatus.UNCLAIMED.value,
-                    "blocked_from": None,
-                    "dev_eui": r.dev_eui,
-                    "join_eui": r.join_eui,
-                    "profile_id": r.profile_id,
-                    "vin": r.vin,
-                    "imei": r.imei,
-                    "serial": r.serial,
-                    "mac": r.mac,
-                    "public_key": r.public_key,
-                    "app_key_sealed": r.app_key and keyring.seal(r.app_key, "devices.app_key"),
-                    "iccid_sealed": r.iccid and keyring.seal(r.iccid, "devices.iccid"),
-                    "device_secret_sealed": r.device_secret
-                    and keyring.seal(r.device_secret, "devices.device_secret"),
-                    "owner_token_hash": secret_hash(token),
-                    "owner_token_sealed": keyring.seal(token, "devices.owner_token"),
-                    "factory_tags": r.tags,
-                    "claimed_at": None,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-            out.append(ImportedDevice(r.device_id, token, label_for(r, token)))
-        if rows:
+            _refuse(rejected, total)
+        if fresh:
             with unique_violation_as(AlreadyExists("A deviceId was imported concurrently.")):
-                inserted = conn.execute(
-                    devices.insert().returning(
-                        devices.c.id, devices.c.device_id, sort_by_parameter_order=True
-                    ),
-                    rows,
-                ).all()
-            tag_rows = [
-                {"device_pk": pk, "tag": tag}
-                for (pk, _), (_, r) in zip(inserted, fresh, strict=True)
-                for tag in r.tags
-            ]
-            if tag_rows:
-                conn.execute(device_tags.insert(), tag_rows)
+                conn.execute(devices.insert(), [p.row for p in fresh])
+            _insert_tags(conn, [p.record for p in fresh if p.record.tags])
+            # One event per import: who imported which devices. Per-device rows would double
+            # the write cost of an import for no more information.
             record_events(
                 conn,
                 account_id=principal.account_id,
                 actor=principal.actor,
-                at=now,
-                items=[("device.imported", r.device_id, {}) for _, r in fresh],
+                at=fresh[0].row["created_at"],
+                items=[
+                    (
+                        "devices.imported",
+                        None,
+                        {"count": len(fresh), "deviceIds": [p.record.device_id for p in fresh]},
+                    )
+                ],
             )
-    return ImportResult(imported=len(out), rejected=rejected, devices=out)
+    return ImportResult(imported=len(fresh), rejected=rejected, devices=[p.label for p in fresh])
+
+
+def _insert_tags(conn: sa.Connection, tagged: list[FactoryRecord]) -> None:
+    if not tagged:
+        return
+    ids: dict[str, int] = {}
+    for start in range(0, len(tagged), 500):
+        chunk = [r.device_id for r in tagged[start : start + 500]]
+        rows = conn.execute(
+            sa.select(devices.c.device_id, devices.c.id).where(devices.c.device_id.in_(chunk))
+        )
+        ids.update((device_id, pk) for device_id, pk in rows)
+    conn.execute(
+        device_tags.insert(),
+        [{"device_pk": ids[r.device_id], "tag": tag} for r in tagged for tag in r.tags],
+    )

@@ -127,12 +127,16 @@ def matching_rules(conn: sa.Connection, account_id: int, tags: Iterable[str]) ->
     wanted = set(tags)
     if not wanted:
         return []
-    rows = conn.execute(
-        sa.select(provisioning_rules)
-        .where(provisioning_rules.c.account_id == account_id, provisioning_rules.c.active)
-        .order_by(provisioning_rules.c.created_at, provisioning_rules.c.id)
-    )
+    rows = conn.execute(_ACTIVE_RULES, {"account": account_id})
     return [r for r in rows if wanted.intersection(r.tags)]
+
+
+# Run on every claim: built once.
+_ACTIVE_RULES = (
+    sa.select(provisioning_rules)
+    .where(provisioning_rules.c.account_id == sa.bindparam("account"), provisioning_rules.c.active)
+    .order_by(provisioning_rules.c.created_at, provisioning_rules.c.id)
+)
 
 
 def create_rule(rt: Runtime, *, principal: Principal, body: Any) -> RuleView:

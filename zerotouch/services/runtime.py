@@ -25,6 +25,8 @@ class Runtime:
     keyring_path: Path | None = None
     clock: Callable[[], dt.datetime] = utcnow
     metrics: Metrics = field(init=False)
+    # API key hash -> (expiry on the monotonic clock, principal); see accounts.authenticate.
+    auth_cache: dict[str, tuple[float, Principal]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self.db)

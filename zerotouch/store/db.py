@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import sqlalchemy as sa
 from alembic import command
@@ -16,6 +18,8 @@ from zerotouch.domain.errors import Unavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30  # Writers queue on SQLite's single write lock; wait, do not fail.
+PG_CONNECT_TIMEOUT_S = 5  # Calls run on the event loop; a dead server must not hold it long.
+SQLITE_CACHE_KIB = 32_768  # Per connection: the hot index pages of a large fleet stay in memory.
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -33,6 +37,7 @@ def _sqlite_setup(engine: sa.Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
         cur.close()
 
@@ -46,29 +51,64 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 20) -> None:
         self.url = sa.make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self._write_lock_path: Path | None = None
+        self._thread_lock = threading.Lock()
+        self._lock_file: IO[bytes] | None = None
         if self.is_sqlite:
             if self.url.database and self.url.database != ":memory:":
                 Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+                self._write_lock_path = Path(self.url.database + ".write-lock")
             self.engine = sa.create_engine(
                 self.url,
                 connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
                 pool_size=pool_size,
                 max_overflow=pool_size,
+                # Every use ends in COMMIT or ROLLBACK (see write/read), so the pool's own
+                # rollback on return would be a wasted statement per transaction.
+                pool_reset_on_return=None,
             )
             _sqlite_setup(self.engine)
         else:
+            # No pre-ping: it would add a round trip to every transaction; a dropped
+            # connection fails its statement, is discarded by the pool, and the caller sees
+            # Unavailable.
             self.engine = sa.create_engine(
-                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+                self.url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_reset_on_return=None,
+                connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
             )
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sa.Connection]:
         """One read-write transaction: committed when the block ends, rolled back on error."""
-        with self._connect() as conn:
+        with self._writer_turn(), self._connect() as conn:
             if self.is_sqlite:
                 conn = conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():
                 yield conn
+
+    @contextlib.contextmanager
+    def _writer_turn(self) -> Iterator[None]:
+        """On SQLite, writers queue here instead of in SQLite's busy handler.
+
+        SQLite allows one writer at a time, and its busy handler waits by sleeping 1, 2, 5, 10 ms
+        and more between retries, which turns contention into latency spikes. A thread lock (for
+        this process) and an flock on a file beside the database (for other processes, such as
+        other server workers) let the next writer in the moment the previous one commits.
+        """
+        if self._write_lock_path is None:
+            yield
+            return
+        with self._thread_lock:
+            if self._lock_file is None:
+                self._lock_file = open(self._write_lock_path, "a+b")  # noqa: SIM115
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sa.Connection]:
@@ -96,6 +136,9 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
 
 def alembic_config(url: str) -> Config:

@@ -26,6 +26,9 @@ def unique_violation_as(error: AlreadyExists) -> Iterator[None]:
         raise
 
 
+_INSERT_EVENT = events.insert()
+
+
 def record_events(
     conn: sa.Connection,
     *,
@@ -40,7 +43,7 @@ def record_events(
         for t, d, x in items
     ]
     if rows:
-        conn.execute(events.insert(), rows)
+        conn.execute(_INSERT_EVENT, rows)
 
 
 def device_for_account(

@@ -8,10 +8,9 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from zerotouch.adapters.http import schemas
-from zerotouch.adapters.http.deps import PrincipalDep, RuntimeDep
+from zerotouch.adapters.http.deps import CallerDep, reply
 from zerotouch.domain.errors import FieldError, InvalidArgument
 from zerotouch.domain.records import RECORD_FIELDS
 from zerotouch.services import devices, manufacturing
@@ -71,9 +70,7 @@ def _parse_json(raw: bytes) -> list[Any]:
     openapi_extra=_IMPORT_BODY,
     summary="ImportDevices",
 )
-async def import_devices(
-    request: Request, rt: RuntimeDep, principal: PrincipalDep, atomic: bool = False
-) -> Any:
+async def import_devices(request: Request, caller: CallerDep, atomic: bool = False) -> Response:
     raw = await request.body()
     if len(raw) > MAX_BODY_BYTES:
         raise InvalidArgument.for_field("body", f"must be at most {MAX_BODY_BYTES} bytes")
@@ -89,8 +86,8 @@ async def import_devices(
         records = _parse_json(raw)
     else:
         raise InvalidArgument.for_field("Content-Type", "must be application/json or text/csv")
-    result = await run_in_threadpool(
-        manufacturing.import_devices, rt, principal=principal, records=records, atomic=atomic
+    result = await caller.run_in_thread(
+        manufacturing.import_devices, records=records, atomic=atomic
     )
     if "text/csv" in request.headers.get("accept", ""):
         out = io.StringIO()
@@ -105,27 +102,33 @@ async def import_devices(
                 "X-Rejected-Count": str(len(result.rejected)),
             },
         )
-    return schemas.ImportPublic(
-        imported=result.imported,
-        rejected=[
-            schemas.RejectedRowPublic(
-                row=r.row, device_id=r.device_id, code=r.code, message=r.message
-            )
-            for r in result.rejected
-        ],
-        devices=[
-            schemas.ImportedDevicePublic(device_id=d.device_id, owner_token=d.owner_token, qr=d.qr)
-            for d in result.devices
-        ],
+    return reply(
+        schemas.ImportPublic(
+            imported=result.imported,
+            rejected=[
+                schemas.RejectedRowPublic(
+                    row=r.row, device_id=r.device_id, code=r.code, message=r.message
+                )
+                for r in result.rejected
+            ],
+            devices=[
+                schemas.ImportedDevicePublic(
+                    device_id=d.device_id, owner_token=d.owner_token, qr=d.qr
+                )
+                for d in result.devices
+            ],
+        )
     )
 
 
 @router.get(
     "/devices/{device_id}/label", response_model=schemas.ImportedDevicePublic, summary="GetLabel"
 )
-def get_label(device_id: str, rt: RuntimeDep, principal: PrincipalDep) -> Any:
+async def get_label(device_id: str, caller: CallerDep) -> Response:
     """Re-print the owner token and QR payload of an unclaimed device this account imported."""
-    label = devices.reprint_label(rt, principal=principal, device_id=device_id)
-    return schemas.ImportedDevicePublic(
-        device_id=label.device_id, owner_token=label.owner_token, qr=label.qr
+    label = caller.run(devices.reprint_label, device_id=device_id)
+    return reply(
+        schemas.ImportedDevicePublic(
+            device_id=label.device_id, owner_token=label.owner_token, qr=label.qr
+        )
     )

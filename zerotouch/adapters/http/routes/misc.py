@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from zerotouch.adapters.http import schemas
-from zerotouch.adapters.http.deps import PrincipalDep, RuntimeDep
+from zerotouch.adapters.http.deps import CallerDep, RuntimeDep, reply
+from zerotouch.domain.views import CaView
 from zerotouch.services import audit, authority
 from zerotouch.store.paging import DEFAULT_PAGE_LIMIT
 
 router = APIRouter()
+
+
+def _authority(view: CaView) -> schemas.AuthorityPublic:
+    return schemas.AuthorityPublic(
+        certificate=view.certificate,
+        fingerprint=view.fingerprint,
+        created_at=schemas.rfc3339(view.created_at),
+    )
 
 
 @router.post(
@@ -22,14 +31,9 @@ router = APIRouter()
     tags=["certificate authority"],
     summary="CreateCertificateAuthority",
 )
-def create_authority(body: schemas.AuthorityCreate, rt: RuntimeDep, principal: PrincipalDep) -> Any:
+async def create_authority(body: schemas.AuthorityCreate, caller: CallerDep) -> Response:
     raw = body.model_dump(by_alias=True, exclude_unset=True)
-    view = authority.create_authority(rt, principal=principal, body=raw)
-    return schemas.AuthorityPublic(
-        certificate=view.certificate,
-        fingerprint=view.fingerprint,
-        created_at=schemas.rfc3339(view.created_at),
-    )
+    return reply(_authority(caller.run(authority.create_authority, body=raw)), 201)
 
 
 @router.get(
@@ -38,13 +42,8 @@ def create_authority(body: schemas.AuthorityCreate, rt: RuntimeDep, principal: P
     tags=["certificate authority"],
     summary="GetCertificateAuthority",
 )
-def get_authority(rt: RuntimeDep, principal: PrincipalDep) -> Any:
-    view = authority.get_authority(rt, principal=principal)
-    return schemas.AuthorityPublic(
-        certificate=view.certificate,
-        fingerprint=view.fingerprint,
-        created_at=schemas.rfc3339(view.created_at),
-    )
+async def get_authority(caller: CallerDep) -> Response:
+    return reply(_authority(caller.run(authority.get_authority)))
 
 
 @router.get(
@@ -53,35 +52,36 @@ def get_authority(rt: RuntimeDep, principal: PrincipalDep) -> Any:
     tags=["audit"],
     summary="ListEvents",
 )
-def list_events(
-    rt: RuntimeDep,
-    principal: PrincipalDep,
+async def list_events(
+    caller: CallerDep,
     device_id: Annotated[str | None, Query(alias="deviceId")] = None,
     after: Annotated[int, Query(ge=0)] = 0,
     page_limit: Annotated[int, Query(alias="pageLimit")] = DEFAULT_PAGE_LIMIT,
     page_next_token: Annotated[str | None, Query(alias="pageNextToken")] = None,
-) -> Any:
-    page = audit.list_events(
-        rt,
-        principal=principal,
+) -> Response:
+    page = caller.run(
+        audit.list_events,
         device_id=device_id,
         after=after,
         page_limit=page_limit,
         page_token=page_next_token,
     )
-    return schemas.Page[schemas.EventPublic](
-        items=[schemas.EventPublic.of(e) for e in page.items],
-        total=page.total,
-        page_next_token=page.next_token,
+    return reply(
+        schemas.Page[schemas.EventPublic](
+            items=[schemas.EventPublic.of(e) for e in page.items],
+            total=page.total,
+            page_next_token=page.next_token,
+        )
     )
 
 
 @router.get("/healthz", response_model=schemas.Health, tags=["health"], summary="GetHealth")
-def healthz(rt: RuntimeDep) -> Any:
+async def healthz(rt: RuntimeDep) -> Response:
     rt.db.ping()
-    return schemas.Health(status="ok")
+    return reply(schemas.Health(status="ok"))
 
 
 @router.get("/metrics", tags=["health"], summary="GetMetrics")
-def metrics(rt: RuntimeDep) -> Response:
-    return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+async def metrics(rt: RuntimeDep) -> Response:
+    body = generate_latest(rt.metrics.registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Response
 
 from zerotouch.adapters.http import schemas
-from zerotouch.adapters.http.deps import PrincipalDep, RuntimeDep
+from zerotouch.adapters.http.deps import CallerDep, reply
 from zerotouch.services import rules
 
 router = APIRouter(prefix="/v1/provisioning-rules", tags=["rules"])
@@ -16,40 +14,41 @@ Rule = schemas.RulePublic
 
 
 @router.post("", status_code=201, response_model=Rule, summary="CreateRule")
-def create_rule(body: schemas.RuleCreate, rt: RuntimeDep, principal: PrincipalDep) -> Any:
+async def create_rule(body: schemas.RuleCreate, caller: CallerDep) -> Response:
     raw = body.model_dump(by_alias=True, exclude_unset=True)
-    return Rule.of(rules.create_rule(rt, principal=principal, body=raw))
+    return reply(Rule.of(caller.run(rules.create_rule, body=raw)), 201)
 
 
 @router.get("", response_model=schemas.RuleList, summary="ListRules")
-def list_rules(rt: RuntimeDep, principal: PrincipalDep) -> Any:
-    return schemas.RuleList(items=[Rule.of(v) for v in rules.list_rules(rt, principal=principal)])
+async def list_rules(caller: CallerDep) -> Response:
+    items = caller.run(rules.list_rules)
+    return reply(schemas.RuleList(items=[Rule.of(v) for v in items]))
 
 
 @router.get("/{rule_id}", response_model=Rule, summary="GetRule")
-def get_rule(rule_id: str, rt: RuntimeDep, principal: PrincipalDep) -> Any:
-    return Rule.of(rules.get_rule(rt, principal=principal, rule_id=rule_id))
+async def get_rule(rule_id: str, caller: CallerDep) -> Response:
+    return reply(Rule.of(caller.run(rules.get_rule, rule_id=rule_id)))
 
 
 @router.patch("/{rule_id}", response_model=Rule, summary="UpdateRule")
-def update_rule(
-    rule_id: str, body: schemas.RuleUpdate, rt: RuntimeDep, principal: PrincipalDep
-) -> Any:
+async def update_rule(rule_id: str, body: schemas.RuleUpdate, caller: CallerDep) -> Response:
     raw = body.model_dump(by_alias=True, exclude_unset=True)
-    return Rule.of(rules.update_rule(rt, principal=principal, rule_id=rule_id, body=raw))
+    return reply(Rule.of(caller.run(rules.update_rule, rule_id=rule_id, body=raw)))
 
 
 @router.post("/{rule_id}/activate", response_model=Rule, summary="ActivateRule")
-def activate_rule(rule_id: str, rt: RuntimeDep, principal: PrincipalDep) -> Any:
-    return Rule.of(rules.set_rule_active(rt, principal=principal, rule_id=rule_id, active=True))
+async def activate_rule(rule_id: str, caller: CallerDep) -> Response:
+    view = caller.run(rules.set_rule_active, rule_id=rule_id, active=True)
+    return reply(Rule.of(view))
 
 
 @router.post("/{rule_id}/deactivate", response_model=Rule, summary="DeactivateRule")
-def deactivate_rule(rule_id: str, rt: RuntimeDep, principal: PrincipalDep) -> Any:
-    return Rule.of(rules.set_rule_active(rt, principal=principal, rule_id=rule_id, active=False))
+async def deactivate_rule(rule_id: str, caller: CallerDep) -> Response:
+    view = caller.run(rules.set_rule_active, rule_id=rule_id, active=False)
+    return reply(Rule.of(view))
 
 
 @router.delete("/{rule_id}", status_code=204, summary="DeleteRule")
-def delete_rule(rule_id: str, rt: RuntimeDep, principal: PrincipalDep) -> Response:
-    rules.delete_rule(rt, principal=principal, rule_id=rule_id)
+async def delete_rule(rule_id: str, caller: CallerDep) -> Response:
+    caller.run(rules.delete_rule, rule_id=rule_id)
     return Response(status_code=204)

@@ -1,0 +1,311 @@
+"""Import 100,000 devices through the API in batches of 1,000, then claim 10,000 of them with 50
+concurrent clients, against `zerotouch serve` on SQLite and on PostgreSQL.
+
+Prints import rows/s, claims/s and claim latency p50/p99, each next to a baseline measured in the
+same run on the same server and database:
+  - import: the same rows written straight into the database with one executemany per batch
+    (what the storage alone can take; the service adds validation, sealing, tokens, events, HTTP);
+  - claims: `GET /healthz` (one database round trip) with the same clients and concurrency
+    (what the HTTP stack and the load generator can do at all).
+Targets on a 2-core machine: import >= 20,000 rows/s; claims >= 1,000/s with p99 <= 50 ms.
+Nothing here gates CI; run it with `make bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).parent))
+import loadgen
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_ADMIN_URL = os.environ.get(
+    "ZEROTOUCH_TEST_PG_ADMIN_URL", "postgresql+psycopg://127.0.0.1:5432/postgres"
+)
+console = Console()
+
+
+@dataclass
+class Result:
+    backend: str
+    import_rows_s: float
+    import_baseline_rows_s: float
+    claims_s: float
+    claim_p50_ms: float
+    claim_p99_ms: float
+    health_s: float
+    health_p99_ms: float
+    failures: int
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def database(backend: str, data_dir: Path) -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite:///{data_dir / 'zerotouch.db'}"
+        return
+    name = f"zt_bench_{secrets.token_hex(4)}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
+def server(env: dict[str, str], port: int, workers: int) -> Iterator[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "zerotouch",
+        "serve",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--workers",
+        str(workers),
+    ]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("zerotouch serve did not start")
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def create_key(env: dict[str, str], role: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "zerotouch", "keys", "create", "--role", role],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def records(start: int, count: int, run: str) -> list[dict[str, object]]:
+    return [
+        {
+            "deviceId": f"{run}-{i:07d}",
+            "devEui": f"{i:016X}",
+            "joinEui": "70B3D57ED0000000",
+            "profileId": "AABB1122",
+            "appKey": secrets.token_hex(16).upper(),
+            "serial": f"SN{i}",
+            "tags": ["bench"],
+        }
+        for i in range(start, start + count)
+    ]
+
+
+def import_all(
+    base: str, key: str, total: int, batch: int, uploaders: int
+) -> tuple[float, list[str]]:
+    run = secrets.token_hex(3)
+    requests = [
+        loadgen.json_request(
+            "POST", "/v1/manufacturing/devices", {"devices": records(i, batch, run)}, key
+        )
+        for i in range(0, total, batch)
+    ]
+    outcome = loadgen.run(base, requests, uploaders, keep_bodies=True)
+    if outcome.statuses != {200: len(requests)}:
+        raise RuntimeError(f"import failed: {outcome.statuses} {outcome.bodies[0][:300]!r}")
+    tokens: list[str] = []
+    for body in outcome.bodies:
+        answer = json.loads(body)
+        if answer["rejected"]:
+            raise RuntimeError(f"rows rejected: {answer['rejected'][:3]}")
+        tokens += [d["ownerToken"] for d in answer["devices"]]
+    return total / (len(requests) / outcome.rate), tokens
+
+
+def raw_insert_baseline(url: str, total: int, batch: int) -> float:
+    """The same number of device rows, written with one executemany per batch, then removed."""
+    from zerotouch.store.db import Database
+    from zerotouch.store.schema import accounts, devices
+
+    db = Database(url)
+    now = dt.datetime.now(dt.UTC)
+    with db.read() as conn:
+        account = conn.execute(sa.select(accounts.c.id)).scalars().first()
+    prefix = f"raw-{secrets.token_hex(3)}"
+    batches = [
+        [
+            {
+                "device_id": f"{prefix}-{i:07d}",
+                "account_id": None,
+                "imported_by": account,
+                "status": "UNCLAIMED",
+                "dev_eui": f"{i:016X}",
+                "join_eui": "70B3D57ED0000000",
+                "profile_id": "AABB1122",
+                "serial": f"SN{i}",
+                "app_key_sealed": "v1." + "A" * 60,
+                "owner_token_hash": secrets.token_hex(32),
+                "owner_token_sealed": "v1." + "A" * 60,
+                "factory_tags": ["bench"],
+                "created_at": now,
+                "updated_at": now,
+            }
+            for i in range(start, start + batch)
+        ]
+        for start in range(0, total, batch)
+    ]
+    started = time.perf_counter()
+    for rows in batches:
+        with db.write() as conn:
+            conn.execute(devices.insert(), rows)
+    elapsed = time.perf_counter() - started
+    with db.write() as conn:
+        conn.execute(devices.delete().where(devices.c.device_id.like(f"{prefix}-%")))
+    db.dispose()
+    return total / elapsed
+
+
+def run_backend(backend: str, args: argparse.Namespace) -> Result:
+    data_dir = Path(tempfile.mkdtemp(prefix=f"zt-bench-{backend}-"))
+    try:
+        with database(backend, data_dir) as url:
+            env = {**os.environ, "ZEROTOUCH_DATA_DIR": str(data_dir), "ZEROTOUCH_DATABASE_URL": url}
+            env.pop("ZEROTOUCH_MASTER_KEY", None)
+            subprocess.run(
+                [sys.executable, "-m", "zerotouch", "db", "upgrade"],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+            factory, owner = create_key(env, "manufacturer"), create_key(env, "owner")
+            with server(env, free_port(), args.workers) as base:
+                console.print(
+                    f"[{backend}] importing {args.devices:,} devices "
+                    f"({args.uploaders} uploaders) ..."
+                )
+                import_rate, tokens = import_all(
+                    base, factory, args.devices, args.batch, args.uploaders
+                )
+                baseline_rate = raw_insert_baseline(url, args.devices, args.batch)
+                console.print(
+                    f"[{backend}] claiming {args.claims:,} with {args.concurrency} clients"
+                )
+                health = loadgen.run(
+                    base, [loadgen.Request("GET", "/healthz")] * args.claims, args.concurrency
+                )
+                chosen = tokens[:: max(1, len(tokens) // args.claims)][: args.claims]
+                claims = loadgen.run(
+                    base,
+                    [
+                        loadgen.json_request(
+                            "POST", "/v1/claimed-devices", {"ownerToken": t}, owner
+                        )
+                        for t in chosen
+                    ],
+                    args.concurrency,
+                )
+        return Result(
+            backend,
+            import_rate,
+            baseline_rate,
+            claims.rate,
+            claims.percentile_ms(50),
+            claims.percentile_ms(99),
+            health.rate,
+            health.percentile_ms(99),
+            len(chosen) - claims.count(201),
+        )
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def report(results: list[Result]) -> None:
+    table = Table(title="zerotouch claims benchmark (targets for a 2-core machine)")
+    for col in ("backend", "metric", "value", "baseline", "ratio", "target", "met"):
+        table.add_column(col, justify="right" if col not in ("backend", "metric") else "left")
+    for r in results:
+        rows = [
+            (
+                "import rows/s",
+                r.import_rows_s,
+                r.import_baseline_rows_s,
+                ">= 20,000",
+                r.import_rows_s >= 20_000,
+            ),
+            ("claims/s", r.claims_s, r.health_s, ">= 1,000", r.claims_s >= 1_000),
+            ("claim p50 ms", r.claim_p50_ms, None, "", True),
+            ("claim p99 ms", r.claim_p99_ms, r.health_p99_ms, "<= 50", r.claim_p99_ms <= 50),
+            ("failed claims", r.failures, None, "0", r.failures == 0),
+        ]
+        for metric, value, base, target, met in rows:
+            ratio = f"{value / base:.2f}" if base else ""
+            table.add_row(
+                r.backend,
+                metric,
+                f"{value:,.1f}",
+                f"{base:,.1f}" if base else "",
+                ratio,
+                target,
+                "yes" if met else "NO",
+            )
+    console.print(table)
+    console.print(
+        "baselines: import = raw executemany of the same rows; claims/s and p99 = "
+        "GET /healthz with the same clients and concurrency."
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=1_000)
+    parser.add_argument("--claims", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--workers", type=int, default=2, help="zerotouch serve --workers")
+    parser.add_argument("--uploaders", type=int, default=2, help="concurrent import batches")
+    args = parser.parse_args()
+    report([run_backend(b, args) for b in args.backends.split(",")])
+
+
+if __name__ == "__main__":
+    main()
