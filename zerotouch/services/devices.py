@@ -44,13 +44,14 @@ _IDENTIFIER_COLUMNS = dict(
 _BY_TOKEN_HASH = sa.select(devices).where(devices.c.owner_token_hash == sa.bindparam("hash"))
 _CLAIM = (
     devices.update()
-    .where(devices.c.id == sa.bindparam("pk"), devices.c.account_id.is_(None))
+    .where(devices.c.owner_token_hash == sa.bindparam("hash"), devices.c.account_id.is_(None))
     .values(
         account_id=sa.bindparam("account"),
         status=sa.bindparam("status"),
         claimed_at=sa.bindparam("now"),
         updated_at=sa.bindparam("now"),
     )
+    .returning(*devices.c)
 )
 
 
@@ -120,24 +121,24 @@ def claim_device(
 def _claim(
     rt: Runtime, principal: Principal, token: str, label: Any, extra_tags: list[str]
 ) -> DeviceView:
+    status = device_transition(DeviceStatus.UNCLAIMED, DeviceEvent.CLAIM)
+    digest = secret_hash(token)
     with rt.db.write() as conn:
-        row = conn.execute(_BY_TOKEN_HASH, {"hash": secret_hash(token)}).first()
-        if (
-            row is None
-            or not matches(row.owner_token_hash, token)
-            or not _label_matches(row, label)
-        ):
-            raise PermissionDenied("The owner token is not valid.", code="invalid_owner_token")
-        if row.account_id is not None:
-            raise AlreadyExists("The device is claimed already.", code="already_claimed")
-        status = device_transition(DeviceStatus(row.status), DeviceEvent.CLAIM)
         now = rt.clock()
-        won = conn.execute(
+        # One conditional UPDATE claims the device: of two racing claims the database lets
+        # exactly one match. Why nothing matched is looked up only then.
+        row = conn.execute(
             _CLAIM,
-            {"pk": row.id, "account": principal.account_id, "status": status.value, "now": now},
-        ).rowcount
-        if won != 1:
-            raise AlreadyExists("The device is claimed already.", code="already_claimed")
+            {"hash": digest, "account": principal.account_id, "status": status.value, "now": now},
+        ).first()
+        if row is None:
+            existing = conn.execute(_BY_TOKEN_HASH, {"hash": digest}).first()
+            if existing is not None and _label_matches(existing, label):
+                raise AlreadyExists("The device is claimed already.", code="already_claimed")
+            raise PermissionDenied("The owner token is not valid.", code="invalid_owner_token")
+        if not matches(row.owner_token_hash, token) or not _label_matches(row, label):
+            # Rolls the claim back with the transaction.
+            raise PermissionDenied("The owner token is not valid.", code="invalid_owner_token")
         all_tags = list(dict.fromkeys([*row.factory_tags, *extra_tags]))
         new_tags = [t for t in all_tags if t not in row.factory_tags]
         if new_tags:
@@ -151,7 +152,6 @@ def _claim(
         )
         queued = _apply_rules(rt, conn, principal, row, all_tags, now)
     rt.metrics.claims.labels(outcome="claimed").inc()
-    # A claimed device's plan holds only what the rules just queued: no need to read it back.
     return DeviceView(
         device_id=row.device_id,
         status=status.value,

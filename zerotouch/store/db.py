@@ -44,7 +44,8 @@ def _sqlite_setup(engine: sa.Engine) -> None:
     @event.listens_for(engine, "begin")
     def _begin(conn: sa.Connection) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        # Straight to the driver: this runs for every transaction.
+        conn.connection.driver_connection.execute(f"BEGIN {mode}")  # type: ignore[union-attr]
 
 
 class Database:
