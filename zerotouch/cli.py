@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -47,30 +47,22 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_level": log_level,
+        "server_header": False,
+    }
     if workers > 1:
         # Each worker builds its own runtime from the same environment.
         runtime.db.dispose()
         uvicorn.run(
-            "zerotouch.adapters.http.app:create_app",
-            factory=True,
-            workers=workers,
-            host=settings.host,
-            port=settings.port,
-            loop="uvloop",
-            http="httptools",
-            log_level=log_level,
-            server_header=False,
+            "zerotouch.adapters.http.app:create_app", factory=True, workers=workers, **options
         )
-        return
-    uvicorn.run(
-        create_app(settings, runtime=runtime),
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        log_level=log_level,
-        server_header=False,
-    )
+    else:
+        uvicorn.run(create_app(settings, runtime=runtime), **options)
 
 
 @keys_app.command("create")

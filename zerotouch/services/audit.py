@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-
 from zerotouch.domain.values import Permission
 from zerotouch.domain.views import EventView, Page
 from zerotouch.services.runtime import Principal, Runtime
@@ -27,16 +25,6 @@ def list_events(
     if device_id is not None:
         where.append(events.c.device_id == device_id)
     with rt.db.read() as conn:
-        total = conn.execute(
-            sa.select(sa.func.count()).select_from(events).where(*where)
-        ).scalar_one()
-        rows = conn.execute(
-            sa.select(events)
-            .where(*where, events.c.id > start)
-            .order_by(events.c.id)
-            .limit(limit + 1)
-        ).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
+        rows, total, next_token = paging.keyset_page(conn, events, where, after=start, limit=limit)
     items = [EventView(r.id, r.at, r.actor, r.type, r.device_id, r.data) for r in rows]
-    return Page(items, int(total), paging.encode_token(rows[-1].id) if more else None)
+    return Page(items, total, next_token)

@@ -29,7 +29,6 @@ from zerotouch.store.queries import (
     command_counts,
     device_for_account,
     record_events,
-    replace_tags,
     tags_of,
 )
 from zerotouch.store.schema import commands, device_tags, devices
@@ -42,6 +41,7 @@ _IDENTIFIER_COLUMNS = dict(
 # Claims are the hot path: their statements are built once (building one costs more than
 # running it).
 _BY_TOKEN_HASH = sa.select(devices).where(devices.c.owner_token_hash == sa.bindparam("hash"))
+_INSERT_TAG = device_tags.insert()
 _CLAIM = (
     devices.update()
     .where(devices.c.owner_token_hash == sa.bindparam("hash"), devices.c.account_id.is_(None))
@@ -139,10 +139,11 @@ def _claim(
         if not matches(row.owner_token_hash, token) or not _label_matches(row, label):
             # Rolls the claim back with the transaction.
             raise PermissionDenied("The owner token is not valid.", code="invalid_owner_token")
+        # Tags are indexed (device_tags) from the claim on: only claimed devices are listed and
+        # matched against rules. The factory's tags stay on the device for the next owner.
         all_tags = list(dict.fromkeys([*row.factory_tags, *extra_tags]))
-        new_tags = [t for t in all_tags if t not in row.factory_tags]
-        if new_tags:
-            conn.execute(device_tags.insert(), [{"device_pk": row.id, "tag": t} for t in new_tags])
+        if all_tags:
+            conn.execute(_INSERT_TAG, [{"device_pk": row.id, "tag": t} for t in all_tags])
         record_events(
             conn,
             account_id=principal.account_id,
@@ -222,21 +223,10 @@ def list_devices(
             devices.c.id.in_(sa.select(device_tags.c.device_pk).where(device_tags.c.tag == tag))
         )
     with rt.db.read() as conn:
-        total = conn.execute(
-            sa.select(sa.func.count()).select_from(devices).where(*where)
-        ).scalar_one()
-        rows = conn.execute(
-            sa.select(devices)
-            .where(*where, devices.c.id > after)
-            .order_by(devices.c.id)
-            .limit(limit + 1)
-        ).all()
-        more = len(rows) > limit
-        rows = rows[:limit]
+        rows, total, next_token = paging.keyset_page(conn, devices, where, after=after, limit=limit)
         pks = [r.id for r in rows]
         tags, counts = tags_of(conn, pks), command_counts(conn, pks)
-    items = [_view(r, tags[r.id], counts[r.id]) for r in rows]
-    return Page(items, int(total), paging.encode_token(rows[-1].id) if more else None)
+    return Page([_view(r, tags[r.id], counts[r.id]) for r in rows], total, next_token)
 
 
 def _move(rt: Runtime, *, principal: Principal, device_id: str, event: DeviceEvent) -> DeviceView:
@@ -276,7 +266,7 @@ def _move(rt: Runtime, *, principal: Principal, device_id: str, event: DeviceEve
             items=[(f"device.{kind}", device_id, data)],
         )
         if event is DeviceEvent.UNCLAIM:
-            replace_tags(conn, row.id, row.factory_tags)
+            conn.execute(device_tags.delete().where(device_tags.c.device_pk == row.id))
             return _view(row, [], {})
         if event is DeviceEvent.REPROVISION:
             tags = tags_of(conn, [row.id])[row.id]

@@ -18,7 +18,7 @@ from zerotouch.domain.views import ImportedDevice, ImportResult, RejectedRow
 from zerotouch.protocols import tr005
 from zerotouch.services.runtime import Principal, Runtime
 from zerotouch.store.queries import record_events, unique_violation_as
-from zerotouch.store.schema import device_tags, devices
+from zerotouch.store.schema import devices
 
 MAX_IMPORT_RECORDS = 10_000
 _CONFLICT_RETRIES = 3
@@ -198,7 +198,6 @@ def _write(
         if fresh:
             with unique_violation_as(AlreadyExists("A deviceId was imported concurrently.")):
                 conn.execute(devices.insert(), [p.row for p in fresh])
-            _insert_tags(conn, [p.record for p in fresh if p.record.tags])
             # One event per import: who imported which devices. Per-device rows would double
             # the write cost of an import for no more information.
             record_events(
@@ -215,19 +214,3 @@ def _write(
                 ],
             )
     return ImportResult(imported=len(fresh), rejected=rejected, devices=[p.label for p in fresh])
-
-
-def _insert_tags(conn: sa.Connection, tagged: list[FactoryRecord]) -> None:
-    if not tagged:
-        return
-    ids: dict[str, int] = {}
-    for start in range(0, len(tagged), 500):
-        chunk = [r.device_id for r in tagged[start : start + 500]]
-        rows = conn.execute(
-            sa.select(devices.c.device_id, devices.c.id).where(devices.c.device_id.in_(chunk))
-        )
-        ids.update((device_id, pk) for device_id, pk in rows)
-    conn.execute(
-        device_tags.insert(),
-        [{"device_pk": ids[r.device_id], "tag": tag} for r in tagged for tag in r.tags],
-    )

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
 
 from zerotouch.domain.errors import InvalidArgument
 
@@ -31,3 +35,20 @@ def check_limit(limit: int) -> int:
     if not 1 <= limit <= MAX_PAGE_LIMIT:
         raise InvalidArgument.for_field("pageLimit", f"must be between 1 and {MAX_PAGE_LIMIT}")
     return limit
+
+
+def keyset_page(
+    conn: sa.Connection,
+    table: sa.Table,
+    where: Sequence[sa.ColumnElement[bool]],
+    *,
+    after: int,
+    limit: int,
+) -> tuple[list[sa.Row[Any]], int, str | None]:
+    """One page of ``table`` rows in id order after ``after``: (rows, total, next token)."""
+    total = conn.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar_one()
+    rows = conn.execute(
+        sa.select(table).where(*where, table.c.id > after).order_by(table.c.id).limit(limit + 1)
+    ).all()
+    next_token = encode_token(rows[limit - 1].id) if len(rows) > limit else None
+    return list(rows[:limit]), int(total), next_token

@@ -74,13 +74,6 @@ def tags_of(conn: sa.Connection, device_pks: Sequence[int]) -> dict[int, list[st
     return result
 
 
-def replace_tags(conn: sa.Connection, device_pk: int, tags: Iterable[str]) -> None:
-    conn.execute(device_tags.delete().where(device_tags.c.device_pk == device_pk))
-    rows = [{"device_pk": device_pk, "tag": t} for t in dict.fromkeys(tags)]
-    if rows:
-        conn.execute(device_tags.insert(), rows)
-
-
 def command_counts(conn: sa.Connection, device_pks: Sequence[int]) -> dict[int, dict[str, int]]:
     result = {pk: {"total": 0, "pending": 0, "succeeded": 0, "failed": 0} for pk in device_pks}
     if device_pks:
