@@ -142,8 +142,11 @@ def _claim(
         # Tags are indexed (device_tags) from the claim on: only claimed devices are listed and
         # matched against rules. The factory's tags stay on the device for the next owner.
         all_tags = list(dict.fromkeys([*row.factory_tags, *extra_tags]))
-        if all_tags:
-            conn.execute(_INSERT_TAG, [{"device_pk": row.id, "tag": t} for t in all_tags])
+        tag_rows = [{"device_pk": row.id, "tag": t} for t in all_tags]
+        if len(tag_rows) == 1:
+            conn.execute(_INSERT_TAG, tag_rows[0])
+        elif tag_rows:
+            conn.execute(_INSERT_TAG, tag_rows)
         record_events(
             conn,
             account_id=principal.account_id,

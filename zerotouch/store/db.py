@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -48,12 +49,23 @@ def _sqlite_setup(engine: sa.Engine) -> None:
         conn.connection.driver_connection.execute(f"BEGIN {mode}")  # type: ignore[union-attr]
 
 
+class _Held:
+    """A thread's kept connection; when the thread ends this goes and the connection returns."""
+
+    __slots__ = ("__weakref__", "conn")
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+
+
 class Database:
     def __init__(self, url: str, *, pool_size: int = 20) -> None:
         self.url = sa.make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self._write_lock_path: Path | None = None
         self._thread_lock = threading.Lock()
+        self._local = threading.local()
+        self._finalizers: set[weakref.finalize[Any, Any]] = set()
         self._lock_file: IO[bytes] | None = None
         if self.is_sqlite:
             if self.url.database and self.url.database != ":memory:":
@@ -84,11 +96,8 @@ class Database:
     @contextlib.contextmanager
     def write(self) -> Iterator[sa.Connection]:
         """One read-write transaction: committed when the block ends, rolled back on error."""
-        with self._writer_turn(), self._connect() as conn:
-            if self.is_sqlite:
-                conn = conn.execution_options(sqlite_begin="IMMEDIATE")
-            with conn.begin():
-                yield conn
+        with self._writer_turn(), self._connect("IMMEDIATE") as conn, conn.begin():
+            yield conn
 
     @contextlib.contextmanager
     def _writer_turn(self) -> Iterator[None]:
@@ -113,16 +122,43 @@ class Database:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sa.Connection]:
-        with self._connect() as conn, conn.begin():
+        with self._connect("DEFERRED") as conn, conn.begin():
             yield conn
 
     @contextlib.contextmanager
-    def _connect(self) -> Iterator[sa.Connection]:
+    def _connect(self, sqlite_begin: str) -> Iterator[sa.Connection]:
+        """This thread's connection, kept between transactions.
+
+        A pool checkout and return per transaction cost about as much as a short claim's
+        statements; each thread (the event loop, the pool's workers) keeps one connection
+        instead. A connection that fails is dropped and the next transaction opens a new one.
+        """
+        held: _Held | None = getattr(self._local, "held", None)
+        conn = held.conn if held is not None else None
         try:
-            with self.engine.connect() as conn:
-                yield conn
+            if conn is None or conn.closed or conn.invalidated:
+                conn = self.engine.connect()
+                held = _Held(conn)
+                self._local.held = held
+                # Back to the pool when the thread ends (its locals go) or on dispose.
+                self._finalizers = {f for f in self._finalizers if f.alive}
+                self._finalizers.add(weakref.finalize(held, conn.close))
+            if self.is_sqlite:
+                conn.execution_options(sqlite_begin=sqlite_begin)
+            yield conn
         except exc.OperationalError as error:
+            self._drop(conn)
             raise Unavailable("The database did not answer.") from error
+        except exc.DBAPIError as error:
+            if error.connection_invalidated:
+                self._drop(conn)
+            raise
+
+    def _drop(self, conn: sa.Connection | None) -> None:
+        self._local.held = None
+        if conn is not None:
+            with contextlib.suppress(exc.SQLAlchemyError):
+                conn.invalidate()
 
     def ping(self) -> None:
         with self.read() as conn:
@@ -136,6 +172,11 @@ class Database:
             command.upgrade(cfg, "head")
 
     def dispose(self) -> None:
+        finalizers, self._finalizers = self._finalizers, set()
+        for finalizer in finalizers:
+            with contextlib.suppress(exc.SQLAlchemyError):
+                finalizer()
+        self._local = threading.local()
         self.engine.dispose()
         if self._lock_file is not None:
             self._lock_file.close()
