@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import Any
+
+import pytest
 
 from tests.conftest import Api
 from tests.helpers import ec_public_pem
 from zerotouch.protocols import tr005
+from zerotouch.services import manufacturing
 
 LORA = {
     "devEui": "0011223344556677",
@@ -156,3 +160,24 @@ def test_label_reprint(api: Api) -> None:
     assert res.status_code == 404 and res.json()["code"] == "device_not_found"
     other = api.call("GET", "/v1/manufacturing/devices/p1/label", "rival")
     assert other.status_code == 404
+
+
+def test_device_imported_concurrently_is_reported_not_lost(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another import takes a deviceId between our check and our insert: the insert fails on
+    the unique index, the batch is retried, and only that row is rejected."""
+    api.import_devices({"deviceId": "race"})
+    real = manufacturing._existing
+    calls: list[int] = []
+
+    def blind_first_time(conn: Any, ids: list[str]) -> set[str]:
+        calls.append(1)
+        return set() if len(calls) == 1 else real(conn, ids)
+
+    monkeypatch.setattr(manufacturing, "_existing", blind_first_time)
+    body = api.import_devices({"deviceId": "race"}, {"deviceId": "fresh"})
+    assert len(calls) == 2
+    assert body["imported"] == 1
+    assert [d["deviceId"] for d in body["devices"]] == ["fresh"]
+    assert body["rejected"][0]["code"] == "already_exists"

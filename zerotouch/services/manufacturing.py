@@ -17,6 +17,7 @@ from zerotouch.domain.values import Permission
 from zerotouch.domain.views import ImportedDevice, ImportResult, RejectedRow
 from zerotouch.protocols import tr005
 from zerotouch.services.runtime import Principal, Runtime
+from zerotouch.store import bulk
 from zerotouch.store.queries import record_events, unique_violation_as
 from zerotouch.store.schema import devices
 
@@ -197,7 +198,7 @@ def _write(
             _refuse(rejected, total)
         if fresh:
             with unique_violation_as(AlreadyExists("A deviceId was imported concurrently.")):
-                conn.execute(devices.insert(), [p.row for p in fresh])
+                bulk.insert_many(conn, devices, [p.row for p in fresh])
             # One event per import: who imported which devices. Per-device rows would double
             # the write cost of an import for no more information.
             record_events(
