@@ -55,12 +55,35 @@ def checksum(text: str) -> str:
 
 
 def encode(payload: Tr005Payload, *, with_checksum: bool = True) -> str:
-    parts = ["LW", "D0", payload.join_eui, payload.dev_eui, payload.profile_id]
-    for letter, attr in _EXTENSIONS.items():
-        value = getattr(payload, attr)
-        if value:
-            parts.append(letter + value)
-    text = ":".join(parts)
+    return encode_fields(
+        payload.join_eui,
+        payload.dev_eui,
+        payload.profile_id,
+        owner_token=payload.owner_token,
+        serial_number=payload.serial_number,
+        proprietary=payload.proprietary,
+        with_checksum=with_checksum,
+    )
+
+
+def encode_fields(
+    join_eui: str,
+    dev_eui: str,
+    profile_id: str,
+    *,
+    owner_token: str | None = None,
+    serial_number: str | None = None,
+    proprietary: str | None = None,
+    with_checksum: bool = True,
+) -> str:
+    """The payload text from its fields (what encode does, without building a payload first)."""
+    text = f"LW:D0:{join_eui}:{dev_eui}:{profile_id}"
+    if owner_token:
+        text += ":O" + owner_token
+    if serial_number:
+        text += ":S" + serial_number
+    if proprietary:
+        text += ":P" + proprietary
     return f"{text}:C{checksum(text)}" if with_checksum else text
 
 

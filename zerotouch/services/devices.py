@@ -25,6 +25,7 @@ from zerotouch.services.manufacturing import label_for
 from zerotouch.services.plans import queue_commands
 from zerotouch.services.runtime import Principal, Runtime
 from zerotouch.store import paging
+from zerotouch.store.fast import FastStatement
 from zerotouch.store.queries import (
     command_counts,
     device_for_account,
@@ -41,8 +42,10 @@ _IDENTIFIER_COLUMNS = dict(
 # Claims are the hot path: their statements are built once (building one costs more than
 # running it).
 _BY_TOKEN_HASH = sa.select(devices).where(devices.c.owner_token_hash == sa.bindparam("hash"))
-_INSERT_TAG = device_tags.insert()
-_CLAIM = (
+_INSERT_TAG = FastStatement(
+    device_tags.insert().values(device_pk=sa.bindparam("device_pk"), tag=sa.bindparam("tag"))
+)
+_CLAIM = FastStatement(
     devices.update()
     .where(devices.c.owner_token_hash == sa.bindparam("hash"), devices.c.account_id.is_(None))
     .values(
@@ -127,10 +130,11 @@ def _claim(
         now = rt.clock()
         # One conditional UPDATE claims the device: of two racing claims the database lets
         # exactly one match. Why nothing matched is looked up only then.
-        row = conn.execute(
-            _CLAIM,
+        claimed = _CLAIM.run(
+            conn,
             {"hash": digest, "account": principal.account_id, "status": status.value, "now": now},
-        ).first()
+        )
+        row = claimed[0] if claimed else None
         if row is None:
             existing = conn.execute(_BY_TOKEN_HASH, {"hash": digest}).first()
             if existing is not None and _label_matches(existing, label):
@@ -143,10 +147,8 @@ def _claim(
         # matched against rules. The factory's tags stay on the device for the next owner.
         all_tags = list(dict.fromkeys([*row.factory_tags, *extra_tags]))
         tag_rows = [{"device_pk": row.id, "tag": t} for t in all_tags]
-        if len(tag_rows) == 1:
-            conn.execute(_INSERT_TAG, tag_rows[0])
-        elif tag_rows:
-            conn.execute(_INSERT_TAG, tag_rows)
+        for tag_row in tag_rows:
+            _INSERT_TAG.run(conn, tag_row)
         record_events(
             conn,
             account_id=principal.account_id,

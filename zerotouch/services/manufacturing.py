@@ -28,13 +28,9 @@ _CONFLICT_RETRIES = 3
 def label_for(record: FactoryRecord | Any, owner_token: str) -> str:
     """The QR payload printed on the box: TR005 for LoRaWAN devices, else a zerotouch label."""
     if record.join_eui and record.dev_eui and record.profile_id:
-        payload = tr005.Tr005Payload(
-            join_eui=record.join_eui,
-            dev_eui=record.dev_eui,
-            profile_id=record.profile_id,
-            owner_token=owner_token,
+        return tr005.encode_fields(
+            record.join_eui, record.dev_eui, record.profile_id, owner_token=owner_token
         )
-        return tr005.encode(payload)
     return tr005.encode_label(tr005.ZerotouchLabel(owner_token, record.device_id))
 
 

@@ -21,6 +21,7 @@ from zerotouch.domain.values import Permission, check_tags
 from zerotouch.domain.views import RuleView
 from zerotouch.services.requests import check_description, parse_request
 from zerotouch.services.runtime import Principal, Runtime
+from zerotouch.store.fast import FastStatement
 from zerotouch.store.queries import record_events, unique_violation_as
 from zerotouch.store.schema import provisioning_rules
 
@@ -127,12 +128,12 @@ def matching_rules(conn: sa.Connection, account_id: int, tags: Iterable[str]) ->
     wanted = set(tags)
     if not wanted:
         return []
-    rows = conn.execute(_ACTIVE_RULES, {"account": account_id})
+    rows = _ACTIVE_RULES.run(conn, {"account": account_id})
     return [r for r in rows if wanted.intersection(r.tags)]
 
 
 # Run on every claim: built once.
-_ACTIVE_RULES = (
+_ACTIVE_RULES = FastStatement(
     sa.select(provisioning_rules)
     .where(provisioning_rules.c.account_id == sa.bindparam("account"), provisioning_rules.c.active)
     .order_by(provisioning_rules.c.created_at, provisioning_rules.c.id)
