@@ -302,7 +302,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--workers", type=int, default=2, help="zerotouch serve --workers")
-    parser.add_argument("--uploaders", type=int, default=2, help="concurrent import batches")
+    parser.add_argument("--uploaders", type=int, default=4, help="concurrent import batches")
     args = parser.parse_args()
     report([run_backend(b, args) for b in args.backends.split(",")])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -16,6 +17,8 @@ class RequestMetrics:
     def __init__(self, app: ASGIApp, runtime: Callable[[], Runtime]) -> None:
         self.app = app
         self.runtime = runtime
+        # Labelled children looked up once: labels() takes a lock and builds a key each time.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -33,7 +36,14 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            metrics = self.runtime().metrics
             route = getattr(scope.get("route"), "path", "unmatched")
-            metrics.http_requests.labels(scope["method"], route, str(status)).inc()
-            metrics.http_latency.labels(route).observe(time.perf_counter() - start)
+            key = (scope["method"], route, status)
+            children = self._children.get(key)
+            if children is None:
+                metrics = self.runtime().metrics
+                children = self._children[key] = (
+                    metrics.http_requests.labels(scope["method"], route, str(status)),
+                    metrics.http_latency.labels(route),
+                )
+            children[0].inc()
+            children[1].observe(time.perf_counter() - start)
