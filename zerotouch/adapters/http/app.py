@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -27,10 +26,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = runtime or build_runtime(settings or Settings())
         app.state.runtime = rt
-        # Everything loaded so far lives as long as the process: keep it out of the cyclic
-        # collector's full passes, which otherwise walk it every time (seen as latency spikes).
-        gc.collect()
-        gc.freeze()
         try:
             yield
         finally:
