@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import sqlalchemy as sa
@@ -161,15 +162,31 @@ def import_all(
     return total / (len(requests) / outcome.rate), tokens
 
 
-def raw_insert_baseline(url: str, total: int, batch: int) -> float:
-    """The same number of device rows, written with one executemany per batch, then removed."""
+def raw_insert_baseline(backend: str, total: int, batch: int) -> float:
+    """The same number of device rows, written with one SQLAlchemy executemany per batch into a
+    database of its own with the same schema (so the measured server's tables stay as they are).
+    """
     from zerotouch.store.db import Database
     from zerotouch.store.schema import accounts, devices
 
-    db = Database(url)
+    scratch = Path(tempfile.mkdtemp(prefix=f"zt-bench-raw-{backend}-"))
+    try:
+        with database(backend, scratch) as url:
+            db = Database(url)
+            db.upgrade()
+            try:
+                return _raw_insert(db, accounts, devices, total, batch)
+            finally:
+                db.dispose()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _raw_insert(db: Any, accounts: sa.Table, devices: sa.Table, total: int, batch: int) -> float:
     now = dt.datetime.now(dt.UTC)
-    with db.read() as conn:
-        account = conn.execute(sa.select(accounts.c.id)).scalars().first()
+    with db.write() as conn:
+        conn.execute(accounts.insert().values(name="raw", created_at=now))
+        account = conn.execute(sa.select(accounts.c.id)).scalar_one()
     prefix = f"raw-{secrets.token_hex(3)}"
     batches = [
         [
@@ -197,11 +214,7 @@ def raw_insert_baseline(url: str, total: int, batch: int) -> float:
     for rows in batches:
         with db.write() as conn:
             conn.execute(devices.insert(), rows)
-    elapsed = time.perf_counter() - started
-    with db.write() as conn:
-        conn.execute(devices.delete().where(devices.c.device_id.like(f"{prefix}-%")))
-    db.dispose()
-    return total / elapsed
+    return total / (time.perf_counter() - started)
 
 
 def run_backend(backend: str, args: argparse.Namespace) -> Result:
@@ -225,7 +238,6 @@ def run_backend(backend: str, args: argparse.Namespace) -> Result:
                 import_rate, tokens = import_all(
                     base, factory, args.devices, args.batch, args.uploaders
                 )
-                baseline_rate = raw_insert_baseline(url, args.devices, args.batch)
                 console.print(
                     f"[{backend}] claiming {args.claims:,} with {args.concurrency} clients"
                 )
@@ -243,6 +255,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> Result:
                     ],
                     args.concurrency,
                 )
+        baseline_rate = raw_insert_baseline(backend, args.devices, args.batch)
         return Result(
             backend,
             import_rate,
