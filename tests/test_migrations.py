@@ -39,3 +39,33 @@ def test_upgrade_from_empty_to_head(empty_url: str) -> None:
             assert version == "0001"
     finally:
         db.dispose()
+
+
+def test_processes_starting_together_migrate_once(empty_url: str) -> None:
+    """Two servers (or `serve` and `keys create`) starting on a fresh database at once."""
+    import threading
+
+    barrier = threading.Barrier(3)
+    errors: list[BaseException] = []
+    dbs = [Database(empty_url) for _ in range(3)]
+
+    def start(db: Database) -> None:
+        barrier.wait()
+        try:
+            db.upgrade()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(db,)) for db in dbs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert errors == []
+        with dbs[0].read() as conn:
+            version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+        assert [v for (v,) in version] == ["0001"]
+    finally:
+        for db in dbs:
+            db.dispose()

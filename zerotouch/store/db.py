@@ -19,6 +19,7 @@ from zerotouch.domain.errors import Unavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30  # Writers queue on SQLite's single write lock; wait, do not fail.
+MIGRATION_LOCK = 0x7A65726F  # Advisory lock key for migrations on PostgreSQL ("zero").
 PG_CONNECT_TIMEOUT_S = 5  # Calls run on the event loop; a dead server must not hold it long.
 SQLITE_CACHE_KIB = 32_768  # Per connection: the hot index pages of a large fleet stay in memory.
 # Reads of pages beyond the cache come from the OS page cache without a read() call each.
@@ -168,8 +169,14 @@ class Database:
             conn.execute(sa.text("SELECT 1"))
 
     def upgrade(self) -> None:
-        """Apply every migration up to head."""
-        with self.engine.begin() as conn:
+        """Apply every migration up to head; safe when several processes start at once.
+
+        Migrations run as a writer (SQLite) or under an advisory lock (PostgreSQL), so a second
+        process waits for the first and then finds the schema at head.
+        """
+        with self._writer_turn(), self._connect("IMMEDIATE") as conn, conn.begin():
+            if not self.is_sqlite:
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             cfg = alembic_config(self.url.render_as_string(hide_password=False))
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
