@@ -48,21 +48,24 @@ def serve(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     options: dict[str, Any] = {
-        "host": settings.host,
-        "port": settings.port,
         "loop": "uvloop",
         "http": "httptools",
         "log_level": log_level,
         "server_header": False,
     }
     if workers > 1:
+        from zerotouch.adapters.http.workers import serve_workers
+
         # Each worker builds its own runtime from the same environment.
         runtime.db.dispose()
-        uvicorn.run(
-            "zerotouch.adapters.http.app:create_app", factory=True, workers=workers, **options
-        )
+        serve_workers(settings.host, settings.port, workers, options)
     else:
-        uvicorn.run(create_app(settings, runtime=runtime), **options)
+        uvicorn.run(
+            create_app(settings, runtime=runtime),
+            host=settings.host,
+            port=settings.port,
+            **options,
+        )
 
 
 @keys_app.command("create")

@@ -1,0 +1,101 @@
+"""`zerotouch serve` as a user runs it: one process, or several sharing the port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import BACKEND, fresh_pg_database
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ZEROTOUCH_")}
+    base["ZEROTOUCH_DATA_DIR"] = str(tmp_path / "data")
+    if BACKEND == "postgresql":
+        with fresh_pg_database() as url:
+            yield {**base, "ZEROTOUCH_DATABASE_URL": url}
+        return
+    yield base
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            if f"\nPPid:\t{pid}\n" in status:
+                found.add(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_answers_and_stops_cleanly(env: dict[str, str], workers: int) -> None:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "zerotouch",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.1)
+        children = _children(proc.pid)
+        if workers > 1:
+            assert len({c for c in children if Path(f"/proc/{c}").exists()}) >= workers
+        # Separate connections: each lands on some worker, and every one answers.
+        for _ in range(20):
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+                assert client.get("/healthz").json() == {"status": "ok"}
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        # Workers (and multiprocessing's resource tracker) follow the parent out.
+        deadline = time.monotonic() + 10
+        while [c for c in children if Path(f"/proc/{c}").exists()]:
+            assert time.monotonic() < deadline, "a worker outlived the server"
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream:
+                stream.close()

@@ -1,0 +1,69 @@
+"""Several server processes on one port, each with its own SO_REUSEPORT socket.
+
+uvicorn's own workers share one listening socket, and whichever process's loop wakes first
+accepts a whole burst of connections: under 50 keep-alive clients one worker was seen serving
+all of them while the other sat idle. With a socket per process the kernel spreads connections
+across the workers by hash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import signal
+import socket
+import time
+from multiprocessing.process import BaseProcess
+from types import FrameType
+from typing import Any
+
+RESTART_DELAY_S = 1.0  # A worker that dies is started again after this pause.
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def _worker(host: str, port: int, options: dict[str, Any]) -> None:
+    import uvicorn
+
+    config = uvicorn.Config("zerotouch.adapters.http.app:create_app", factory=True, **options)
+    uvicorn.Server(config).run(sockets=[_listen(host, port)])
+
+
+def serve_workers(host: str, port: int, workers: int, options: dict[str, Any]) -> None:
+    """Run ``workers`` server processes until SIGINT or SIGTERM, restarting any that die."""
+    context = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def start() -> BaseProcess:
+        process = context.Process(target=_worker, args=(host, port, options), daemon=False)
+        process.start()
+        return process
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for process in processes:
+            if process.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    process.terminate()
+
+    processes = [start() for _ in range(workers)]
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    while not stopping:
+        time.sleep(0.2)
+        for index, process in enumerate(processes):
+            if not process.is_alive() and not stopping:
+                time.sleep(RESTART_DELAY_S)
+                processes[index] = start()
+    for process in processes:
+        process.join(30)
+        if process.is_alive():
+            process.kill()
