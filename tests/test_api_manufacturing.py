@@ -181,3 +181,22 @@ def test_device_imported_concurrently_is_reported_not_lost(
     assert body["imported"] == 1
     assert [d["deviceId"] for d in body["devices"]] == ["fresh"]
     assert body["rejected"][0]["code"] == "already_exists"
+
+
+def test_body_checks_come_after_the_key_and_stop_at_the_limit(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zerotouch.adapters.http.routes import manufacturing as route
+
+    monkeypatch.setattr(route, "MAX_BODY_BYTES", 1000)
+    big = {"devices": [{"deviceId": f"d{i}"} for i in range(100)]}
+    assert api.client.post("/v1/manufacturing/devices", json=big).status_code == 401
+    assert api.call("POST", "/v1/manufacturing/devices", "viewer", json=big).status_code == 403
+    res = api.call("POST", "/v1/manufacturing/devices", "manufacturer", json=big)
+    assert res.status_code == 422
+    assert res.json()["errors"] == [{"field": "body", "message": "must be at most 1000 bytes"}]
+    small = {"devices": [{"deviceId": "d1"}]}
+    assert (
+        api.call("POST", "/v1/manufacturing/devices", "manufacturer", json=small).json()["imported"]
+        == 1
+    )

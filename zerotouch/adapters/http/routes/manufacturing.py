@@ -13,6 +13,7 @@ from zerotouch.adapters.http import schemas
 from zerotouch.adapters.http.deps import CallerDep, reply
 from zerotouch.domain.errors import FieldError, InvalidArgument
 from zerotouch.domain.records import RECORD_FIELDS
+from zerotouch.domain.values import Permission
 from zerotouch.services import devices, manufacturing
 
 router = APIRouter(prefix="/v1/manufacturing", tags=["manufacturing"])
@@ -54,6 +55,18 @@ def parse_csv(text: str) -> list[dict[str, Any]]:
     return records
 
 
+async def _read_body(request: Request) -> bytes:
+    """The body, refused as soon as it grows past MAX_BODY_BYTES (never buffered beyond)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise InvalidArgument.for_field("body", f"must be at most {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _parse_json(raw: bytes) -> list[Any]:
     try:
         body = json.loads(raw)
@@ -71,9 +84,9 @@ def _parse_json(raw: bytes) -> list[Any]:
     summary="ImportDevices",
 )
 async def import_devices(request: Request, caller: CallerDep, atomic: bool = False) -> Response:
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise InvalidArgument.for_field("body", f"must be at most {MAX_BODY_BYTES} bytes")
+    # Who is asking is settled before a byte of a possibly large body is read.
+    caller.principal().require(Permission.IMPORT_DEVICES)
+    raw = await _read_body(request)
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
     if content_type == "text/csv":
         try:
