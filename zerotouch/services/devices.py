@@ -158,15 +158,9 @@ def _claim(
         )
         queued = _apply_rules(rt, conn, principal, row, all_tags, now)
     rt.metrics.claims.labels(outcome="claimed").inc()
-    return DeviceView(
-        device_id=row.device_id,
-        status=status.value,
-        tags=sorted(all_tags),
-        claimed_at=now,
-        updated_at=now,
-        identifiers={name: getattr(row, col) for name, col in _IDENTIFIER_COLUMNS.items()},
-        commands={"total": queued, "pending": queued, "succeeded": 0, "failed": 0},
-    )
+    # RETURNING gave the row as claimed; the plan holds just what the rules queued.
+    counts = {"total": queued, "pending": queued, "succeeded": 0, "failed": 0}
+    return _view(row, sorted(all_tags), counts)
 
 
 def _apply_rules(
