@@ -11,7 +11,7 @@ from zerotouch.crypto.hashing import matches, new_api_key, secret_hash
 from zerotouch.domain.errors import InvalidArgument, Unauthenticated
 from zerotouch.domain.values import Role
 from zerotouch.services.runtime import Principal, Runtime
-from zerotouch.store.queries import record_events
+from zerotouch.store.queries import record_event
 from zerotouch.store.schema import accounts, api_keys
 
 ACCOUNT_NAME_MAX = 64
@@ -50,12 +50,12 @@ def create_api_key(rt: Runtime, *, role: str, account_name: str = "default") -> 
                 created_at=now,
             )
         )
-        record_events(
+        record_event(
             conn,
             account_id=account_id,
             actor="cli",
             at=now,
-            items=[("api_key.created", None, {"keyId": key_id, "role": checked_role.value})],
+            event=("api_key.created", None, {"keyId": key_id, "role": checked_role.value}),
         )
     return key_id, raw
 

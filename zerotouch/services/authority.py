@@ -11,7 +11,7 @@ from zerotouch.domain.errors import AlreadyExists, FieldError, InvalidArgument, 
 from zerotouch.domain.values import Permission
 from zerotouch.domain.views import CaView
 from zerotouch.services.runtime import Principal, Runtime
-from zerotouch.store.queries import record_events, unique_violation_as
+from zerotouch.store.queries import record_event, unique_violation_as
 from zerotouch.store.schema import certificate_authorities
 
 KEY_PURPOSE = "certificate_authorities.private_key"
@@ -75,12 +75,12 @@ def create_authority(rt: Runtime, *, principal: Principal, body: Any) -> CaView:
                 )
             )
         kind = "generated" if "commonName" in body else "imported"
-        record_events(
+        record_event(
             conn,
             account_id=principal.account_id,
             actor=principal.actor,
             at=now,
-            items=[(f"certificate_authority.{kind}", None, {"fingerprint": material.fingerprint})],
+            event=(f"certificate_authority.{kind}", None, {"fingerprint": material.fingerprint}),
         )
     return CaView(material.certificate_pem, material.fingerprint, now)
 

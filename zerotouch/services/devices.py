@@ -29,7 +29,7 @@ from zerotouch.store.fast import FastStatement
 from zerotouch.store.queries import (
     command_counts,
     device_for_account,
-    record_events,
+    record_event,
     tags_of,
 )
 from zerotouch.store.schema import commands, device_tags, devices
@@ -146,15 +146,14 @@ def _claim(
         # Tags are indexed (device_tags) from the claim on: only claimed devices are listed and
         # matched against rules. The factory's tags stay on the device for the next owner.
         all_tags = list(dict.fromkeys([*row.factory_tags, *extra_tags]))
-        tag_rows = [{"device_pk": row.id, "tag": t} for t in all_tags]
-        for tag_row in tag_rows:
-            _INSERT_TAG.run(conn, tag_row)
-        record_events(
+        for tag in all_tags:
+            _INSERT_TAG.run(conn, {"device_pk": row.id, "tag": tag})
+        record_event(
             conn,
             account_id=principal.account_id,
             actor=principal.actor,
             at=now,
-            items=[("device.claimed", row.device_id, {"tags": all_tags})],
+            event=("device.claimed", row.device_id, {"tags": all_tags}),
         )
         queued = _apply_rules(rt, conn, principal, row, all_tags, now)
     rt.metrics.claims.labels(outcome="claimed").inc()
@@ -176,18 +175,16 @@ def _apply_rules(
     planned = [item for rule in matched for item in rules.plan_of(rt, rule)]
     if planned:
         queue_commands(rt, conn, device_pk=row.id, planned=planned)
-        record_events(
+        record_event(
             conn,
             account_id=principal.account_id,
             actor=principal.actor,
             at=now,
-            items=[
-                (
-                    "plan.applied",
-                    row.device_id,
-                    {"ruleIds": [r.id for r in matched], "commands": len(planned)},
-                )
-            ],
+            event=(
+                "plan.applied",
+                row.device_id,
+                {"ruleIds": [r.id for r in matched], "commands": len(planned)},
+            ),
         )
     return len(planned)
 
@@ -257,12 +254,12 @@ def _move(rt: Runtime, *, principal: Principal, device_id: str, event: DeviceEve
             "unblock": "unblocked",
             "reprovision": "reprovisioned",
         }[event.value]
-        record_events(
+        record_event(
             conn,
             account_id=principal.account_id,
             actor=principal.actor,
             at=now,
-            items=[(f"device.{kind}", device_id, data)],
+            event=(f"device.{kind}", device_id, data),
         )
         if event is DeviceEvent.UNCLAIM:
             conn.execute(device_tags.delete().where(device_tags.c.device_pk == row.id))

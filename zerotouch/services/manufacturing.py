@@ -18,7 +18,7 @@ from zerotouch.domain.views import ImportedDevice, ImportResult, RejectedRow
 from zerotouch.protocols import tr005
 from zerotouch.services.runtime import Principal, Runtime
 from zerotouch.store import bulk
-from zerotouch.store.queries import record_events, unique_violation_as
+from zerotouch.store.queries import record_event, unique_violation_as
 from zerotouch.store.schema import devices
 
 MAX_IMPORT_RECORDS = 10_000
@@ -197,17 +197,15 @@ def _write(
                 bulk.insert_many(conn, devices, [p.row for p in fresh])
             # One event per import: who imported which devices. Per-device rows would double
             # the write cost of an import for no more information.
-            record_events(
+            record_event(
                 conn,
                 account_id=principal.account_id,
                 actor=principal.actor,
                 at=fresh[0].row["created_at"],
-                items=[
-                    (
-                        "devices.imported",
-                        None,
-                        {"count": len(fresh), "deviceIds": [p.record.device_id for p in fresh]},
-                    )
-                ],
+                event=(
+                    "devices.imported",
+                    None,
+                    {"count": len(fresh), "deviceIds": [p.record.device_id for p in fresh]},
+                ),
             )
     return ImportResult(imported=len(fresh), rejected=rejected, devices=[p.label for p in fresh])

@@ -24,7 +24,7 @@ from zerotouch.domain.values import Permission
 from zerotouch.domain.views import CommandView
 from zerotouch.services.requests import check_description, parse_request
 from zerotouch.services.runtime import Principal, Runtime
-from zerotouch.store.queries import device_for_account, next_position, record_events
+from zerotouch.store.queries import device_for_account, next_position, record_event
 from zerotouch.store.schema import commands, devices
 
 SECRETS_PURPOSE = "commands.secrets"
@@ -96,12 +96,12 @@ def add_command(
         (row,) = queue_commands(
             rt, conn, device_pk=device.id, planned=[(text, command_type, params)]
         )
-        record_events(
+        record_event(
             conn,
             account_id=principal.account_id,
             actor=principal.actor,
             at=row["created_at"],
-            items=[("command.created", device_id, {"commandId": row["id"], "type": row["type"]})],
+            event=("command.created", device_id, {"commandId": row["id"], "type": row["type"]}),
         )
     return CommandView(
         id=row["id"],
@@ -153,12 +153,12 @@ def delete_command(rt: Runtime, *, principal: Principal, device_id: str, command
         row = _command(conn, device.id, command_id)
         command_transition(CommandStatus(row.status), CommandEvent.DELETE)
         conn.execute(commands.delete().where(commands.c.id == command_id))
-        record_events(
+        record_event(
             conn,
             account_id=principal.account_id,
             actor=principal.actor,
             at=rt.clock(),
-            items=[("command.deleted", device_id, {"commandId": command_id})],
+            event=("command.deleted", device_id, {"commandId": command_id}),
         )
 
 
@@ -192,18 +192,16 @@ def _settle(
             .where(commands.c.id == command_id)
             .values(status=status.value, updated_at=now)
         )
-        record_events(
+        record_event(
             conn,
             account_id=principal.account_id,
             actor=principal.actor,
             at=now,
-            items=[
-                (
-                    f"command.{status.value.lower()}",
-                    device_id,
-                    {"commandId": command_id, "from": was.value},
-                )
-            ],
+            event=(
+                f"command.{status.value.lower()}",
+                device_id,
+                {"commandId": command_id, "from": was.value},
+            ),
         )
         if was is CommandStatus.FAILED:
             _resolve_error(conn, principal, device, now)
@@ -232,10 +230,10 @@ def _resolve_error(
         .where(devices.c.id == device.id)
         .values({column: new.value, "updated_at": now})
     )
-    record_events(
+    record_event(
         conn,
         account_id=principal.account_id,
         actor=principal.actor,
         at=now,
-        items=[("device.resumed", device.device_id, {"from": "ERROR", "to": new.value})],
+        event=("device.resumed", device.device_id, {"from": "ERROR", "to": new.value}),
     )

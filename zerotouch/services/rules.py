@@ -22,7 +22,7 @@ from zerotouch.domain.views import RuleView
 from zerotouch.services.requests import check_description, parse_request
 from zerotouch.services.runtime import Principal, Runtime
 from zerotouch.store.fast import FastStatement
-from zerotouch.store.queries import record_events, unique_violation_as
+from zerotouch.store.queries import record_event, unique_violation_as
 from zerotouch.store.schema import provisioning_rules
 
 SECRETS_PURPOSE = "provisioning_rules.secrets"
@@ -175,12 +175,12 @@ def _get(conn: sa.Connection, principal: Principal, rule_id: str, *, lock: bool 
 
 
 def _event(conn: sa.Connection, principal: Principal, now: Any, kind: str, rule_id: str) -> None:
-    record_events(
+    record_event(
         conn,
         account_id=principal.account_id,
         actor=principal.actor,
         at=now,
-        items=[(kind, None, {"ruleId": rule_id})],
+        event=(kind, None, {"ruleId": rule_id}),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,8 +27,7 @@ def unique_violation_as(error: AlreadyExists) -> Iterator[None]:
         raise
 
 
-_INSERT_EVENT = events.insert()
-_INSERT_ONE_EVENT = FastStatement(
+_INSERT_EVENT = FastStatement(
     events.insert().values(
         {
             name: sa.bindparam(name)
@@ -38,24 +37,27 @@ _INSERT_ONE_EVENT = FastStatement(
 )
 
 
-def record_events(
+def record_event(
     conn: sa.Connection,
     *,
     account_id: int | None,
     actor: str,
     at: dt.datetime,
-    items: Iterable[tuple[str, str | None, dict[str, Any]]],
+    event: tuple[str, str | None, dict[str, Any]],
 ) -> None:
-    """Write audit events (type, deviceId, data) in the caller's transaction."""
-    rows = [
-        {"account_id": account_id, "at": at, "actor": actor, "type": t, "device_id": d, "data": x}
-        for t, d, x in items
-    ]
-    # One row (the common case) takes the fast path; executemany pays off only for several.
-    if len(rows) == 1:
-        _INSERT_ONE_EVENT.run(conn, rows[0])
-    elif rows:
-        conn.execute(_INSERT_EVENT, rows)
+    """Write one audit event (type, deviceId, data) in the caller's transaction."""
+    kind, device_id, data = event
+    _INSERT_EVENT.run(
+        conn,
+        {
+            "account_id": account_id,
+            "at": at,
+            "actor": actor,
+            "type": kind,
+            "device_id": device_id,
+            "data": data,
+        },
+    )
 
 
 def device_for_account(
