@@ -30,6 +30,7 @@ from zerotouch.store.queries import (
     command_counts,
     device_for_account,
     record_event,
+    send_event,
     tags_of,
 )
 from zerotouch.store.schema import commands, device_tags, devices
@@ -128,34 +129,54 @@ def _claim(
     digest = secret_hash(token)
     with rt.db.write() as conn:
         now = rt.clock()
-        # One conditional UPDATE claims the device: of two racing claims the database lets
-        # exactly one match. Why nothing matched is looked up only then.
-        claimed = _CLAIM.run(
-            conn,
-            {"hash": digest, "account": principal.account_id, "status": status.value, "now": now},
-        )
-        row = claimed[0] if claimed else None
+        with rt.db.batch(conn):
+            # One conditional UPDATE claims the device: of two racing claims the database lets
+            # exactly one match. The account's rules travel with it, and the tag and event rows
+            # with the commit: a claim costs the database three round trips.
+            claimed = _CLAIM.send(
+                conn,
+                {
+                    "hash": digest,
+                    "account": principal.account_id,
+                    "status": status.value,
+                    "now": now,
+                },
+            )
+            active_rules = rules.ACTIVE_RULES.send(conn, {"account": principal.account_id})
+            found, rule_rows = claimed.rows(), active_rules.rows()
+            row: Any = found[0] if found else None
+            valid = (
+                row is not None
+                and matches(row.owner_token_hash, token)
+                and _label_matches(row, label)
+            )
+            all_tags: list[str] = []
+            matched: list[Any] = []
+            if valid:
+                # Tags are indexed (device_tags) from the claim on: only claimed devices are
+                # listed and matched against rules. The factory's tags stay on the device for
+                # the next owner.
+                all_tags = list(dict.fromkeys([*row.factory_tags, *extra_tags]))
+                for tag in all_tags:
+                    _INSERT_TAG.send(conn, {"device_pk": row.id, "tag": tag})
+                send_event(
+                    conn,
+                    account_id=principal.account_id,
+                    actor=principal.actor,
+                    at=now,
+                    event=("device.claimed", row.device_id, {"tags": all_tags}),
+                )
+                matched = rules.matching(rule_rows, all_tags)
         if row is None:
+            # Why nothing matched is looked up only now.
             existing = conn.execute(_BY_TOKEN_HASH, {"hash": digest}).first()
             if existing is not None and _label_matches(existing, label):
                 raise AlreadyExists("The device is claimed already.", code="already_claimed")
             raise PermissionDenied("The owner token is not valid.", code="invalid_owner_token")
-        if not matches(row.owner_token_hash, token) or not _label_matches(row, label):
+        if not valid:
             # Rolls the claim back with the transaction.
             raise PermissionDenied("The owner token is not valid.", code="invalid_owner_token")
-        # Tags are indexed (device_tags) from the claim on: only claimed devices are listed and
-        # matched against rules. The factory's tags stay on the device for the next owner.
-        all_tags = list(dict.fromkeys([*row.factory_tags, *extra_tags]))
-        for tag in all_tags:
-            _INSERT_TAG.run(conn, {"device_pk": row.id, "tag": tag})
-        record_event(
-            conn,
-            account_id=principal.account_id,
-            actor=principal.actor,
-            at=now,
-            event=("device.claimed", row.device_id, {"tags": all_tags}),
-        )
-        queued = _apply_rules(rt, conn, principal, row, all_tags, now)
+        queued = _apply_rules(rt, conn, principal, row, matched, now)
     rt.metrics.claims.labels(outcome="claimed").inc()
     # RETURNING gave the row as claimed; the plan holds just what the rules queued.
     counts = {"total": queued, "pending": queued, "succeeded": 0, "failed": 0}
@@ -167,11 +188,10 @@ def _apply_rules(
     conn: sa.Connection,
     principal: Principal,
     row: Any,
-    tags: list[str],
+    matched: list[Any],
     now: dt.datetime,
 ) -> int:
-    """Queue the commands of every active rule that shares a tag; returns how many."""
-    matched = rules.matching_rules(conn, principal.account_id, tags)
+    """Queue the commands of the rules that share a tag with the device; returns how many."""
     planned = [item for rule in matched for item in rules.plan_of(rt, rule)]
     if planned:
         queue_commands(rt, conn, device_pk=row.id, planned=planned)
@@ -266,7 +286,8 @@ def _move(rt: Runtime, *, principal: Principal, device_id: str, event: DeviceEve
             return _view(row, [], {})
         if event is DeviceEvent.REPROVISION:
             tags = tags_of(conn, [row.id])[row.id]
-            _apply_rules(rt, conn, principal, row, tags, now)
+            matched = rules.matching_rules(conn, principal.account_id, tags)
+            _apply_rules(rt, conn, principal, row, matched, now)
         return _load_view(conn, principal.account_id, device_id)
 
 

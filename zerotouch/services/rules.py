@@ -125,15 +125,17 @@ def plan_of(rt: Runtime, row: Any) -> Planned:
 
 
 def matching_rules(conn: sa.Connection, account_id: int, tags: Iterable[str]) -> list[Any]:
+    """The account's active rules that share a tag with ``tags``, oldest first."""
+    return matching(ACTIVE_RULES.run(conn, {"account": account_id}), tags)
+
+
+def matching(active_rules: Iterable[Any], tags: Iterable[str]) -> list[Any]:
     wanted = set(tags)
-    if not wanted:
-        return []
-    rows = _ACTIVE_RULES.run(conn, {"account": account_id})
-    return [r for r in rows if wanted.intersection(r.tags)]
+    return [r for r in active_rules if wanted.intersection(r.tags)]
 
 
-# Run on every claim: built once.
-_ACTIVE_RULES = FastStatement(
+# Run on every claim: built once. The account's active rules, oldest first.
+ACTIVE_RULES = FastStatement(
     sa.select(provisioning_rules)
     .where(provisioning_rules.c.account_id == sa.bindparam("account"), provisioning_rules.c.active)
     .order_by(provisioning_rules.c.created_at, provisioning_rules.c.id)

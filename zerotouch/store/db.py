@@ -158,6 +158,25 @@ class Database:
                 self._drop(conn)
             raise
 
+    @contextlib.contextmanager
+    def batch(self, conn: sa.Connection) -> Iterator[None]:
+        """Send the block's statements without waiting for each answer (PostgreSQL pipeline).
+
+        Only ``FastStatement`` may run inside: a statement's rows arrive when they are read,
+        and what failed is raised there or when the block ends. On SQLite, which runs in this
+        process, there is nothing to wait for and this does nothing.
+        """
+        if self.is_sqlite:
+            yield
+            return
+        driver = conn.connection.driver_connection
+        dbapi_error = conn.dialect.loaded_dbapi.Error
+        try:
+            with driver.pipeline():  # type: ignore[union-attr]
+                yield
+        except dbapi_error as error:
+            raise exc.DBAPIError.instance("(pipeline)", None, error, dbapi_error) from error
+
     def _drop(self, conn: sa.Connection | None) -> None:
         self._local.held = None
         if conn is not None:

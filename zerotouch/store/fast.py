@@ -66,20 +66,54 @@ class FastStatement:
         ]
         return tuple(values) if plan.positional else dict(zip(plan.names, values, strict=True))
 
-    def run(self, conn: sa.Connection, params: Mapping[str, Any]) -> list[Any]:
-        """Execute with ``params``; returns the result rows (attribute access by column key)."""
+    def send(self, conn: sa.Connection, params: Mapping[str, Any]) -> Pending:
+        """Execute with ``params``; the rows are read when ``Pending.rows()`` is called.
+
+        Inside ``Database.batch`` on PostgreSQL the statement only joins the pipeline: it goes
+        out with the next ones, and nothing waits for the server until rows are read.
+        """
         plan = self._plan(conn.dialect)
-        dbapi = conn.dialect.loaded_dbapi
+        dbapi_error = conn.dialect.loaded_dbapi.Error
         cursor = conn.connection.cursor()
         try:
             cursor.execute(plan.sql, self._args(plan, params))
-            raw = cursor.fetchall() if plan.row is not None else []
-        except dbapi.Error as error:
-            # Raised as SQLAlchemy would, so store/ translates it like any other statement's.
-            raise sa.exc.DBAPIError.instance(plan.sql, None, error, dbapi.Error) from error
+        except dbapi_error as error:
+            cursor.close()
+            raise _translated(plan.sql, error, dbapi_error) from error
+        if plan.row is None:
+            cursor.close()
+            return Pending(plan, None, dbapi_error)
+        return Pending(plan, cursor, dbapi_error)
+
+    def run(self, conn: sa.Connection, params: Mapping[str, Any]) -> list[Any]:
+        """Execute with ``params``; returns the result rows (attribute access by column key)."""
+        return self.send(conn, params).rows()
+
+
+class Pending:
+    """A sent statement whose rows have not been read yet."""
+
+    __slots__ = ("_cursor", "_error", "_plan")
+
+    def __init__(self, plan: _Plan, cursor: Any, dbapi_error: type[Exception]) -> None:
+        self._plan, self._cursor, self._error = plan, cursor, dbapi_error
+
+    def rows(self) -> list[Any]:
+        plan, cursor = self._plan, self._cursor
+        if cursor is None:
+            return []
+        try:
+            raw = cursor.fetchall()
+        except self._error as error:
+            raise _translated(plan.sql, error, self._error) from error
         finally:
             cursor.close()
         return [
             plan.row(*(p(v) if p is not None else v for p, v in zip(plan.result, r, strict=True)))
             for r in raw
         ]
+
+
+def _translated(sql: str, error: Exception, dbapi_error: type[Exception]) -> Exception:
+    """The driver's error raised as SQLAlchemy would, so store/ translates it like any other."""
+    return sa.exc.DBAPIError.instance(sql, None, error, dbapi_error)

@@ -46,8 +46,20 @@ def record_event(
     event: tuple[str, str | None, dict[str, Any]],
 ) -> None:
     """Write one audit event (type, deviceId, data) in the caller's transaction."""
+    send_event(conn, account_id=account_id, actor=actor, at=at, event=event)
+
+
+def send_event(
+    conn: sa.Connection,
+    *,
+    account_id: int | None,
+    actor: str,
+    at: dt.datetime,
+    event: tuple[str, str | None, dict[str, Any]],
+) -> None:
+    """``record_event`` without waiting for the server (inside ``Database.batch``)."""
     kind, device_id, data = event
-    _INSERT_EVENT.run(
+    _INSERT_EVENT.send(
         conn,
         {
             "account_id": account_id,
