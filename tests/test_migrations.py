@@ -8,10 +8,13 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from tests.conftest import BACKEND, fresh_pg_database
-from zerotouch.store.db import Database
+from zerotouch.store.db import Database, alembic_config
 from zerotouch.store.schema import metadata
+
+HEAD = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
 @pytest.fixture
@@ -36,7 +39,7 @@ def test_upgrade_from_empty_to_head(empty_url: str) -> None:
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
             assert diff == [], diff
             version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-            assert version == "0001"
+            assert version == HEAD
     finally:
         db.dispose()
 
@@ -65,7 +68,7 @@ def test_processes_starting_together_migrate_once(empty_url: str) -> None:
         assert errors == []
         with dbs[0].read() as conn:
             version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).all()
-        assert [v for (v,) in version] == ["0001"]
+        assert [v for (v,) in version] == [HEAD]
     finally:
         for db in dbs:
             db.dispose()

@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     db_pool_size: int = 20
+    # Validity of the certificates the account CA issues for devices' CSRs.
+    certificate_validity_days: int = Field(default=365, ge=1, le=3650)
 
     def resolved_database_url(self) -> str:
         return self.database_url or sqlite_url(self.data_dir)

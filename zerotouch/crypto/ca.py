@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CA_VALIDITY = dt.timedelta(days=3650)
 
@@ -43,7 +45,7 @@ def generate_ca(common_name: str, *, now: dt.datetime | None = None) -> CaMateri
         .subject_name(name)
         .issuer_name(name)
         .public_key(public)
-        .serial_number(int.from_bytes(secrets.token_bytes(16), "big") >> 1)
+        .serial_number(_random_serial())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + CA_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
@@ -102,3 +104,107 @@ def import_ca(certificate_pem: str, private_key_pem: str) -> CaMaterial:
         private_key_pem=_key_pem(key),
         fingerprint=fingerprint(cert),
     )
+
+
+def _random_serial() -> int:
+    # RFC 5280 4.1.2.2: positive, at most 20 octets; 127 random bits.
+    return int.from_bytes(secrets.token_bytes(16), "big") >> 1
+
+
+def sign_csr(
+    *,
+    ca_certificate_pem: str,
+    ca_private_key_pem: str,
+    csr_pem: str,
+    subject: str,
+    key_usage: Mapping[str, bool],  # every argument of x509.KeyUsage
+    validity: dt.timedelta,
+    now: dt.datetime | None = None,
+) -> str:
+    """A client certificate for the key in ``csr_pem``, issued by the CA.
+
+    The subject and key usage come from the command that asked for the CSR, not from the CSR,
+    so a device cannot ask for more than its plan grants. Raises ValueError with the reason
+    when the CSR does not parse, its signature does not verify, or the key usage is invalid.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem.encode())
+    except ValueError:
+        raise ValueError("is not a PEM certificate signing request") from None
+    if not csr.is_signature_valid:
+        raise ValueError("its signature does not verify")
+    ca_cert = x509.load_pem_x509_certificate(ca_certificate_pem.encode())
+    ca_key = serialization.load_pem_private_key(ca_private_key_pem.encode(), password=None)
+    assert isinstance(ca_key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey))
+    public = csr.public_key()
+    if not isinstance(public, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey)):
+        raise ValueError("must hold an EC or RSA public key")
+    try:
+        usage = x509.KeyUsage(**key_usage)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"key usage: {exc}") from None
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name.from_rfc4514_string(subject))
+        .issuer_name(ca_cert.subject)
+        .public_key(public)
+        .serial_number(_random_serial())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + validity)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class ServerMaterial:
+    certificate_pem: str
+    private_key_pem: str
+
+
+def issue_server_certificate(
+    ca: CaMaterial,
+    hosts: list[str],
+    *,
+    validity: dt.timedelta = dt.timedelta(days=365),
+    now: dt.datetime | None = None,
+) -> ServerMaterial:
+    """A TLS server certificate (EC P-256) for ``hosts`` (DNS names or IP addresses)."""
+    now = now or dt.datetime.now(dt.UTC)
+    ca_cert = x509.load_pem_x509_certificate(ca.certificate_pem.encode())
+    ca_key = serialization.load_pem_private_key(ca.private_key_pem.encode(), password=None)
+    assert isinstance(ca_key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey))
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(_random_serial())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + validity)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return ServerMaterial(cert.public_bytes(serialization.Encoding.PEM).decode(), _key_pem(key))

@@ -178,6 +178,8 @@ def _claim(
             raise PermissionDenied("The owner token is not valid.", code="invalid_owner_token")
         queued = _apply_rules(rt, conn, principal, row, matched, now)
     rt.metrics.claims.labels(outcome="claimed").inc()
+    if queued:
+        rt.wakeups.notify(row.id)
     # RETURNING gave the row as claimed; the plan holds just what the rules queued.
     counts = {"total": queued, "pending": queued, "succeeded": 0, "failed": 0}
     return _view(row, sorted(all_tags), counts)
@@ -288,7 +290,10 @@ def _move(rt: Runtime, *, principal: Principal, device_id: str, event: DeviceEve
             tags = tags_of(conn, [row.id])[row.id]
             matched = rules.matching_rules(conn, principal.account_id, tags)
             _apply_rules(rt, conn, principal, row, matched, now)
-        return _load_view(conn, principal.account_id, device_id)
+        view = _load_view(conn, principal.account_id, device_id)
+    if event in (DeviceEvent.REPROVISION, DeviceEvent.UNBLOCK):
+        rt.wakeups.notify(row.id)
+    return view
 
 
 def unclaim_device(rt: Runtime, *, principal: Principal, device_id: str) -> None:

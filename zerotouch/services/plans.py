@@ -103,6 +103,7 @@ def add_command(
             at=row["created_at"],
             event=("command.created", device_id, {"commandId": row["id"], "type": row["type"]}),
         )
+    rt.wakeups.notify(device.id)
     return CommandView(
         id=row["id"],
         description=text,
@@ -205,7 +206,9 @@ def _settle(
         )
         if was is CommandStatus.FAILED:
             _resolve_error(conn, principal, device, now)
-        return command_view(_command(conn, device.id, command_id))
+        view = command_view(_command(conn, device.id, command_id))
+    rt.wakeups.notify(device.id)
+    return view
 
 
 def _resolve_error(

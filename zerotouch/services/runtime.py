@@ -11,6 +11,7 @@ from zerotouch.crypto.envelope import Keyring
 from zerotouch.domain.errors import PermissionDenied
 from zerotouch.domain.values import ROLE_PERMISSIONS, Permission, Role
 from zerotouch.metrics import Metrics
+from zerotouch.services.wakeups import Wakeups
 from zerotouch.store.db import Database
 
 
@@ -24,9 +25,13 @@ class Runtime:
     keyring: Keyring
     keyring_path: Path | None = None
     clock: Callable[[], dt.datetime] = utcnow
+    # How long a certificate the account CA issues for a device's CSR stays valid.
+    certificate_validity: dt.timedelta = dt.timedelta(days=365)
     metrics: Metrics = field(init=False)
     # API key hash -> (expiry on the monotonic clock, principal); see accounts.authenticate.
     auth_cache: dict[str, tuple[float, Principal]] = field(init=False, default_factory=dict)
+    # Long-polling device fetches waiting in this process (see services/wakeups.py).
+    wakeups: Wakeups = field(init=False, default_factory=Wakeups)
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self.db)

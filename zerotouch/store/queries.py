@@ -10,14 +10,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import exc
 
-from zerotouch.domain.errors import AlreadyExists, NotFound
+from zerotouch.domain.errors import NotFound, ZerotouchError
 from zerotouch.store.db import is_unique_violation
 from zerotouch.store.fast import FastStatement
 from zerotouch.store.schema import commands, device_tags, devices, events
 
 
 @contextlib.contextmanager
-def unique_violation_as(error: AlreadyExists) -> Iterator[None]:
+def unique_violation_as(error: ZerotouchError) -> Iterator[None]:
     """Turn a unique-constraint violation inside the block into ``error``."""
     try:
         yield

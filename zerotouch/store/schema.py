@@ -114,6 +114,33 @@ commands = sa.Table(
     sa.Index(None, "device_pk", "position"),
 )
 
+# Public keys a device proved it holds: each one a clientPrivateKeyGeneration returned. The
+# factory's key stays on the device row. Device API tokens (ES256) may be signed by any of them.
+device_keys = sa.Table(
+    "device_keys",
+    metadata,
+    sa.Column(
+        "device_pk", BigId, sa.ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("fingerprint", sa.String(64), primary_key=True),
+    sa.Column("public_key", sa.Text(), nullable=False),
+    sa.Column("command_id", sa.String(36), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+)
+
+# The replay cache of device API tokens: a jti is accepted once while its token could still be
+# valid. In the database, so it holds across every node on it.
+device_token_ids = sa.Table(
+    "device_token_ids",
+    metadata,
+    sa.Column(
+        "device_pk", BigId, sa.ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("jti", sa.String(128), primary_key=True),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+    sa.Index(None, "expires_at"),
+)
+
 provisioning_rules = sa.Table(
     "provisioning_rules",
     metadata,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -12,11 +14,34 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from zerotouch import __version__
 from zerotouch.adapters.http import problems
 from zerotouch.adapters.http.metrics import RequestMetrics
-from zerotouch.adapters.http.routes import devices, manufacturing, misc, provisioning, rules
+from zerotouch.adapters.http.routes import (
+    device_api,
+    devices,
+    manufacturing,
+    misc,
+    provisioning,
+    rules,
+)
 from zerotouch.bootstrap import build_runtime
 from zerotouch.domain.errors import ZerotouchError
+from zerotouch.services.device_auth import purge_token_ids
 from zerotouch.services.runtime import Runtime
 from zerotouch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+HOUSEKEEPING_INTERVAL_S = 60
+
+
+async def _housekeeping(rt: Runtime) -> None:
+    """Periodic clean-up: the replay cache forgets tokens that have expired."""
+    while True:
+        await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+        try:
+            purge_token_ids(rt)
+        except Exception:
+            log.exception("housekeeping failed; it runs again in %s s", HOUSEKEEPING_INTERVAL_S)
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
@@ -26,9 +51,13 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = runtime or build_runtime(settings or Settings())
         app.state.runtime = rt
+        housekeeping = asyncio.create_task(_housekeeping(rt))
         try:
             yield
         finally:
+            housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await housekeeping
             if runtime is None:
                 rt.db.dispose()
 
@@ -43,6 +72,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         devices.router,
         provisioning.router,
         rules.router,
+        device_api.router,
         misc.router,
     ):
         app.include_router(router)

@@ -18,13 +18,19 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from zerotouch.domain.errors import Unauthenticated
+from zerotouch.domain.errors import InvalidArgument, Unauthenticated
 from zerotouch.services.accounts import authenticate
+from zerotouch.services.device_auth import DeviceCaller, authenticate_device
 from zerotouch.services.runtime import Principal, Runtime
 
 T = TypeVar("T")
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `zerotouch keys create`.")
+_device_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="DeviceToken",
+    description="A JWT signed by the device (ES256) or with its device secret (HS256).",
+)
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -73,3 +79,29 @@ def reply(body: BaseModel, status_code: int = 200) -> Response:
     return Response(
         body.model_dump_json(by_alias=True), status_code=status_code, media_type="application/json"
     )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused as soon as it grows past ``limit`` bytes (never buffered beyond)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise InvalidArgument.for_field("body", f"must be at most {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def get_device_caller(
+    runtime: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_device_bearer)],
+) -> DeviceCaller:
+    """The device whose JWT verified; before anything else of the request is looked at."""
+    token = credentials.credentials if credentials is not None else None
+    if credentials is not None and credentials.scheme.lower() != "bearer":
+        token = None
+    return authenticate_device(runtime, token)
+
+
+DeviceCallerDep = Annotated[DeviceCaller, Depends(get_device_caller)]

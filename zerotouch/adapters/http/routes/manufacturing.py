@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from zerotouch.adapters.http import schemas
-from zerotouch.adapters.http.deps import CallerDep, reply
+from zerotouch.adapters.http.deps import CallerDep, read_body, reply
 from zerotouch.domain.errors import FieldError, InvalidArgument
 from zerotouch.domain.records import RECORD_FIELDS
 from zerotouch.domain.values import Permission
@@ -55,18 +55,6 @@ def parse_csv(text: str) -> list[dict[str, Any]]:
     return records
 
 
-async def _read_body(request: Request) -> bytes:
-    """The body, refused as soon as it grows past MAX_BODY_BYTES (never buffered beyond)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise InvalidArgument.for_field("body", f"must be at most {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _parse_json(raw: bytes) -> list[Any]:
     try:
         body = json.loads(raw)
@@ -86,7 +74,7 @@ def _parse_json(raw: bytes) -> list[Any]:
 async def import_devices(request: Request, caller: CallerDep, atomic: bool = False) -> Response:
     # Who is asking is settled before a byte of a possibly large body is read.
     caller.principal().require(Permission.IMPORT_DEVICES)
-    raw = await _read_body(request)
+    raw = await read_body(request, MAX_BODY_BYTES)
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
     if content_type == "text/csv":
         try:

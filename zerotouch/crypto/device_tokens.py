@@ -1,0 +1,185 @@
+"""Device API tokens: short-lived JWTs signed by the device (ES256) or with its secret (HS256).
+
+Verification raises TokenError; the reason is for the log, the caller answers 401 without it.
+The time is passed in, so tests and callers control it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+
+ALGORITHMS = ("ES256", "HS256")
+MAX_LIFETIME_S = 300  # API.md: exp at most 300 s after iat.
+CLOCK_SKEW_S = 30  # Device clocks drift; a token may look this far ahead or behind.
+JTI_MAX = 128
+
+
+class _FactorySecretHmac(jwt.algorithms.HMACAlgorithm):
+    """HS256 keyed by the factory deviceSecret, which API.md allows from 16 bytes (32 hex
+    digits) up. PyJWT warns below 32 bytes; 128 random bits are beyond brute force."""
+
+    MIN_KEY_BYTES = 16
+
+    def check_key_length(self, key: bytes) -> str | None:
+        if len(key) < self.MIN_KEY_BYTES:
+            return f"the HMAC key must be at least {self.MIN_KEY_BYTES} bytes"
+        return None
+
+
+# The signature layer only; the claims are checked here against the time the caller passes.
+_jws = jwt.PyJWS(algorithms=["ES256"], options={"enforce_minimum_key_length": True})
+_jws.register_algorithm("HS256", _FactorySecretHmac(_FactorySecretHmac.SHA256))
+
+
+class TokenError(Exception):
+    """The token was refused; the message says why (for the log only)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceClaims:
+    device_id: str
+    jti: str
+    issued_at: int
+    expires_at: int
+
+
+def subject_of(token: str) -> str:
+    """The unverified ``sub``: which device's keys to verify the token with."""
+    try:
+        claims = _claims(_jws.decode_complete(token, options={"verify_signature": False}))
+    except jwt.PyJWTError as exc:
+        raise TokenError(f"not a JWT: {exc}") from None
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub:
+        raise TokenError("no sub claim")
+    return sub
+
+
+@functools.lru_cache(maxsize=4096)
+def _public_key(pem: str) -> PublicKeyTypes:
+    return serialization.load_pem_public_key(pem.encode())
+
+
+def _es256_keys(pems: Sequence[str]) -> list[ec.EllipticCurvePublicKey]:
+    keys = [_public_key(p) for p in pems]
+    return [k for k in keys if isinstance(k, ec.EllipticCurvePublicKey)]
+
+
+def key_fingerprint(public_key_pem: str) -> str:
+    """SHA-256 of the key's SubjectPublicKeyInfo, hex: the key's name (and a token's ``kid``)."""
+    der = _public_key(public_key_pem).public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(der)
+    return digest.finalize().hex()
+
+
+def verify(
+    token: str, *, public_keys: Sequence[str], secret: bytes | None, now: float
+) -> DeviceClaims:
+    """Check signature, algorithm, lifetime and the claims API.md requires; raise TokenError."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise TokenError(f"not a JWT: {exc}") from None
+    alg = header.get("alg")
+    if alg == "ES256":
+        keys: list[Any] = _es256_keys(public_keys)
+        if not keys:
+            raise TokenError("ES256 token, but the device has no registered public key")
+    elif alg == "HS256":
+        if secret is None:
+            raise TokenError("HS256 token, but the device has no device secret")
+        keys = [secret]
+    else:
+        raise TokenError(f"algorithm {alg!r} is not accepted (ES256 or HS256)")
+    claims = _decode(token, alg, keys)
+    return _checked(claims, now)
+
+
+def _claims(decoded: dict[str, Any]) -> dict[str, Any]:
+    try:
+        claims = json.loads(decoded["payload"])
+    except ValueError:
+        raise TokenError("the payload is not JSON") from None
+    if not isinstance(claims, dict):
+        raise TokenError("the payload is not a JSON object")
+    return claims
+
+
+def _decode(token: str, alg: str, keys: list[Any]) -> dict[str, Any]:
+    for key in keys:
+        try:
+            return _claims(_jws.decode_complete(token, key, algorithms=[alg]))
+        except jwt.InvalidSignatureError:
+            continue
+        except jwt.PyJWTError as exc:
+            raise TokenError(f"bad token: {exc}") from None
+    raise TokenError("the signature matches no key of the device")
+
+
+def _checked(claims: dict[str, Any], now: float) -> DeviceClaims:
+    sub, jti, iat, exp = (claims.get(name) for name in ("sub", "jti", "iat", "exp"))
+    if not isinstance(sub, str) or not sub:
+        raise TokenError("no sub claim")
+    if not isinstance(jti, str) or not 1 <= len(jti) <= JTI_MAX:
+        raise TokenError(f"jti must be a string of 1-{JTI_MAX} characters")
+    if not isinstance(iat, int) or not isinstance(exp, int):
+        raise TokenError("iat and exp must be integers")
+    if exp - iat > MAX_LIFETIME_S or exp <= iat:
+        raise TokenError(f"exp must be after iat and at most {MAX_LIFETIME_S} s after it")
+    if iat > now + CLOCK_SKEW_S:
+        raise TokenError("issued in the future")
+    if exp < now - CLOCK_SKEW_S:
+        raise TokenError("expired")
+    return DeviceClaims(sub, jti, iat, exp)
+
+
+def issue(
+    device_id: str,
+    *,
+    private_key_pem: str | None = None,
+    secret: bytes | None = None,
+    now: float,
+    lifetime: int = 120,
+) -> str:
+    """A token for ``device_id``: ES256 with the device's private key, or HS256 with its secret."""
+    claims = {
+        "sub": device_id,
+        "iat": int(now),
+        "exp": int(now) + lifetime,
+        "jti": secrets.token_urlsafe(16),
+    }
+    payload = json.dumps(claims, separators=(",", ":")).encode()
+    if private_key_pem is not None:
+        key = _private_key(private_key_pem)
+        kid = key_fingerprint(
+            key.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
+        return _jws.encode(payload, key, algorithm="ES256", headers={"kid": kid})
+    if secret is None:
+        raise ValueError("a private key or a secret is needed")
+    return _jws.encode(payload, secret, algorithm="HS256")
+
+
+@functools.lru_cache(maxsize=64)
+def _private_key(pem: str) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError("the JWT key must be an EC P-256 private key")
+    return key

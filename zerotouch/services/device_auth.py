@@ -1,0 +1,133 @@
+"""Device API authentication: a short-lived JWT signed by the device, each jti accepted once.
+
+The token is verified outside any write transaction (signature checks cost CPU, and SQLite has
+one writer). The jti is recorded, and the device's hold re-checked under a row lock, as the
+first step of the write transaction of the call itself (``begin_device_call``), so a call is
+one transaction and a replayed token changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from zerotouch.crypto import device_tokens
+from zerotouch.crypto.envelope import KeyringError
+from zerotouch.domain.errors import PermissionDenied, Unauthenticated
+from zerotouch.domain.lifecycle import DeviceStatus
+from zerotouch.services.runtime import Runtime
+from zerotouch.store.queries import unique_violation_as
+from zerotouch.store.schema import device_keys, device_token_ids, devices
+
+log = logging.getLogger(__name__)
+
+DEVICE_SECRET_PURPOSE = "devices.device_secret"  # noqa: S105 - a sealing purpose, not a secret
+REFUSED = "The device token was refused: a JWT signed by the device, at most 300 s long, new jti."
+
+_DEVICE = sa.select(
+    devices.c.id,
+    devices.c.account_id,
+    devices.c.status,
+    devices.c.public_key,
+    devices.c.device_secret_sealed,
+).where(devices.c.device_id == sa.bindparam("device_id"))
+_KEYS = sa.select(device_keys.c.public_key).where(
+    device_keys.c.device_pk == sa.bindparam("device_pk")
+)
+_LOCK = (
+    sa.select(devices.c.account_id, devices.c.status, devices.c.blocked_from)
+    .where(devices.c.id == sa.bindparam("device_pk"))
+    .with_for_update()
+)
+
+
+@dataclass(slots=True)
+class DeviceCaller:
+    """A device whose token verified. ``consumed`` turns true once its jti is recorded."""
+
+    device_pk: int
+    device_id: str
+    account_id: int
+    jti: str
+    expires_at: dt.datetime
+    consumed: bool = False
+
+    @property
+    def actor(self) -> str:
+        return f"device:{self.device_id}"
+
+
+def authenticate_device(rt: Runtime, token: str | None) -> DeviceCaller:
+    """Verify the device's JWT (401 when it is missing, bad, expired or the device unclaimed;
+    403 when the device is blocked). The jti is recorded by ``begin_device_call``."""
+    if not token:
+        raise Unauthenticated("A device token is required: 'Authorization: Bearer <JWT>'.")
+    try:
+        device_id = device_tokens.subject_of(token)
+    except device_tokens.TokenError as exc:
+        log.info("device token refused: %s", exc)
+        raise Unauthenticated(REFUSED) from None
+    with rt.db.read() as conn:
+        row = conn.execute(_DEVICE, {"device_id": device_id}).first()
+        keys = [k for (k,) in conn.execute(_KEYS, {"device_pk": row.id})] if row else []
+    if row is None:
+        log.info("device token refused: unknown device %r", device_id)
+        raise Unauthenticated(REFUSED)
+    claims = _verified(rt, token, row, keys)
+    if row.account_id is None:
+        raise Unauthenticated("The device is not claimed.", code="device_not_claimed")
+    if row.status == DeviceStatus.BLOCKED.value:
+        raise PermissionDenied("The device is blocked by its owner.", code="device_blocked")
+    expires = dt.datetime.fromtimestamp(claims.expires_at + device_tokens.CLOCK_SKEW_S, dt.UTC)
+    return DeviceCaller(row.id, device_id, row.account_id, claims.jti, expires)
+
+
+def _verified(rt: Runtime, token: str, row: Any, keys: list[str]) -> device_tokens.DeviceClaims:
+    public_keys = ([row.public_key] if row.public_key else []) + keys
+    secret = None
+    if row.device_secret_sealed:
+        try:
+            secret = bytes.fromhex(
+                rt.keyring.open_text(row.device_secret_sealed, DEVICE_SECRET_PURPOSE)
+            )
+        except KeyringError:
+            log.error("the device secret of device pk %s did not open", row.id)
+    try:
+        return device_tokens.verify(
+            token, public_keys=public_keys, secret=secret, now=rt.clock().timestamp()
+        )
+    except device_tokens.TokenError as exc:
+        log.info("device token refused for %r: %s", row.id, exc)
+        raise Unauthenticated(REFUSED) from None
+
+
+def begin_device_call(conn: sa.Connection, caller: DeviceCaller) -> Any:
+    """First step of a device call's write transaction: record the jti (once per token) and
+    lock the device row, checking that it is still claimed by the same account and not blocked.
+    Returns the locked row (account_id, status, blocked_from)."""
+    if not caller.consumed:
+        with unique_violation_as(Unauthenticated(REFUSED, code="token_replayed")):
+            conn.execute(
+                device_token_ids.insert().values(
+                    device_pk=caller.device_pk, jti=caller.jti, expires_at=caller.expires_at
+                )
+            )
+    row = conn.execute(_LOCK, {"device_pk": caller.device_pk}).one()
+    if row.account_id != caller.account_id:
+        raise Unauthenticated("The device is not claimed.", code="device_not_claimed")
+    if row.status == DeviceStatus.BLOCKED.value:
+        raise PermissionDenied("The device is blocked by its owner.", code="device_blocked")
+    return row
+
+
+def purge_token_ids(rt: Runtime) -> int:
+    """Forget the jti of every token that has expired (it can no longer be replayed)."""
+    with rt.db.write() as conn:
+        result = conn.execute(
+            device_token_ids.delete().where(device_token_ids.c.expires_at < rt.clock())
+        )
+    return int(result.rowcount or 0)
