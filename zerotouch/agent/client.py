@@ -1,0 +1,117 @@
+"""The agent's Device API client over HTTP(S): a fresh JWT per request, retries with backoff.
+
+Transient failures (no connection, a timeout, 5xx "busy", 429) are retried with exponential
+backoff and full jitter, up to ``retry-max-attempts`` (-1: for ever). Anything else the server
+refuses raises DeviceApiError at once: retrying would not change the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import ssl
+import time
+from typing import Any
+
+import httpx
+
+from zerotouch.agent.settings import AgentSettings
+from zerotouch.crypto import device_tokens
+
+BACKOFF_CAP = 32  # The longest wait is 32 retry intervals.
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class DeviceApiError(Exception):
+    """The server refused a request for good (4xx) or kept failing past the retry limit."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def http_client(settings: AgentSettings, *, connections: int = 10) -> httpx.AsyncClient:
+    """An HTTP client for the server, verifying its chain when ``ca-authentication`` is on."""
+    verify: ssl.SSLContext | bool
+    if not settings.ca_authentication:
+        verify = False
+    elif settings.trusted_root is not None:
+        verify = ssl.create_default_context(cafile=str(settings.trusted_root))
+    else:
+        verify = True
+    # Long polls hold a request open for up to long-poll seconds beyond the usual timeout.
+    timeout = httpx.Timeout(settings.timeout, read=settings.timeout + settings.long_poll)
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx.AsyncClient(
+        base_url=settings.server_url.rstrip("/"), verify=verify, timeout=timeout, limits=limits
+    )
+
+
+class DeviceApi:
+    def __init__(self, settings: AgentSettings, http: httpx.AsyncClient) -> None:
+        self.settings = settings
+        self.http = http
+        self._private_key = settings.jwt_key.read_text() if settings.jwt_key else None
+        self.attempts = 0  # Requests sent, retries included (for the simulator's numbers).
+
+    def token(self) -> str:
+        return device_tokens.issue(
+            self.settings.device_id,
+            private_key_pem=self._private_key,
+            secret=self.settings.secret if self._private_key is None else None,
+            now=time.time(),
+        )
+
+    async def fetch(self, *, after: str | None, limit: int, wait: int) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit, "wait": wait}
+        if after is not None:
+            params["after"] = after
+        response = await self._send("GET", "/device/v1/commands", params=params)
+        if response.status_code == 204:
+            return []
+        commands: list[dict[str, Any]] = response.json()["commands"]
+        return commands
+
+    async def respond(self, responses: list[dict[str, Any]]) -> int:
+        body = json.dumps({"responses": responses}).encode()
+        headers = {"Content-Type": "application/json"}
+        response = await self._send("POST", "/device/v1/responses", content=body, headers=headers)
+        return int(response.json()["accepted"])
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        attempt = 0
+        while True:
+            attempt += 1
+            self.attempts += 1
+            headers = {**kwargs.pop("headers", {}), "Authorization": f"Bearer {self.token()}"}
+            kwargs["headers"] = headers
+            try:
+                response = await self.http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code < 400:
+                    return response
+                problem = _problem(response)
+                if response.status_code not in TRANSIENT_STATUS:
+                    raise DeviceApiError(problem, response.status_code)
+            limit = self.settings.retry_max_attempts
+            if limit != -1 and attempt > limit:
+                raise DeviceApiError(f"gave up after {attempt} attempts: {problem}")
+            await asyncio.sleep(backoff(self.settings.retry_interval, attempt))
+
+
+def backoff(interval: float, attempt: int, rng: random.Random | None = None) -> float:
+    """Full jitter: a random wait up to interval * 2**(attempt-1), capped at BACKOFF_CAP."""
+    ceiling = interval * min(2 ** (attempt - 1), BACKOFF_CAP)
+    return (rng or random).uniform(0, ceiling)
+
+
+def _problem(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        detail = body.get("detail") or body.get("title")
+    except ValueError:
+        detail = response.text[:200]
+    return f"HTTP {response.status_code}: {detail}"

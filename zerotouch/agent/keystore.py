@@ -1,0 +1,58 @@
+"""The device's keystore: a directory with one folder per secTag.
+
+Layout: ``<root>/<secTag>/private.pem`` (the key, mode 0600, never sent anywhere),
+``public.pem``, ``csr.pem``, ``client.pem`` (client certificate), ``ca.pem`` (the server CA to
+trust), ``psk.json`` (0600); ``<root>/config.json`` holds the configuration. Every file is
+written whole (a temporary file renamed into place), so a crash leaves the old or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+PRIVATE = 0o600
+PUBLIC = 0o644
+
+
+class Keystore:
+    def __init__(self, root: Path, *, durable: bool = True) -> None:
+        """``durable`` syncs every file to disk before it replaces the old one (a device that
+        loses power keeps its keys); simulated devices turn it off."""
+        self.root = root
+        self.durable = durable
+
+    def path(self, sec_tag: int, name: str) -> Path:
+        return self.root / str(sec_tag) / name
+
+    def write(self, sec_tag: int | None, name: str, text: str, *, private: bool = False) -> Path:
+        folder = self.root if sec_tag is None else self.root / str(sec_tag)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        target = folder / name
+        tmp = folder / f".{name}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE if private else PUBLIC)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+            if self.durable:
+                out.flush()
+                os.fsync(out.fileno())
+        os.replace(tmp, target)
+        return target
+
+    def read(self, sec_tag: int, name: str) -> str | None:
+        try:
+            return self.path(sec_tag, name).read_text()
+        except FileNotFoundError:
+            return None
+
+    def config(self) -> dict[str, Any]:
+        try:
+            value: dict[str, Any] = json.loads((self.root / "config.json").read_text())
+            return value
+        except FileNotFoundError:
+            return {}
+
+    def merge_config(self, values: dict[str, Any]) -> None:
+        self.write(None, "config.json", json.dumps({**self.config(), **values}, indent=2))

@@ -1,0 +1,187 @@
+"""The agent's settings, named as in the Eurotech ESF / Eclipse Kura ProvisioningService.
+
+They come from a TOML file, then ``ZEROTOUCH_AGENT_<NAME>`` environment variables (``-`` as
+``_``), then command-line flags; later sources win. ``provisioned`` is read-only: only the agent
+sets it, in the settings file, after ``finished``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+ENV_PREFIX = "ZEROTOUCH_AGENT_"
+# MQTT 3.1.1, 3.1.3.1: every server must accept 1-23 characters of 0-9 a-z A-Z as a client id.
+CLIENT_ID = re.compile(r"[0-9a-zA-Z]{1,23}")
+HEX_SECRET = re.compile(r"(?:[0-9A-Fa-f]{2}){16,64}")
+READ_ONLY = ("provisioned",)
+
+
+class SettingsError(ValueError):
+    """A setting is missing or wrong; the message names it and says why."""
+
+
+class AgentSettings(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+
+    enabled: bool = True
+    provisioned: bool = False
+    ca_authentication: bool = Field(default=True, alias="ca-authentication")
+    trusted_root: Path | None = Field(default=None, alias="trusted-root")
+    server_url: str = Field(alias="server-url", pattern=r"^https?://[^\s/]+(/\S*)?$")
+    account_name: str | None = Field(default=None, alias="account-name", max_length=64)
+    username: str | None = Field(default=None, max_length=128)
+    password: SecretStr | None = None
+    activation_key: SecretStr | None = Field(default=None, alias="activation-key")
+    client_id: str | None = Field(default=None, alias="client-id")
+    retry_interval: float = Field(default=10.0, alias="retry-interval", gt=0, le=86_400)
+    retry_max_attempts: int = Field(default=10, alias="retry-max-attempts", ge=-1)
+    timeout: float = Field(default=30.0, gt=0, le=600)
+    device_id: str = Field(alias="device-id", pattern=r"^[A-Za-z0-9._:-]{1,64}$")
+    jwt_key: Path | None = Field(default=None, alias="jwt-key")
+    keystore: Path = Path("keystore")
+    serial_number: str | None = Field(default=None, alias="serial-number", max_length=64)
+    long_poll: int = Field(default=20, alias="long-poll", ge=0, le=60)
+
+    @model_validator(mode="after")
+    def _check(self) -> AgentSettings:
+        if self.jwt_key is None and self.activation_key is None:
+            raise ValueError("jwt-key or activation-key is needed to sign device tokens")
+        key = self.activation_key
+        if key is not None and not HEX_SECRET.fullmatch(key.get_secret_value()):
+            raise ValueError("activation-key must be the device secret: 32-128 hex digits")
+        if self.client_id is not None and not CLIENT_ID.fullmatch(self.client_id):
+            raise ValueError("client-id must be 1-23 characters of 0-9 a-z A-Z (MQTT 3.1.1)")
+        if self.trusted_root is not None and not self.ca_authentication:
+            raise ValueError("trusted-root is set but ca-authentication is off")
+        return self
+
+    @property
+    def secret(self) -> bytes | None:
+        """The HS256 key: the device secret's bytes."""
+        if self.activation_key is None:
+            return None
+        return bytes.fromhex(self.activation_key.get_secret_value())
+
+
+def _errors(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "settings"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    names = {alias(name): name for name in AgentSettings.model_fields}
+    found: dict[str, Any] = {}
+    for key, value in environ.items():
+        if key.startswith(ENV_PREFIX):
+            name = key.removeprefix(ENV_PREFIX).lower().replace("_", "-")
+            if name in names and name not in READ_ONLY:
+                found[name] = value
+    return found
+
+
+def alias(field: str) -> str:
+    info = AgentSettings.model_fields[field]
+    return info.alias or field
+
+
+def load(
+    path: Path | None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+    host: HostFacts | None = None,
+) -> AgentSettings:
+    """Settings from the file, the environment and flags, with host-derived defaults."""
+    merged: dict[str, Any] = {}
+    if path is not None and path.exists():
+        try:
+            merged.update(tomllib.loads(path.read_text()))
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+    merged.update(from_env(os.environ if environ is None else environ))
+    for name, value in (flags or {}).items():
+        if value is not None and name not in READ_ONLY:
+            merged[name] = value
+    facts = host or HostFacts.read()
+    if "client-id" not in merged and facts.mac:
+        merged["client-id"] = facts.mac
+    if "username" not in merged and facts.mac:
+        serial = merged.get("serial-number") or facts.serial
+        merged["username"] = f"{facts.mac.upper()}-{serial}" if serial else facts.mac.upper()
+    try:
+        return AgentSettings.model_validate(merged)
+    except ValidationError as exc:
+        raise SettingsError(_errors(exc)) from None
+
+
+def mark_provisioned(path: Path) -> None:
+    """After ``finished``: ``provisioned = true`` and ``enabled = false`` in the settings file
+    (made, readable by its owner only, when there was none). Other settings are kept."""
+    data: dict[str, Any] = tomllib.loads(path.read_text()) if path.exists() else {}
+    data.update(provisioned=True, enabled=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        tomli_w.dump(data, out)
+    os.replace(tmp, path)
+
+
+class HostFacts:
+    """The main network interface's MAC (no ':') and a serial number, read from Linux."""
+
+    def __init__(self, mac: str | None, serial: str | None) -> None:
+        self.mac, self.serial = mac, serial
+
+    @classmethod
+    def read(cls, root: Path = Path("/")) -> HostFacts:
+        return cls(_main_mac(root), _serial(root))
+
+
+def _main_mac(root: Path) -> str | None:
+    net = root / "sys/class/net"
+    candidates: list[str] = []
+    route = root / "proc/net/route"
+    if route.exists():
+        for line in route.read_text().splitlines()[1:]:
+            fields = line.split()
+            if len(fields) > 1 and fields[1] == "00000000":  # The default route's interface.
+                candidates.append(fields[0])
+    if net.exists():
+        candidates += sorted(p.name for p in net.iterdir() if p.name != "lo")
+    for name in candidates:
+        try:
+            mac = (net / name / "address").read_text().strip()
+        except OSError:
+            continue
+        if mac and mac != "00:00:00:00:00:00":
+            return mac.replace(":", "").upper()
+    return None
+
+
+def _serial(root: Path) -> str | None:
+    for relative in ("sys/class/dmi/id/product_serial", "proc/device-tree/serial-number"):
+        try:
+            value = (root / relative).read_text().strip().strip("\x00")
+        except OSError:
+            continue
+        if value:
+            return value
+    try:
+        for line in (root / "proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("serial"):
+                return line.partition(":")[2].strip() or None
+    except OSError:
+        pass
+    return None

@@ -1,0 +1,126 @@
+"""Many simulated devices in one process, for load tests and demos.
+
+Each runs the real agent (settings, keystore, executor, client) with its own identity and
+keystore folder; they share one HTTP connection pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hashlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zerotouch.agent import runner
+from zerotouch.agent.client import DeviceApi, DeviceApiError, http_client
+from zerotouch.agent.keystore import Keystore
+from zerotouch.agent.settings import AgentSettings, SettingsError
+
+DEFAULT_CONNECTIONS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    device_id: str
+    device_secret: str
+
+
+@dataclass
+class Simulation:
+    """Seconds from start to PROVISIONED per device, and what stopped the others."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    requests: int = 0
+    keystores: Path | None = None
+
+
+def read_identities(path: Path, count: int | None = None) -> list[Identity]:
+    """``deviceId,deviceSecret`` rows (a header row first), as the factory import takes them."""
+    with path.open(newline="") as source:
+        rows = list(csv.DictReader(source))
+    identities = [Identity(r["deviceId"], r["deviceSecret"]) for r in rows]
+    if count is not None:
+        if count > len(identities):
+            raise SettingsError(f"{path} holds {len(identities)} devices, {count} were asked for")
+        identities = identities[:count]
+    return identities
+
+
+def _mac(device_id: str) -> str:
+    # A locally administered unicast MAC (02:...) derived from the device id.
+    return "02" + hashlib.sha256(device_id.encode()).hexdigest()[:10].upper()
+
+
+def settings_for(identity: Identity, base: Mapping[str, Any], root: Path) -> AgentSettings:
+    mac = _mac(identity.device_id)
+    values = {
+        **base,
+        "device-id": identity.device_id,
+        "activation-key": identity.device_secret,
+        "keystore": str(root / identity.device_id),
+        "client-id": mac,
+        "username": f"{mac}-{identity.device_id}",
+        "serial-number": identity.device_id,
+    }
+    return AgentSettings.model_validate(values)
+
+
+async def simulate(
+    identities: list[Identity],
+    base: Mapping[str, Any],
+    root: Path,
+    *,
+    connections: int = DEFAULT_CONNECTIONS,
+    deadline_s: float = 600.0,
+    listener: Callable[[str, str, dict[str, Any]], None] | None = None,
+) -> Simulation:
+    """Run every device until PROVISIONED, a permanent error, or the deadline."""
+    result = Simulation(keystores=root)
+    if not identities:
+        return result
+    configs = [settings_for(i, base, root) for i in identities]
+    started = time.perf_counter()
+    apis: list[DeviceApi] = []
+    async with http_client(configs[0], connections=connections) as http:
+
+        async def one(config: AgentSettings) -> None:
+            api = DeviceApi(config, http)
+            apis.append(api)
+            keystore = Keystore(config.keystore, durable=False)
+
+            def relay(event: str, data: dict[str, Any]) -> None:
+                if listener is not None:
+                    listener(config.device_id, event, data)
+
+            try:
+                report = await runner.run(
+                    config,
+                    api,
+                    keystore,
+                    settings_path=config.keystore / "agent.toml",
+                    listener=relay,
+                )
+            except DeviceApiError as exc:
+                result.errors[config.device_id] = str(exc)
+                relay("error", {"message": str(exc)})
+                return
+            if report.outcome is runner.Outcome.PROVISIONED:
+                result.seconds[config.device_id] = time.perf_counter() - started
+
+        tasks = [asyncio.create_task(one(c)) for c in configs]
+        done, pending = await asyncio.wait(tasks, timeout=deadline_s)
+        for task in pending:
+            task.cancel()
+        for task, config in zip(tasks, configs, strict=True):
+            if task in pending:
+                result.errors[config.device_id] = f"not provisioned within {deadline_s:.0f} s"
+        await asyncio.gather(*pending, return_exceptions=True)
+        for task in done:
+            task.result()
+    result.requests = sum(api.attempts for api in apis)
+    return result

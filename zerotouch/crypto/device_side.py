@@ -1,0 +1,96 @@
+"""What a device does with keys and certificates: the agent's recipes over `cryptography`.
+
+Private keys never leave the device; every function here returns PEM text for the keystore.
+Failures raise ValueError with a reason a person can act on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPair:
+    private_key_pem: str
+    public_key_pem: str
+
+
+def _public_pem(key: ec.EllipticCurvePrivateKey) -> str:
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+def _private_pem(key: ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def generate_key_pair() -> KeyPair:
+    """A new EC P-256 key pair."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    return KeyPair(_private_pem(key), _public_pem(key))
+
+
+def _load_private(pem: str, password: bytes | None = None) -> ec.EllipticCurvePrivateKey:
+    try:
+        key = serialization.load_pem_private_key(pem.encode(), password=password)
+    except TypeError:
+        raise ValueError("the private key is encrypted and no password opens it") from None
+    except ValueError:
+        raise ValueError("is not a PEM private key, or the password is wrong") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError("must be an EC private key")
+    return key
+
+
+def public_key_of(private_key_pem: str) -> str:
+    return _public_pem(_load_private(private_key_pem))
+
+
+def build_csr(private_key_pem: str, subject: str, key_usage: Mapping[str, bool]) -> str:
+    """A CSR for the key, with the subject (RFC 4514) and key usage the command asks for."""
+    key = _load_private(private_key_pem)
+    try:
+        name = x509.Name.from_rfc4514_string(subject)
+        usage = x509.KeyUsage(**key_usage)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"the CSR cannot be built: {exc}") from None
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(name)
+        .add_extension(usage, critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def decrypt_private_key(pem: str, password: str) -> str:
+    """An encrypted PEM private key opened with its password, as unencrypted PKCS#8."""
+    key = _load_private(pem, password.encode())
+    return _private_pem(key)
+
+
+def check_certificates(pem: str) -> list[x509.Certificate]:
+    try:
+        certs = x509.load_pem_x509_certificates(pem.encode())
+    except ValueError:
+        raise ValueError("is not a PEM certificate") from None
+    if not certs:
+        raise ValueError("is not a PEM certificate")
+    return certs
+
+
+def certificate_matches_key(certificate_pem: str, private_key_pem: str) -> bool:
+    cert = check_certificates(certificate_pem)[0]
+    der = serialization.PublicFormat.SubjectPublicKeyInfo
+    mine = _load_private(private_key_pem).public_key().public_bytes(serialization.Encoding.DER, der)
+    return cert.public_key().public_bytes(serialization.Encoding.DER, der) == mine
