@@ -4,36 +4,21 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any
 
 from tests.conftest import Api
 from zerotouch.agent.simulate import Identity
+from zerotouch.demo import SEC_TAG, plan
+
+__all__ = ["SEC_TAG", "Fleet", "make_fleet"]
 
 TAG = "fleet"
-SEC_TAG = 16842753
-SUBJECT = "O=Acme,CN=fleet-device"
-KEY_USAGE = "101010000"
+SUBJECT_CN = "fleet device"
 
 
 @dataclass
 class Fleet:
     identities: list[Identity]
     ca_pem: str
-
-
-def demo_plan(ca_pem: str) -> list[dict[str, Any]]:
-    """The demo's plan: key, CSR signed by the account CA, the CA to trust, config, finished."""
-    return [
-        {"description": "Generate the device key", "request": {
-            "clientPrivateKeyGeneration": {"secTag": SEC_TAG}}},
-        {"description": "CSR, signed by the account CA", "request": {
-            "certificateSigningRequest": {
-                "secTag": SEC_TAG, "attributes": SUBJECT, "keyUsage": KEY_USAGE, "sign": True}}},
-        {"description": "Trust the account CA", "request": {
-            "serverCertificate": {"secTag": SEC_TAG, "content": ca_pem}}},
-        {"description": "Settings", "request": {"config": {"mqttHost": "broker.example"}}},
-        {"description": "Done", "request": {"finished": {}}},
-    ]  # fmt: skip
 
 
 def make_fleet(api: Api, count: int, *, rule: bool = True, prefix: str = "dev") -> Fleet:
@@ -46,7 +31,7 @@ def make_fleet(api: Api, count: int, *, rule: bool = True, prefix: str = "dev") 
             "POST",
             "/v1/provisioning-rules",
             json={"name": "demo", "description": "the demo plan", "tags": [TAG],
-                  "commands": demo_plan(ca_pem), "active": True},
+                  "commands": plan(ca_pem, SUBJECT_CN), "active": True},
         )  # fmt: skip
         assert res.status_code == 201, res.text
     identities = [

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from zerotouch.agent import runner
-from zerotouch.agent.client import DeviceApi, DeviceApiError, http_client
+from zerotouch.agent.client import DeviceApi, DeviceApiError, http_session
 from zerotouch.agent.keystore import Keystore
 from zerotouch.agent.settings import AgentSettings, SettingsError
 
@@ -86,7 +86,7 @@ async def simulate(
     configs = [settings_for(i, base, root) for i in identities]
     started = time.perf_counter()
     apis: list[DeviceApi] = []
-    async with http_client(configs[0], connections=connections) as http:
+    async with http_session(configs[0], connections=connections) as http:
 
         async def one(config: AgentSettings) -> None:
             api = DeviceApi(config, http)

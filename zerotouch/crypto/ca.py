@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 import secrets
 from collections.abc import Mapping
@@ -111,35 +112,62 @@ def _random_serial() -> int:
     return int.from_bytes(secrets.token_bytes(16), "big") >> 1
 
 
+@dataclass(frozen=True, slots=True)
+class Csr:
+    """A certificate signing request whose signature verified."""
+
+    request: x509.CertificateSigningRequest
+    public_key_pem: str
+
+
+def load_csr(pem: str) -> Csr:
+    """Parse a PEM CSR and check its signature; raises ValueError with the reason."""
+    try:
+        csr = x509.load_pem_x509_csr(pem.encode())
+    except ValueError:
+        raise ValueError("is not a PEM certificate signing request") from None
+    if not csr.is_signature_valid:
+        raise ValueError("its signature does not verify")
+    public = csr.public_key()
+    if not isinstance(public, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey)):
+        raise ValueError("must hold an EC or RSA public key")
+    public_pem = public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+    return Csr(csr, public_pem)
+
+
+@functools.lru_cache(maxsize=64)
+def _authority(
+    certificate_pem: str, private_key_pem: str
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey]:
+    # Parsing the CA costs more than signing with it; an account signs many CSRs.
+    cert = x509.load_pem_x509_certificate(certificate_pem.encode())
+    key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
+    assert isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey))
+    return cert, key
+
+
 def sign_csr(
     *,
     ca_certificate_pem: str,
     ca_private_key_pem: str,
-    csr_pem: str,
+    csr: Csr,
     subject: str,
     key_usage: Mapping[str, bool],  # every argument of x509.KeyUsage
     validity: dt.timedelta,
     now: dt.datetime | None = None,
 ) -> str:
-    """A client certificate for the key in ``csr_pem``, issued by the CA.
+    """A client certificate for the key in ``csr``, issued by the CA.
 
     The subject and key usage come from the command that asked for the CSR, not from the CSR,
-    so a device cannot ask for more than its plan grants. Raises ValueError with the reason
-    when the CSR does not parse, its signature does not verify, or the key usage is invalid.
+    so a device cannot ask for more than its plan grants. Raises ValueError when the key usage
+    is invalid.
     """
     now = now or dt.datetime.now(dt.UTC)
-    try:
-        csr = x509.load_pem_x509_csr(csr_pem.encode())
-    except ValueError:
-        raise ValueError("is not a PEM certificate signing request") from None
-    if not csr.is_signature_valid:
-        raise ValueError("its signature does not verify")
-    ca_cert = x509.load_pem_x509_certificate(ca_certificate_pem.encode())
-    ca_key = serialization.load_pem_private_key(ca_private_key_pem.encode(), password=None)
-    assert isinstance(ca_key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey))
-    public = csr.public_key()
-    if not isinstance(public, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey)):
-        raise ValueError("must hold an EC or RSA public key")
+    ca_cert, ca_key = _authority(ca_certificate_pem, ca_private_key_pem)
+    public = csr.request.public_key()
+    assert isinstance(public, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey))
     try:
         usage = x509.KeyUsage(**key_usage)
     except (TypeError, ValueError) as exc:

@@ -72,20 +72,3 @@ def check_subject(attributes: object) -> str:
     if len(name) == 0:
         raise ValueError("must name at least one attribute")
     return attributes
-
-
-def csr_public_key(pem: object) -> str:
-    """The public key (PEM) of a certificate signing request whose signature verifies."""
-    try:
-        csr = x509.load_pem_x509_csr(_bytes(pem))
-    except ValueError as exc:
-        if "must be" in str(exc):
-            raise
-        raise ValueError("is not a PEM certificate signing request") from None
-    if not csr.is_signature_valid:
-        raise ValueError("its signature does not verify")
-    return (
-        csr.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )

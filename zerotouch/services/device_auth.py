@@ -20,6 +20,7 @@ from zerotouch.crypto.envelope import KeyringError
 from zerotouch.domain.errors import PermissionDenied, Unauthenticated
 from zerotouch.domain.lifecycle import DeviceStatus
 from zerotouch.services.runtime import Runtime
+from zerotouch.store.fast import FastStatement
 from zerotouch.store.queries import unique_violation_as
 from zerotouch.store.schema import device_keys, device_token_ids, devices
 
@@ -28,20 +29,30 @@ log = logging.getLogger(__name__)
 DEVICE_SECRET_PURPOSE = "devices.device_secret"  # noqa: S105 - a sealing purpose, not a secret
 REFUSED = "The device token was refused: a JWT signed by the device, at most 300 s long, new jti."
 
-_DEVICE = sa.select(
-    devices.c.id,
-    devices.c.account_id,
-    devices.c.status,
-    devices.c.public_key,
-    devices.c.device_secret_sealed,
-).where(devices.c.device_id == sa.bindparam("device_id"))
-_KEYS = sa.select(device_keys.c.public_key).where(
-    device_keys.c.device_pk == sa.bindparam("device_pk")
+# Every device call runs these: built once.
+_DEVICE = FastStatement(
+    sa.select(
+        devices.c.id,
+        devices.c.account_id,
+        devices.c.status,
+        devices.c.public_key,
+        devices.c.device_secret_sealed,
+    ).where(devices.c.device_id == sa.bindparam("device_id"))
 )
-_LOCK = (
+_KEYS = FastStatement(
+    sa.select(device_keys.c.public_key).where(device_keys.c.device_pk == sa.bindparam("device_pk"))
+)
+_LOCK = FastStatement(
     sa.select(devices.c.account_id, devices.c.status, devices.c.blocked_from)
     .where(devices.c.id == sa.bindparam("device_pk"))
     .with_for_update()
+)
+_RECORD_JTI = FastStatement(
+    device_token_ids.insert().values(
+        device_pk=sa.bindparam("device_pk"),
+        jti=sa.bindparam("jti"),
+        expires_at=sa.bindparam("expires_at"),
+    )
 )
 
 
@@ -54,6 +65,8 @@ class DeviceCaller:
     account_id: int
     jti: str
     expires_at: dt.datetime
+    # Fingerprints of the public keys registered for the device (factory and generated).
+    keys: set[str]
     consumed: bool = False
 
     @property
@@ -72,22 +85,26 @@ def authenticate_device(rt: Runtime, token: str | None) -> DeviceCaller:
         log.info("device token refused: %s", exc)
         raise Unauthenticated(REFUSED) from None
     with rt.db.read() as conn:
-        row = conn.execute(_DEVICE, {"device_id": device_id}).first()
-        keys = [k for (k,) in conn.execute(_KEYS, {"device_pk": row.id})] if row else []
+        found = _DEVICE.run(conn, {"device_id": device_id})
+        row = found[0] if found else None
+        keys = [k.public_key for k in _KEYS.run(conn, {"device_pk": row.id})] if row else []
     if row is None:
         log.info("device token refused: unknown device %r", device_id)
         raise Unauthenticated(REFUSED)
-    claims = _verified(rt, token, row, keys)
+    public_keys = ([row.public_key] if row.public_key else []) + keys
+    claims = _verified(rt, token, row, public_keys)
     if row.account_id is None:
         raise Unauthenticated("The device is not claimed.", code="device_not_claimed")
     if row.status == DeviceStatus.BLOCKED.value:
         raise PermissionDenied("The device is blocked by its owner.", code="device_blocked")
     expires = dt.datetime.fromtimestamp(claims.expires_at + device_tokens.CLOCK_SKEW_S, dt.UTC)
-    return DeviceCaller(row.id, device_id, row.account_id, claims.jti, expires)
+    fingerprints = {device_tokens.key_fingerprint(k) for k in public_keys}
+    return DeviceCaller(row.id, device_id, row.account_id, claims.jti, expires, fingerprints)
 
 
-def _verified(rt: Runtime, token: str, row: Any, keys: list[str]) -> device_tokens.DeviceClaims:
-    public_keys = ([row.public_key] if row.public_key else []) + keys
+def _verified(
+    rt: Runtime, token: str, row: Any, public_keys: list[str]
+) -> device_tokens.DeviceClaims:
     secret = None
     if row.device_secret_sealed:
         try:
@@ -111,12 +128,11 @@ def begin_device_call(conn: sa.Connection, caller: DeviceCaller) -> Any:
     Returns the locked row (account_id, status, blocked_from)."""
     if not caller.consumed:
         with unique_violation_as(Unauthenticated(REFUSED, code="token_replayed")):
-            conn.execute(
-                device_token_ids.insert().values(
-                    device_pk=caller.device_pk, jti=caller.jti, expires_at=caller.expires_at
-                )
+            _RECORD_JTI.run(
+                conn,
+                {"device_pk": caller.device_pk, "jti": caller.jti, "expires_at": caller.expires_at},
             )
-    row = conn.execute(_LOCK, {"device_pk": caller.device_pk}).one()
+    (row,) = _LOCK.run(conn, {"device_pk": caller.device_pk})
     if row.account_id != caller.account_id:
         raise Unauthenticated("The device is not claimed.", code="device_not_claimed")
     if row.status == DeviceStatus.BLOCKED.value:

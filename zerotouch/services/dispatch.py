@@ -32,12 +32,95 @@ from zerotouch.services.authority import KEY_PURPOSE as CA_KEY_PURPOSE
 from zerotouch.services.device_auth import DeviceCaller, begin_device_call
 from zerotouch.services.plans import SECRETS_PURPOSE
 from zerotouch.services.runtime import Runtime
-from zerotouch.store.queries import record_event
+from zerotouch.store.fast import FastStatement
+from zerotouch.store.queries import record_events, send_event
 from zerotouch.store.schema import certificate_authorities, commands, device_keys, devices
 
 MAX_LIMIT = 20
 DEFAULT_LIMIT = 10
-_OPEN = (CommandStatus.PENDING.value, CommandStatus.IN_PROGRESS.value)
+_PENDING, _IN_PROGRESS = CommandStatus.PENDING.value, CommandStatus.IN_PROGRESS.value
+_OPEN = (_PENDING, _IN_PROGRESS)
+_OPEN_LITERALS = [sa.literal(_PENDING), sa.literal(_IN_PROGRESS)]
+
+# Devices call these many times a second: built once (see store/fast.py).
+_b = sa.bindparam
+_POSITION = FastStatement(
+    sa.select(commands.c.position).where(
+        commands.c.id == _b("id"), commands.c.device_pk == _b("device_pk")
+    )
+)
+_NEXT = FastStatement(
+    sa.select(commands)
+    .where(
+        commands.c.device_pk == _b("device_pk"),
+        commands.c.position > _b("position"),
+        commands.c.status.in_(_OPEN_LITERALS),
+    )
+    .order_by(commands.c.position)
+    .limit(_b("limit"))
+)
+_MARK_DISPATCHED = FastStatement(
+    commands.update()
+    .where(
+        commands.c.device_pk == _b("device_pk"),
+        commands.c.status == _PENDING,
+        commands.c.position.between(_b("first"), _b("last")),
+    )
+    .values(status=_IN_PROGRESS, updated_at=_b("now"))
+)
+_SET_DEVICE_STATUS = FastStatement(
+    devices.update()
+    .where(devices.c.id == _b("device_pk"))
+    .values(status=_b("status"), updated_at=_b("now"))
+)
+_DEVICE_STATUS = FastStatement(sa.select(devices.c.status).where(devices.c.id == _b("device_pk")))
+_IN_PROGRESS_COMMANDS = FastStatement(
+    sa.select(commands).where(
+        commands.c.device_pk == _b("device_pk"), commands.c.status == _IN_PROGRESS
+    )
+)
+_FINISH = FastStatement(
+    commands.update()
+    .where(commands.c.id == _b("id"))
+    .values(status=_b("status"), response=_b("response"), updated_at=_b("now"))
+)
+_REQUEUE = FastStatement(
+    commands.update()
+    .where(commands.c.device_pk == _b("device_pk"), commands.c.status == _IN_PROGRESS)
+    .values(status=_PENDING, updated_at=_b("now"))
+)
+_OPEN_COUNT = FastStatement(
+    sa.select(sa.func.count().label("n")).where(
+        commands.c.device_pk == _b("device_pk"), commands.c.status.in_(_OPEN_LITERALS)
+    )
+)
+_ALL_COUNT = FastStatement(
+    sa.select(sa.func.count().label("n")).where(commands.c.device_pk == _b("device_pk"))
+)
+_KEY_KNOWN = FastStatement(
+    sa.select(device_keys.c.fingerprint).where(
+        device_keys.c.device_pk == _b("device_pk"), device_keys.c.fingerprint == _b("fingerprint")
+    )
+)
+_INSERT_KEY = FastStatement(
+    device_keys.insert().values(
+        {
+            **{name: _b(name) for name in ("device_pk", "fingerprint", "public_key", "command_id")},
+            "created_at": _b("now"),
+        }
+    )
+)
+_AUTHORITY = FastStatement(
+    sa.select(
+        certificate_authorities.c.certificate_pem, certificate_authorities.c.private_key_sealed
+    ).where(certificate_authorities.c.account_id == _b("account_id"))
+)
+_SHIFT = FastStatement(
+    commands.update()
+    .where(commands.c.device_pk == _b("device_pk"), commands.c.position > _b("position"))
+    .values(position=commands.c.position + 1)
+)
+_INSERT_COMMAND = FastStatement(commands.insert().values({c.name: _b(c.name) for c in commands.c}))
 
 
 class ResultRefused(Exception):
@@ -70,10 +153,8 @@ def fetch_commands(
 def has_commands(rt: Runtime, *, caller: DeviceCaller, after: str | None) -> bool:
     """Whether a fetch would find work now (a read only: long polls ask this while waiting)."""
     with rt.db.read() as conn:
-        status = conn.execute(
-            sa.select(devices.c.status).where(devices.c.id == caller.device_pk)
-        ).scalar_one()
-        if status in (DeviceStatus.ERROR.value, DeviceStatus.BLOCKED.value):
+        (row,) = _DEVICE_STATUS.run(conn, {"device_pk": caller.device_pk})
+        if row.status in (DeviceStatus.ERROR.value, DeviceStatus.BLOCKED.value):
             return False
         position = _cursor(conn, caller, after)
         return bool(_next_batch(conn, caller.device_pk, position, 1))
@@ -82,27 +163,14 @@ def has_commands(rt: Runtime, *, caller: DeviceCaller, after: str | None) -> boo
 def _cursor(conn: sa.Connection, caller: DeviceCaller, after: str | None) -> int:
     if after is None:
         return 0
-    position = conn.execute(
-        sa.select(commands.c.position).where(
-            commands.c.id == after, commands.c.device_pk == caller.device_pk
-        )
-    ).scalar()
-    if position is None:
+    found = _POSITION.run(conn, {"id": after, "device_pk": caller.device_pk})
+    if not found:
         raise InvalidArgument.for_field("after", "is not a command of this device")
-    return int(position)
+    return int(found[0].position)
 
 
 def _next_batch(conn: sa.Connection, device_pk: int, position: int, limit: int) -> list[Any]:
-    rows = conn.execute(
-        sa.select(commands)
-        .where(
-            commands.c.device_pk == device_pk,
-            commands.c.position > position,
-            commands.c.status.in_(_OPEN),
-        )
-        .order_by(commands.c.position)
-        .limit(limit)
-    ).all()
+    rows = _NEXT.run(conn, {"device_pk": device_pk, "position": position, "limit": limit})
     for index, row in enumerate(rows):
         # The certificate the CA signs comes in the next batch, right behind its CSR.
         if row.type == CommandType.CERTIFICATE_SIGNING_REQUEST and _params(row).get("sign"):
@@ -119,25 +187,28 @@ def _dispatch(
     rt: Runtime, conn: sa.Connection, caller: DeviceCaller, device: Any, batch: list[Any]
 ) -> None:
     now = rt.clock()
-    pending = [r.id for r in batch if r.status == CommandStatus.PENDING.value]
     for row in batch:
-        event = CommandEvent.DISPATCH if row.id in pending else CommandEvent.REDISPATCH
-        command_transition(CommandStatus(row.status), event)
-    if pending:
-        conn.execute(
-            commands.update()
-            .where(commands.c.id.in_(pending))
-            .values(status=CommandStatus.IN_PROGRESS.value, updated_at=now)
+        pending = row.status == _PENDING
+        command_transition(
+            CommandStatus(row.status), CommandEvent.DISPATCH if pending else CommandEvent.REDISPATCH
         )
+    # The batch is every open command between its first and last: one UPDATE marks them all.
+    _MARK_DISPATCHED.run(
+        conn,
+        {
+            "device_pk": caller.device_pk,
+            "first": batch[0].position,
+            "last": batch[-1].position,
+            "now": now,
+        },
+    )
     was = DeviceStatus(device.status)
     status = device_transition(was, DeviceEvent.FETCH)
     if status is not was:
-        conn.execute(
-            devices.update()
-            .where(devices.c.id == caller.device_pk)
-            .values(status=status.value, updated_at=now)
+        _SET_DEVICE_STATUS.run(
+            conn, {"device_pk": caller.device_pk, "status": status.value, "now": now}
         )
-    record_event(
+    send_event(
         conn,
         account_id=caller.account_id,
         actor=caller.actor,
@@ -171,28 +242,21 @@ def submit_responses(rt: Runtime, *, caller: DeviceCaller, responses: list[Devic
     with rt.db.write() as conn:
         device = begin_device_call(conn, caller)
         now = rt.clock()
-        ids = [r.id for r in responses]
         rows = {
-            row.id: row
-            for row in conn.execute(
-                sa.select(commands).where(
-                    commands.c.device_pk == caller.device_pk, commands.c.id.in_(ids)
-                )
-            )
+            row.id: row for row in _IN_PROGRESS_COMMANDS.run(conn, {"device_pk": caller.device_pk})
         }
         outcome = _Outcome(DeviceStatus(device.status))
         for response in responses:
-            row = rows.get(response.id)
-            if row is None or row.status != CommandStatus.IN_PROGRESS.value:
-                continue  # Not this device's, or answered already: ignored, not counted.
+            row = rows.pop(response.id, None)
+            if row is None:
+                continue  # Not this device's, or not IN_PROGRESS: ignored, not counted.
             outcome.accepted += 1
             if not _apply(rt, conn, caller, row, response, outcome, now):
                 break
         _settle_device(conn, caller, device, outcome, now)
-        for event in outcome.events:
-            record_event(
-                conn, account_id=caller.account_id, actor=caller.actor, at=now, event=event
-            )
+        record_events(
+            conn, account_id=caller.account_id, actor=caller.actor, at=now, events=outcome.events
+        )
     caller.consumed = True
     return outcome.accepted
 
@@ -210,7 +274,7 @@ def _apply(
     message = response.error
     if response.result is not None:
         try:
-            _accept_result(rt, conn, caller, row, response.result, now)
+            _accept_result(rt, conn, caller, row, response.result, outcome, now)
         except ResultRefused as exc:
             message = f"The result was refused: {exc}"
     if message is not None:
@@ -219,18 +283,7 @@ def _apply(
             ("command.failed", caller.device_id, {"commandId": row.id, "message": message})
         )
         outcome.status = device_transition(outcome.status, DeviceEvent.FAIL)
-        requeued = conn.execute(
-            commands.update()
-            .where(
-                commands.c.device_pk == caller.device_pk,
-                commands.c.status == CommandStatus.IN_PROGRESS.value,
-            )
-            .values(status=CommandStatus.PENDING.value, updated_at=now)
-        ).rowcount
-        if requeued:
-            outcome.events.append(
-                ("commands.requeued", caller.device_id, {"count": requeued, "after": row.id})
-            )
+        _REQUEUE.run(conn, {"device_pk": caller.device_pk, "now": now})
         return False
     _finish_command(conn, row, CommandEvent.SUCCEED, response.result, now)
     outcome.events.append(("command.succeeded", caller.device_id, {"commandId": row.id}))
@@ -243,11 +296,7 @@ def _finish_command(
     conn: sa.Connection, row: Any, event: CommandEvent, response: Any, now: dt.datetime
 ) -> None:
     status = command_transition(CommandStatus(row.status), event)
-    conn.execute(
-        commands.update()
-        .where(commands.c.id == row.id)
-        .values(status=status.value, response=response, updated_at=now)
-    )
+    _FINISH.run(conn, {"id": row.id, "status": status.value, "response": response, "now": now})
 
 
 def _settle_device(
@@ -258,10 +307,8 @@ def _settle_device(
         outcome.status = device_transition(outcome.status, DeviceEvent.DRAIN)
     if outcome.status.value == device.status:
         return
-    conn.execute(
-        devices.update()
-        .where(devices.c.id == caller.device_pk)
-        .values(status=outcome.status.value, updated_at=now)
+    _SET_DEVICE_STATUS.run(
+        conn, {"device_pk": caller.device_pk, "status": outcome.status.value, "now": now}
     )
     outcome.events.append(
         (
@@ -273,13 +320,8 @@ def _settle_device(
 
 
 def _open_commands(conn: sa.Connection, device_pk: int) -> int:
-    return int(
-        conn.execute(
-            sa.select(sa.func.count()).where(
-                commands.c.device_pk == device_pk, commands.c.status.in_(_OPEN)
-            )
-        ).scalar_one()
-    )
+    (row,) = _OPEN_COUNT.run(conn, {"device_pk": device_pk})
+    return int(row.n)
 
 
 def _accept_result(
@@ -288,6 +330,7 @@ def _accept_result(
     caller: DeviceCaller,
     row: Any,
     result: dict[str, Any],
+    outcome: _Outcome,
     now: dt.datetime,
 ) -> None:
     """Check a successful result by command type and act on it; raise ResultRefused."""
@@ -298,7 +341,7 @@ def _accept_result(
         if not isinstance(csr, str):
             raise ResultRefused("csr: must be a PEM certificate signing request")
         if _params(row).get("sign"):
-            _issue_certificate(rt, conn, caller, row, csr, now)
+            _issue_certificate(rt, conn, caller, row, csr, outcome, now)
 
 
 def _register_key(
@@ -309,57 +352,33 @@ def _register_key(
     except ValueError as exc:
         raise ResultRefused(f"publicKey: {exc}") from None
     fingerprint = device_tokens.key_fingerprint(public_key)
-    known = conn.execute(
-        sa.select(device_keys.c.fingerprint).where(
-            device_keys.c.device_pk == caller.device_pk, device_keys.c.fingerprint == fingerprint
+    params = {"device_pk": caller.device_pk, "fingerprint": fingerprint}
+    if not _KEY_KNOWN.run(conn, params):
+        _INSERT_KEY.run(
+            conn, {**params, "public_key": public_key, "command_id": row.id, "now": now}
         )
-    ).first()
-    if known is None:
-        conn.execute(
-            device_keys.insert().values(
-                device_pk=caller.device_pk,
-                fingerprint=fingerprint,
-                public_key=public_key,
-                command_id=row.id,
-                created_at=now,
-            )
-        )
-
-
-def _device_key_fingerprints(conn: sa.Connection, device_pk: int) -> set[str]:
-    keys = set(
-        conn.execute(
-            sa.select(device_keys.c.fingerprint).where(device_keys.c.device_pk == device_pk)
-        )
-        .scalars()
-        .all()
-    )
-    factory = conn.execute(
-        sa.select(devices.c.public_key).where(devices.c.id == device_pk)
-    ).scalar()
-    if factory:
-        keys.add(device_tokens.key_fingerprint(factory))
-    return keys
+    caller.keys.add(fingerprint)
 
 
 def _issue_certificate(
-    rt: Runtime, conn: sa.Connection, caller: DeviceCaller, row: Any, csr: str, now: dt.datetime
+    rt: Runtime,
+    conn: sa.Connection,
+    caller: DeviceCaller,
+    row: Any,
+    csr: str,
+    outcome: _Outcome,
+    now: dt.datetime,
 ) -> None:
     """Sign the CSR with the account CA and queue the certificate right behind the CSR."""
-    authority = conn.execute(
-        sa.select(certificate_authorities).where(
-            certificate_authorities.c.account_id == caller.account_id
-        )
-    ).first()
-    if authority is None:
+    found = _AUTHORITY.run(conn, {"account_id": caller.account_id})
+    if not found:
         raise ResultRefused("the account has no certificate authority to sign the CSR")
+    authority = found[0]
     try:
-        public_key = pem.csr_public_key(csr)
+        request = ca.load_csr(csr)
     except ValueError as exc:
         raise ResultRefused(f"csr: {exc}") from None
-    if device_tokens.key_fingerprint(public_key) not in _device_key_fingerprints(
-        conn, caller.device_pk
-    ):
+    if device_tokens.key_fingerprint(request.public_key_pem) not in caller.keys:
         raise ResultRefused("csr: its key is not a key this device registered")
     params = _params(row)
     usage = {name: bit == "1" for name, bit in zip(KEY_USAGE_BITS, params["keyUsage"], strict=True)}
@@ -367,7 +386,7 @@ def _issue_certificate(
         certificate = ca.sign_csr(
             ca_certificate_pem=authority.certificate_pem,
             ca_private_key_pem=rt.keyring.open_text(authority.private_key_sealed, CA_KEY_PURPOSE),
-            csr_pem=csr,
+            csr=request,
             subject=params["attributes"],
             key_usage=usage,
             validity=rt.certificate_validity,
@@ -375,7 +394,7 @@ def _issue_certificate(
         )
     except ValueError as exc:
         raise ResultRefused(f"csr: {exc}") from None
-    _queue_after(conn, caller, row, params["secTag"], certificate, now)
+    _queue_after(conn, caller, row, params["secTag"], certificate, outcome, now)
 
 
 def _queue_after(
@@ -384,45 +403,37 @@ def _queue_after(
     csr_row: Any,
     sec_tag: int,
     certificate: str,
+    outcome: _Outcome,
     now: dt.datetime,
 ) -> None:
-    count = conn.execute(
-        sa.select(sa.func.count()).where(commands.c.device_pk == caller.device_pk)
-    ).scalar_one()
-    if count >= MAX_COMMANDS_PER_DEVICE:
+    (count,) = _ALL_COUNT.run(conn, {"device_pk": caller.device_pk})
+    if count.n >= MAX_COMMANDS_PER_DEVICE:
         raise ResultRefused(
             f"the plan holds {MAX_COMMANDS_PER_DEVICE} commands: no room for the certificate"
         )
-    conn.execute(
-        commands.update()
-        .where(commands.c.device_pk == caller.device_pk, commands.c.position > csr_row.position)
-        .values(position=commands.c.position + 1)
-    )
+    _SHIFT.run(conn, {"device_pk": caller.device_pk, "position": csr_row.position})
     command_id = str(uuid.uuid4())
     kind = CommandType.CLIENT_CERTIFICATE.value
-    conn.execute(
-        commands.insert().values(
-            id=command_id,
-            device_pk=caller.device_pk,
-            position=csr_row.position + 1,
-            description=f"Certificate issued by the account CA for command {csr_row.id}",
-            type=kind,
-            request={kind: {"secTag": sec_tag, "content": certificate}},
-            secrets_sealed=None,
-            status=CommandStatus.PENDING.value,
-            response=None,
-            created_at=now,
-            updated_at=now,
-        )
-    )
-    record_event(
+    _INSERT_COMMAND.run(
         conn,
-        account_id=caller.account_id,
-        actor=caller.actor,
-        at=now,
-        event=(
+        {
+            "id": command_id,
+            "device_pk": caller.device_pk,
+            "position": csr_row.position + 1,
+            "description": f"Certificate issued by the account CA for command {csr_row.id}",
+            "type": kind,
+            "request": {kind: {"secTag": sec_tag, "content": certificate}},
+            "secrets_sealed": None,
+            "status": _PENDING,
+            "response": None,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    outcome.events.append(
+        (
             "certificate.issued",
             caller.device_id,
             {"csrCommandId": csr_row.id, "commandId": command_id},
-        ),
+        )
     )

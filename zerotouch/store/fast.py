@@ -26,6 +26,8 @@ class _Plan:
     names: tuple[str, ...]
     positional: bool
     bind: tuple[Processor, ...]
+    # Values of the parameters the statement carries itself (literals such as status == 'X').
+    defaults: dict[str, Any]
     result: tuple[Processor, ...]
     row: Any
 
@@ -40,6 +42,8 @@ class FastStatement:
         if plan is None:
             compiled = self.statement.compile(dialect=dialect)
             assert isinstance(compiled, SQLCompiler)
+            if "POSTCOMPILE" in compiled.string:
+                raise ValueError("expanding IN lists cannot run here: list sa.literal() values")
             if compiled.positional:
                 names = tuple(compiled.positiontup or ())
             else:
@@ -55,14 +59,18 @@ class FastStatement:
                 c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
             )
             row = namedtuple("Row", [c.key for c in columns]) if columns else None
-            plan = _Plan(compiled.string, names, compiled.positional, bind, result, row)
+            defaults = {
+                name: b.effective_value for name, b in compiled.binds.items() if not b.required
+            }
+            plan = _Plan(compiled.string, names, compiled.positional, bind, defaults, result, row)
             self._plans[dialect.name] = plan
         return plan
 
     def _args(self, plan: _Plan, params: Mapping[str, Any]) -> Any:
+        raw = [params[n] if n in params else plan.defaults[n] for n in plan.names]
         values = [
-            p(params[n]) if p is not None and params[n] is not None else params[n]
-            for n, p in zip(plan.names, plan.bind, strict=True)
+            p(v) if p is not None and v is not None else v
+            for v, p in zip(raw, plan.bind, strict=True)
         ]
         return tuple(values) if plan.positional else dict(zip(plan.names, values, strict=True))
 
@@ -84,6 +92,20 @@ class FastStatement:
             cursor.close()
             return Pending(plan, None, dbapi_error)
         return Pending(plan, cursor, dbapi_error)
+
+    def run_many(self, conn: sa.Connection, rows: list[Mapping[str, Any]]) -> None:
+        """Execute once per parameter set in ``rows`` (one executemany; no result rows)."""
+        if not rows:
+            return
+        plan = self._plan(conn.dialect)
+        dbapi_error = conn.dialect.loaded_dbapi.Error
+        cursor = conn.connection.cursor()
+        try:
+            cursor.executemany(plan.sql, [self._args(plan, r) for r in rows])
+        except dbapi_error as error:
+            raise _translated(plan.sql, error, dbapi_error) from error
+        finally:
+            cursor.close()
 
     def run(self, conn: sa.Connection, params: Mapping[str, Any]) -> list[Any]:
         """Execute with ``params``; returns the result rows (attribute access by column key)."""

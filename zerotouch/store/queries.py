@@ -49,6 +49,31 @@ def record_event(
     send_event(conn, account_id=account_id, actor=actor, at=at, event=event)
 
 
+def record_events(
+    conn: sa.Connection,
+    *,
+    account_id: int | None,
+    actor: str,
+    at: dt.datetime,
+    events: Sequence[tuple[str, str | None, dict[str, Any]]],
+) -> None:
+    """Write several audit events of one call in the caller's transaction, in order."""
+    _INSERT_EVENT.run_many(
+        conn,
+        [
+            {
+                "account_id": account_id,
+                "at": at,
+                "actor": actor,
+                "type": kind,
+                "device_id": device_id,
+                "data": data,
+            }
+            for kind, device_id, data in events
+        ],
+    )
+
+
 def send_event(
     conn: sa.Connection,
     *,
