@@ -23,13 +23,16 @@ class Keystore:
         loses power keeps its keys); simulated devices turn it off."""
         self.root = root
         self.durable = durable
+        self._made: set[Path] = set()
 
     def path(self, sec_tag: int, name: str) -> Path:
         return self.root / str(sec_tag) / name
 
     def write(self, sec_tag: int | None, name: str, text: str, *, private: bool = False) -> Path:
         folder = self.root if sec_tag is None else self.root / str(sec_tag)
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if folder not in self._made:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._made.add(folder)
         target = folder / name
         tmp = folder / f".{name}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE if private else PUBLIC)

@@ -6,6 +6,7 @@ Failures raise ValueError with a reason a person can act on.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -60,7 +61,7 @@ def build_csr(private_key_pem: str, subject: str, key_usage: Mapping[str, bool])
     """A CSR for the key, with the subject (RFC 4514) and key usage the command asks for."""
     key = _load_private(private_key_pem)
     try:
-        name = x509.Name.from_rfc4514_string(subject)
+        name = _name(subject)
         usage = x509.KeyUsage(**key_usage)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"the CSR cannot be built: {exc}") from None
@@ -71,6 +72,12 @@ def build_csr(private_key_pem: str, subject: str, key_usage: Mapping[str, bool])
         .sign(key, hashes.SHA256())
     )
     return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+@functools.lru_cache(maxsize=256)
+def _name(subject: str) -> x509.Name:
+    # A fleet shares a handful of subjects; parsing one costs as much as signing the CSR.
+    return x509.Name.from_rfc4514_string(subject)
 
 
 def decrypt_private_key(pem: str, password: str) -> str:

@@ -53,16 +53,28 @@ class DeviceClaims:
     expires_at: int
 
 
-def subject_of(token: str) -> str:
-    """The unverified ``sub``: which device's keys to verify the token with."""
+@dataclass(frozen=True, slots=True)
+class Presented:
+    """A token as presented, parsed but not verified: which device, which algorithm."""
+
+    token: str
+    algorithm: str
+    device_id: str
+
+
+def presented(token: str) -> Presented:
+    """Parse the token without trusting it, to know whose keys verify it."""
     try:
-        claims = _claims(_jws.decode_complete(token, options={"verify_signature": False}))
+        decoded = _jws.decode_complete(token, options={"verify_signature": False})
     except jwt.PyJWTError as exc:
         raise TokenError(f"not a JWT: {exc}") from None
-    sub = claims.get("sub")
+    alg = decoded["header"].get("alg")
+    if alg not in ALGORITHMS:
+        raise TokenError(f"algorithm {alg!r} is not accepted (ES256 or HS256)")
+    sub = _claims(decoded).get("sub")
     if not isinstance(sub, str) or not sub:
         raise TokenError("no sub claim")
-    return sub
+    return Presented(token, alg, sub)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -75,6 +87,7 @@ def _es256_keys(pems: Sequence[str]) -> list[ec.EllipticCurvePublicKey]:
     return [k for k in keys if isinstance(k, ec.EllipticCurvePublicKey)]
 
 
+@functools.lru_cache(maxsize=4096)
 def key_fingerprint(public_key_pem: str) -> str:
     """SHA-256 of the key's SubjectPublicKeyInfo, hex: the key's name (and a token's ``kid``)."""
     der = _public_key(public_key_pem).public_bytes(
@@ -86,25 +99,20 @@ def key_fingerprint(public_key_pem: str) -> str:
 
 
 def verify(
-    token: str, *, public_keys: Sequence[str], secret: bytes | None, now: float
+    token: Presented, *, public_keys: Sequence[str], secret: bytes | None, now: float
 ) -> DeviceClaims:
     """Check signature, algorithm, lifetime and the claims API.md requires; raise TokenError."""
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError as exc:
-        raise TokenError(f"not a JWT: {exc}") from None
-    alg = header.get("alg")
-    if alg == "ES256":
+    if token.algorithm == "ES256":
         keys: list[Any] = _es256_keys(public_keys)
         if not keys:
             raise TokenError("ES256 token, but the device has no registered public key")
-    elif alg == "HS256":
+    else:
         if secret is None:
             raise TokenError("HS256 token, but the device has no device secret")
         keys = [secret]
-    else:
-        raise TokenError(f"algorithm {alg!r} is not accepted (ES256 or HS256)")
-    claims = _decode(token, alg, keys)
+    claims = _decode(token.token, token.algorithm, keys)
+    if claims.get("sub") != token.device_id:
+        raise TokenError("sub changed between parsing and verifying")
     return _checked(claims, now)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,8 @@ from zerotouch.store.schema import device_keys, device_token_ids, devices
 log = logging.getLogger(__name__)
 
 DEVICE_SECRET_PURPOSE = "devices.device_secret"  # noqa: S105 - a sealing purpose, not a secret
+CREDENTIALS_CACHE_S = 5.0  # As for API keys: a device's next call within seconds skips a read.
+CREDENTIALS_CACHE_MAX = 100_000
 REFUSED = "The device token was refused: a JWT signed by the device, at most 300 s long, new jti."
 
 # Every device call runs these: built once.
@@ -74,16 +77,63 @@ class DeviceCaller:
         return f"device:{self.device_id}"
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceCredentials:
+    """What verifies a device's tokens, as read from the database at ``read_at``."""
+
+    device_pk: int
+    account_id: int | None
+    status: str
+    public_keys: tuple[str, ...]
+    secret: bytes | None
+    read_at: float
+
+
 def authenticate_device(rt: Runtime, token: str | None) -> DeviceCaller:
     """Verify the device's JWT (401 when it is missing, bad, expired or the device unclaimed;
     403 when the device is blocked). The jti is recorded by ``begin_device_call``."""
     if not token:
         raise Unauthenticated("A device token is required: 'Authorization: Bearer <JWT>'.")
     try:
-        device_id = device_tokens.subject_of(token)
+        presented = device_tokens.presented(token)
     except device_tokens.TokenError as exc:
         log.info("device token refused: %s", exc)
         raise Unauthenticated(REFUSED) from None
+    device_id = presented.device_id
+    cached = _cached(rt, device_id)
+    credentials = cached or _load(rt, device_id)
+    try:
+        claims = _verify(rt, presented, credentials)
+    except device_tokens.TokenError:
+        if cached is None:
+            raise Unauthenticated(REFUSED) from None
+        # Maybe a key registered since the credentials were cached: look again, then refuse.
+        credentials = _load(rt, device_id)
+        try:
+            claims = _verify(rt, presented, credentials)
+        except device_tokens.TokenError:
+            raise Unauthenticated(REFUSED) from None
+    if credentials.account_id is None:
+        raise Unauthenticated("The device is not claimed.", code="device_not_claimed")
+    if credentials.status == DeviceStatus.BLOCKED.value:
+        raise PermissionDenied("The device is blocked by its owner.", code="device_blocked")
+    expires = dt.datetime.fromtimestamp(claims.expires_at + device_tokens.CLOCK_SKEW_S, dt.UTC)
+    fingerprints = {device_tokens.key_fingerprint(k) for k in credentials.public_keys}
+    return DeviceCaller(
+        credentials.device_pk, device_id, credentials.account_id, claims.jti, expires, fingerprints
+    )
+
+
+def _cached(rt: Runtime, device_id: str) -> DeviceCredentials | None:
+    """Credentials read within CREDENTIALS_CACHE_S, if any. Only claimed devices are kept, and
+    every call re-checks the device's hold in its own transaction (``begin_device_call``)."""
+    credentials: DeviceCredentials | None = rt.device_credentials.get(device_id)
+    if credentials is None or time.monotonic() - credentials.read_at > CREDENTIALS_CACHE_S:
+        return None
+    return credentials
+
+
+def _load(rt: Runtime, device_id: str) -> DeviceCredentials:
     with rt.db.read() as conn:
         found = _DEVICE.run(conn, {"device_id": device_id})
         row = found[0] if found else None
@@ -91,20 +141,6 @@ def authenticate_device(rt: Runtime, token: str | None) -> DeviceCaller:
     if row is None:
         log.info("device token refused: unknown device %r", device_id)
         raise Unauthenticated(REFUSED)
-    public_keys = ([row.public_key] if row.public_key else []) + keys
-    claims = _verified(rt, token, row, public_keys)
-    if row.account_id is None:
-        raise Unauthenticated("The device is not claimed.", code="device_not_claimed")
-    if row.status == DeviceStatus.BLOCKED.value:
-        raise PermissionDenied("The device is blocked by its owner.", code="device_blocked")
-    expires = dt.datetime.fromtimestamp(claims.expires_at + device_tokens.CLOCK_SKEW_S, dt.UTC)
-    fingerprints = {device_tokens.key_fingerprint(k) for k in public_keys}
-    return DeviceCaller(row.id, device_id, row.account_id, claims.jti, expires, fingerprints)
-
-
-def _verified(
-    rt: Runtime, token: str, row: Any, public_keys: list[str]
-) -> device_tokens.DeviceClaims:
     secret = None
     if row.device_secret_sealed:
         try:
@@ -113,13 +149,37 @@ def _verified(
             )
         except KeyringError:
             log.error("the device secret of device pk %s did not open", row.id)
+    credentials = DeviceCredentials(
+        device_pk=row.id,
+        account_id=row.account_id,
+        status=row.status,
+        public_keys=tuple(([row.public_key] if row.public_key else []) + keys),
+        secret=secret,
+        read_at=time.monotonic(),
+    )
+    cache = rt.device_credentials
+    if row.account_id is not None:
+        if len(cache) >= CREDENTIALS_CACHE_MAX:
+            cache.clear()
+        cache[device_id] = credentials
+    else:
+        cache.pop(device_id, None)
+    return credentials
+
+
+def _verify(
+    rt: Runtime, presented: device_tokens.Presented, credentials: DeviceCredentials
+) -> device_tokens.DeviceClaims:
     try:
         return device_tokens.verify(
-            token, public_keys=public_keys, secret=secret, now=rt.clock().timestamp()
+            presented,
+            public_keys=credentials.public_keys,
+            secret=credentials.secret,
+            now=rt.clock().timestamp(),
         )
     except device_tokens.TokenError as exc:
-        log.info("device token refused for %r: %s", row.id, exc)
-        raise Unauthenticated(REFUSED) from None
+        log.info("device token refused for %r: %s", presented.device_id, exc)
+        raise
 
 
 def begin_device_call(conn: sa.Connection, caller: DeviceCaller) -> Any:

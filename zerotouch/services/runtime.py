@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from zerotouch.crypto.envelope import Keyring
 from zerotouch.domain.errors import PermissionDenied
@@ -30,6 +31,8 @@ class Runtime:
     metrics: Metrics = field(init=False)
     # API key hash -> (expiry on the monotonic clock, principal); see accounts.authenticate.
     auth_cache: dict[str, tuple[float, Principal]] = field(init=False, default_factory=dict)
+    # Device id -> token-verifying credentials (see services.device_auth).
+    device_credentials: dict[str, Any] = field(init=False, default_factory=dict)
     # Long-polling device fetches waiting in this process (see services/wakeups.py).
     wakeups: Wakeups = field(init=False, default_factory=Wakeups)
 
