@@ -21,7 +21,7 @@ from zerotouch.crypto.envelope import KeyringError
 from zerotouch.domain.errors import PermissionDenied, Unauthenticated
 from zerotouch.domain.lifecycle import DeviceStatus
 from zerotouch.services.runtime import Runtime
-from zerotouch.store.fast import FastStatement
+from zerotouch.store.fast import FastStatement, Pending
 from zerotouch.store.queries import unique_violation_as
 from zerotouch.store.schema import device_keys, device_token_ids, devices
 
@@ -182,22 +182,36 @@ def _verify(
         raise
 
 
-def begin_device_call(conn: sa.Connection, caller: DeviceCaller) -> Any:
+class DeviceHold:
+    """The device row locked for the call; ``row()`` waits for it and checks the hold."""
+
+    def __init__(self, caller: DeviceCaller, lock: Pending, replayed: Unauthenticated) -> None:
+        self._caller, self._lock, self._replayed = caller, lock, replayed
+
+    def row(self) -> Any:
+        """The locked row (account_id, status, blocked_from); raises when the token was
+        replayed, the device is no longer this account's, or it is blocked."""
+        with unique_violation_as(self._replayed):
+            (row,) = self._lock.rows()
+        if row.account_id != self._caller.account_id:
+            raise Unauthenticated("The device is not claimed.", code="device_not_claimed")
+        if row.status == DeviceStatus.BLOCKED.value:
+            raise PermissionDenied("The device is blocked by its owner.", code="device_blocked")
+        return row
+
+
+def begin_device_call(conn: sa.Connection, caller: DeviceCaller) -> DeviceHold:
     """First step of a device call's write transaction: record the jti (once per token) and
-    lock the device row, checking that it is still claimed by the same account and not blocked.
-    Returns the locked row (account_id, status, blocked_from)."""
+    lock the device row. In a pipeline both go out with the call's other reads; the replay and
+    hold checks happen when ``DeviceHold.row()`` is read."""
+    replayed = Unauthenticated(REFUSED, code="token_replayed")
     if not caller.consumed:
-        with unique_violation_as(Unauthenticated(REFUSED, code="token_replayed")):
-            _RECORD_JTI.run(
+        with unique_violation_as(replayed):  # SQLite reports it here, PostgreSQL at row().
+            _RECORD_JTI.send(
                 conn,
                 {"device_pk": caller.device_pk, "jti": caller.jti, "expires_at": caller.expires_at},
             )
-    (row,) = _LOCK.run(conn, {"device_pk": caller.device_pk})
-    if row.account_id != caller.account_id:
-        raise Unauthenticated("The device is not claimed.", code="device_not_claimed")
-    if row.status == DeviceStatus.BLOCKED.value:
-        raise PermissionDenied("The device is blocked by its owner.", code="device_blocked")
-    return row
+    return DeviceHold(caller, _LOCK.send(conn, {"device_pk": caller.device_pk}), replayed)
 
 
 def purge_token_ids(rt: Runtime) -> int:

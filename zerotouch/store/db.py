@@ -104,6 +104,18 @@ class Database:
             yield conn
 
     @contextlib.contextmanager
+    def write_batched(self) -> Iterator[sa.Connection]:
+        """A write transaction whose statements, the COMMIT included, go out in a pipeline on
+        PostgreSQL (see ``batch``): only FastStatement may run inside."""
+        with (
+            self._writer_turn(),
+            self._connect("IMMEDIATE") as conn,
+            self.batch(conn),
+            conn.begin(),
+        ):
+            yield conn
+
+    @contextlib.contextmanager
     def _writer_turn(self) -> Iterator[None]:
         """On SQLite, writers queue here instead of in SQLite's busy handler.
 

@@ -13,6 +13,7 @@ from zerotouch.adapters.http.deps import DeviceCallerDep, read_body
 from zerotouch.domain.errors import InvalidArgument
 from zerotouch.protocols import device_messages as messages
 from zerotouch.services import dispatch
+from zerotouch.services import responses as responses_service
 from zerotouch.services.runtime import Runtime
 from zerotouch.services.wakeups import RECHECK_S
 
@@ -79,6 +80,6 @@ async def submit_responses(request: Request, device: DeviceCallerDep) -> Respons
     """Results of commands this device holds IN_PROGRESS; others are ignored and not counted."""
     rt: Runtime = request.app.state.runtime
     raw = await read_body(request, MAX_RESPONSE_BODY_BYTES)
-    responses = messages.parse_responses(messages.decode(raw, request.headers.get("content-type")))
-    accepted = dispatch.submit_responses(rt, caller=device, responses=responses)
+    parsed = messages.parse_responses(messages.decode(raw, request.headers.get("content-type")))
+    accepted = responses_service.submit_responses(rt, caller=device, responses=parsed)
     return _reply(request, {"accepted": accepted})
