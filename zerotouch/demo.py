@@ -12,6 +12,7 @@ import csv
 import os
 import secrets
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -63,21 +64,37 @@ def create_keys(env: Mapping[str, str]) -> Keys:
         runtime.db.dispose()
 
 
+@dataclass(frozen=True, slots=True)
+class Tls:
+    """What ``zerotouch certs server`` wrote: the server's certificate and key, and the CA."""
+
+    certificate: Path
+    key: Path
+    ca: Path
+
+    @classmethod
+    def in_directory(cls, directory: Path) -> Tls:
+        return cls(directory / "server.pem", directory / "server.key", directory / "ca.pem")
+
+
 @contextlib.contextmanager
 def server(
-    env: Mapping[str, str], *, workers: int = 1
+    env: Mapping[str, str], *, workers: int = 1, tls: Tls | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``zerotouch serve`` in a child process on a free loopback port; yields (URL, process)."""
     port = free_port()
     command = [sys.executable, "-m", "zerotouch", "serve", "--port", str(port)]
     command += ["--log-level", "warning", "--workers", str(workers)]
+    if tls is not None:
+        command += ["--tls-cert", str(tls.certificate), "--tls-key", str(tls.key)]
     process = subprocess.Popen(command, env=dict(env))  # noqa: S603 - this interpreter, fixed args
-    base = f"http://127.0.0.1:{port}"
+    base = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    verify = trust(tls.ca) if tls else True
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{base}/healthz", timeout=1, verify=verify).status_code == 200:
                     break
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError("zerotouch serve did not start")
@@ -129,11 +146,23 @@ def _check(response: httpx.Response, expected: int) -> dict[str, Any]:
     return body
 
 
-def prepare_fleet(base: str, keys: Keys, count: int, *, prefix: str = "demo") -> list[Identity]:
+def trust(ca: Path) -> ssl.SSLContext:
+    """A client TLS context that trusts ``ca`` (and nothing else)."""
+    return ssl.create_default_context(cafile=str(ca))
+
+
+def prepare_fleet(
+    base: str,
+    keys: Keys,
+    count: int,
+    *,
+    prefix: str = "demo",
+    verify: ssl.SSLContext | bool = True,
+) -> list[Identity]:
     """CA and rule first, then import and claim ``count`` devices: each gets the plan."""
     owner = {"Authorization": f"Bearer {keys.owner}"}
     factory = {"Authorization": f"Bearer {keys.manufacturer}"}
-    with httpx.Client(base_url=base, timeout=120) as http:
+    with httpx.Client(base_url=base, timeout=120, verify=verify) as http:
         ca = _check(
             http.post(
                 "/v1/certificate-authority", json={"commonName": "zerotouch demo CA"}, headers=owner

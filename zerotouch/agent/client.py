@@ -104,6 +104,9 @@ class DeviceApi:
             try:
                 async with self.http.request(method, self.base + path, **kwargs) as response:
                     answer = Answer(response.status, await response.read())
+            except aiohttp.ClientSSLError as exc:
+                # A chain that does not end in the trusted root stays so: no retry.
+                raise DeviceApiError(f"TLS: the server was not trusted: {exc}") from None
             except (aiohttp.ClientError, TimeoutError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             else:

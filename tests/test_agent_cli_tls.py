@@ -1,0 +1,113 @@
+"""The agent as a user runs it (`zerotouch agent`), over HTTPS from `zerotouch serve --tls-cert`
+with a certificate from `zerotouch certs server`: trusted root accepted, a stranger refused."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from tests.conftest import BACKEND, fresh_pg_database
+from zerotouch import demo
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ZEROTOUCH_")}
+    base["ZEROTOUCH_DATA_DIR"] = str(tmp_path / "data")
+    if BACKEND == "postgresql":
+        with fresh_pg_database() as url:
+            yield {**base, "ZEROTOUCH_DATABASE_URL": url}
+        return
+    yield base
+
+
+def zerotouch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "zerotouch", *args],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def test_certs_server_writes_a_chain_to_a_local_ca(env: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "tls"
+    done = zerotouch(env, "certs", "server", "--out", str(out), "--host", "localhost")
+    assert done.returncode == 0, done.stderr
+    ca = x509.load_pem_x509_certificate((out / "ca.pem").read_bytes())
+    server = x509.load_pem_x509_certificate((out / "server.pem").read_bytes())
+    server.verify_directly_issued_by(ca)
+    names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["localhost"]
+    for key in ("ca.key", "server.key"):
+        assert stat.S_IMODE((out / key).stat().st_mode) == 0o600
+    # A second run keeps the CA and issues a new server certificate under it.
+    assert zerotouch(env, "certs", "server", "--out", str(out)).returncode == 0
+    assert x509.load_pem_x509_certificate((out / "ca.pem").read_bytes()) == ca
+    again = x509.load_pem_x509_certificate((out / "server.pem").read_bytes())
+    again.verify_directly_issued_by(ca)
+    assert again.serial_number != server.serial_number
+
+
+def test_agent_provisions_over_https_and_refuses_an_untrusted_server(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    assert zerotouch(env, "certs", "server", "--out", str(tmp_path / "tls")).returncode == 0
+    assert zerotouch(env, "certs", "server", "--out", str(tmp_path / "other")).returncode == 0
+    tls = demo.Tls.in_directory(tmp_path / "tls")
+    keys = demo.create_keys(env)
+    with demo.server(env, tls=tls) as (base, _process):
+        (trusted, stranger) = demo.prepare_fleet(base, keys, 2, verify=demo.trust(tls.ca))
+        config = tmp_path / "agent.toml"
+        config.write_text(
+            f'server-url = "{base}"\n'
+            f'device-id = "{trusted.device_id}"\n'
+            f'activation-key = "{trusted.device_secret}"\n'
+            f'trusted-root = "{tls.ca}"\n'
+            f'keystore = "{tmp_path / "keystore"}"\n'
+            "retry-interval = 0.1\n"
+        )
+        done = zerotouch(env, "agent", "--config", str(config))
+        assert done.returncode == 0, done.stdout + done.stderr
+        settings = tomllib.loads(config.read_text())
+        assert settings["provisioned"] is True and settings["enabled"] is False
+        assert (tmp_path / "keystore" / str(demo.SEC_TAG) / "client.pem").exists()
+        # Provisioned: a second run has nothing to do.
+        again = zerotouch(env, "agent", "--config", str(config))
+        assert again.returncode == 0 and "disabled" in again.stdout
+
+        refused = zerotouch(
+            env,
+            "agent",
+            "--server-url", base,
+            "--device-id", stranger.device_id,
+            "--activation-key", stranger.device_secret,
+            "--trusted-root", str(tmp_path / "other" / "ca.pem"),
+            "--keystore", str(tmp_path / "keystore2"),
+            "--retry-interval", "0.1",
+        )  # fmt: skip
+        assert refused.returncode == 1
+        assert "not trusted" in refused.stderr
+        assert not (tmp_path / "keystore2" / "agent.toml").exists()
+
+
+def test_agent_settings_errors_name_the_setting(env: dict[str, str], tmp_path: Path) -> None:
+    done = zerotouch(
+        env,
+        "agent",
+        "--server-url", "http://127.0.0.1:9",
+        "--device-id", "d1",
+        "--activation-key", "00" * 16,
+        "--client-id", "not-valid-because-dashes",
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "client-id" in done.stderr
