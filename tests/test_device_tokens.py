@@ -1,0 +1,77 @@
+"""Device JWTs: what verifies and what does not, with the time passed in."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from zerotouch.crypto import device_side, device_tokens
+from zerotouch.crypto.device_tokens import TokenError
+
+SECRET = bytes.fromhex("A1" * 16)
+NOW = 1_800_000_000.0
+
+
+def _verify(
+    token: str, *, keys: list[str] | None = None, now: float = NOW
+) -> device_tokens.DeviceClaims:
+    return device_tokens.verify(
+        device_tokens.presented(token), public_keys=keys or [], secret=SECRET, now=now
+    )
+
+
+def _forge(header: dict[str, object], claims: dict[str, object]) -> str:
+    def part(value: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{part(header)}.{part(claims)}.AAAA"
+
+
+def test_hs256_and_es256_verify() -> None:
+    token = device_tokens.issue("d1", secret=SECRET, now=NOW)
+    claims = _verify(token)
+    assert (claims.device_id, claims.issued_at, claims.expires_at) == ("d1", NOW, NOW + 120)
+    pair = device_side.generate_key_pair()
+    signed = device_tokens.issue("d1", private_key_pem=pair.private_key_pem, now=NOW)
+    other = device_side.generate_key_pair().public_key_pem
+    assert _verify(signed, keys=[other, pair.public_key_pem]).device_id == "d1"
+    with pytest.raises(TokenError, match="no key"):
+        _verify(signed, keys=[other])
+
+
+def test_time_rules() -> None:
+    token = device_tokens.issue("d1", secret=SECRET, now=NOW, lifetime=60)
+    _verify(token, now=NOW + 60 + device_tokens.CLOCK_SKEW_S)  # Within the allowed skew.
+    with pytest.raises(TokenError, match="expired"):
+        _verify(token, now=NOW + 61 + device_tokens.CLOCK_SKEW_S)
+    with pytest.raises(TokenError, match="future"):
+        _verify(token, now=NOW - device_tokens.CLOCK_SKEW_S - 1)
+    with pytest.raises(TokenError, match="300"):
+        _verify(device_tokens.issue("d1", secret=SECRET, now=NOW, lifetime=301))
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [({"alg": "none"}, "not accepted"), ({"alg": "RS256"}, "not accepted"), ({}, "not accepted")],
+)
+def test_other_algorithms_are_refused(header: dict[str, object], reason: str) -> None:
+    with pytest.raises(TokenError, match=reason):
+        device_tokens.presented(_forge(header, {"sub": "d1"}))
+
+
+def test_tampered_claims_do_not_verify() -> None:
+    token = device_tokens.issue("d1", secret=SECRET, now=NOW)
+    head, body, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(body + "=="))
+    claims["sub"] = "d2"
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    with pytest.raises(TokenError):
+        _verify(f"{head}.{forged}.{signature}")
+
+
+@pytest.mark.parametrize("token", ["", "x", "a.b", "a.b.c", "e30.e30.e30"])
+def test_garbage_is_refused(token: str) -> None:
+    with pytest.raises(TokenError):
+        device_tokens.presented(token)
