@@ -33,6 +33,7 @@ check: install
 
 bench: install
 	$(PY) bench/claims.py
+	$(PY) bench/provision.py
 
 clean:
 	rm -rf $(VENV) zerotouch-data *.egg-info

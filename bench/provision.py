@@ -1,0 +1,211 @@
+"""Provision N devices end to end with the demo's plan (key generation, CSR signed by the
+account CA, server certificate, config, finished) against `zerotouch serve`, on SQLite and on
+PostgreSQL, with the simulated agents in this process.
+
+Prints devices/s, p50/p99 time to PROVISIONED, the server's CPU time per device, and, measured in
+the same run, the rate at which `cryptography` alone turns a CSR into a signed certificate on one
+core (the ceiling: the server signs one certificate per device).
+Target on a 2-core machine, server and simulated devices together: >= 300 devices/s.
+Nothing here gates CI; run it with `make bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+from rich.console import Console
+from rich.table import Table
+
+from zerotouch import demo
+from zerotouch.agent.simulate import simulate
+from zerotouch.crypto import ca, device_side
+from zerotouch.domain.commands import KEY_USAGE_BITS
+
+PG_ADMIN_URL = os.environ.get(
+    "ZEROTOUCH_TEST_PG_ADMIN_URL", "postgresql+psycopg://127.0.0.1:5432/postgres"
+)
+TARGET = 300
+console = Console(width=150)
+
+
+@dataclass
+class Result:
+    backend: str
+    workers: int
+    devices: int
+    rate: float
+    p50_s: float
+    p99_s: float
+    server_cpu_ms: float
+    client_cpu_ms: float
+    failures: int
+
+
+@contextmanager
+def database(backend: str, data_dir: Path) -> Iterator[str | None]:
+    if backend == "sqlite":
+        yield None  # The embedded default in the data directory.
+        return
+    name = f"zt_bench_{secrets.token_hex(4)}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def process_tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its children (the server's workers)."""
+    total = 0
+    pids = [pid]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if f"\nPPid:\t{pid}\n" in (entry / "status").read_text():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    for each in pids:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def run_backend(backend: str, devices: int, workers: int) -> Result:
+    root = Path(tempfile.mkdtemp(prefix=f"zt-bench-provision-{backend}-"))
+    try:
+        with database(backend, root) as url:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("ZEROTOUCH_")}
+            env["ZEROTOUCH_DATA_DIR"] = str(root / "data")
+            if url:
+                env["ZEROTOUCH_DATABASE_URL"] = url
+            keys = demo.create_keys(env)
+            with demo.server(env, workers=workers) as (base, process):
+                console.print(f"[{backend}] importing and claiming {devices:,} devices ...")
+                identities = demo.prepare_fleet(base, keys, devices)
+                console.print(f"[{backend}] provisioning with {workers} server worker(s) ...")
+                server_before = process_tree_cpu_s(process.pid)
+                client_before = time.process_time()
+                started = time.perf_counter()
+                outcome = asyncio.run(simulate(identities, {"server-url": base}, root / "ks"))
+                elapsed = time.perf_counter() - started
+                server_cpu = process_tree_cpu_s(process.pid) - server_before
+                client_cpu = time.process_time() - client_before
+                counts = demo.status_counts(base, keys)
+        seconds = list(outcome.seconds.values())
+        if counts.get("PROVISIONED") != len(seconds):
+            raise RuntimeError(f"the server disagrees: {counts}")
+        return Result(
+            backend,
+            workers,
+            devices,
+            len(seconds) / elapsed,
+            demo.percentile(seconds, 50),
+            demo.percentile(seconds, 99),
+            server_cpu / devices * 1000,
+            client_cpu / devices * 1000,
+            devices - len(seconds),
+        )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def signing_ceiling(seconds: float = 2.0) -> float:
+    """CSRs turned into certificates per second by `cryptography` on one core: parse and
+    verify the CSR, build and sign the certificate (as the server does per device)."""
+    authority = ca.generate_ca("bench CA")
+    pair = device_side.generate_key_pair()
+    usage = {name: bit == "1" for name, bit in zip(KEY_USAGE_BITS, "101010000", strict=True)}
+    csr_pem = device_side.build_csr(pair.private_key_pem, "O=bench,CN=device", usage)
+    count = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        ca.sign_csr(
+            ca_certificate_pem=authority.certificate_pem,
+            ca_private_key_pem=authority.private_key_pem,
+            csr=ca.load_csr(csr_pem),
+            subject="O=bench,CN=device",
+            key_usage=usage,
+            validity=dt.timedelta(days=365),
+        )
+        count += 1
+    return count / (time.perf_counter() - started)
+
+
+def report(results: list[Result], ceiling: float) -> None:
+    table = Table(title=f"zerotouch provisioning benchmark (target >= {TARGET} devices/s)")
+    for column in (
+        "backend",
+        "workers",
+        "devices",
+        "devices/s",
+        "ratio to ceiling",
+        "p50 s",
+        "p99 s",
+        "server CPU ms/device",
+        "agents CPU ms/device",
+        "not provisioned",
+        "met",
+    ):
+        table.add_column(column, justify="left" if column == "backend" else "right")
+    for r in results:
+        table.add_row(
+            r.backend,
+            str(r.workers),
+            f"{r.devices:,}",
+            f"{r.rate:,.1f}",
+            f"{r.rate / ceiling:.3f}",
+            f"{r.p50_s:.2f}",
+            f"{r.p99_s:.2f}",
+            f"{r.server_cpu_ms:.2f}",
+            f"{r.client_cpu_ms:.2f}",
+            str(r.failures),
+            "yes" if r.rate >= TARGET and not r.failures else "NO",
+        )
+    console.print(table)
+    console.print(
+        f"ceiling: `cryptography` signs {ceiling:,.0f} CSRs/s on one core "
+        "(parse, verify, build, sign), measured in this run."
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=2_000)
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument(
+        "--workers",
+        default="sqlite=1,postgresql=2",
+        help="zerotouch serve --workers per backend",
+    )
+    args = parser.parse_args()
+    workers = dict(item.split("=") for item in args.workers.split(","))
+    ceiling = signing_ceiling()
+    results = [
+        run_backend(b, args.devices, int(workers.get(b, "1"))) for b in args.backends.split(",")
+    ]
+    report(results, ceiling)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
