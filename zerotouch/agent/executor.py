@@ -49,9 +49,7 @@ def _csr(keystore: Keystore, params: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"no private key in secTag {sec_tag}: generate one first")
     bits = str(params["keyUsage"])
     usage = {name: bit == "1" for name, bit in zip(KEY_USAGE_BITS, bits, strict=True)}
-    csr = device_side.build_csr(private, str(params["attributes"]), usage)
-    keystore.write(sec_tag, "csr.pem", csr)
-    return {"csr": csr}
+    return {"csr": device_side.build_csr(private, str(params["attributes"]), usage)}
 
 
 def _server_certificate(keystore: Keystore, params: dict[str, Any]) -> dict[str, Any]:

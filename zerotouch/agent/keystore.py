@@ -1,7 +1,7 @@
 """The device's keystore: a directory with one folder per secTag.
 
 Layout: ``<root>/<secTag>/private.pem`` (the key, mode 0600, never sent anywhere),
-``public.pem``, ``csr.pem``, ``client.pem`` (client certificate), ``ca.pem`` (the server CA to
+``public.pem``, ``client.pem`` (client certificate), ``ca.pem`` (the server CA to
 trust), ``psk.json`` (0600); ``<root>/config.json`` holds the configuration. Every file is
 written whole (a temporary file renamed into place), so a crash leaves the old or the new one.
 """

@@ -20,17 +20,11 @@ from starlette.concurrency import run_in_threadpool
 
 from zerotouch.domain.errors import InvalidArgument, Unauthenticated
 from zerotouch.services.accounts import authenticate
-from zerotouch.services.device_auth import DeviceCaller, authenticate_device
 from zerotouch.services.runtime import Principal, Runtime
 
 T = TypeVar("T")
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `zerotouch keys create`.")
-_device_bearer = HTTPBearer(
-    auto_error=False,
-    scheme_name="DeviceToken",
-    description="A JWT signed by the device (ES256) or with its device secret (HS256).",
-)
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -91,17 +85,3 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise InvalidArgument.for_field("body", f"must be at most {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-async def get_device_caller(
-    runtime: RuntimeDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_device_bearer)],
-) -> DeviceCaller:
-    """The device whose JWT verified; before anything else of the request is looked at."""
-    token = credentials.credentials if credentials is not None else None
-    if credentials is not None and credentials.scheme.lower() != "bearer":
-        token = None
-    return authenticate_device(runtime, token)
-
-
-DeviceCallerDep = Annotated[DeviceCaller, Depends(get_device_caller)]
