@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import stat
+import threading
+import time
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -55,3 +58,61 @@ def test_agents_provision_every_device(api: Api, rt: Runtime, tmp_path: Path) ->
             "finished",
         ]
         assert {c["status"] for c in commands} == {"SUCCEEDED"}
+
+
+def test_a_failing_command_holds_the_device_until_reset(
+    api: Api, rt: Runtime, tmp_path: Path
+) -> None:
+    """The agent's command fails on the device; the operator resets it after the cause is gone,
+    and the agent, long-polling, picks the plan up again and finishes."""
+    fleet = make_fleet(api, 1, rule=False)
+    identity = fleet.identities[0]
+    device_id = identity.device_id
+    ca_pem = fleet.ca_pem
+    for request in (
+        {"config": {"a": "1"}},
+        {"serverCertificate": {"secTag": 7, "content": ca_pem}},
+        {"finished": {}},
+    ):
+        res = api.call(
+            "POST",
+            f"/v1/claimed-devices/{device_id}/provisioning",
+            json={"description": "step", "request": request},
+        )
+        assert res.status_code == 201, res.text
+    blocker = tmp_path / device_id / "7"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where the secTag folder should be")
+
+    def statuses() -> list[str]:
+        items = api.call("GET", f"/v1/claimed-devices/{device_id}/provisioning").json()["items"]
+        return [c["status"] for c in items]
+
+    outcome: list[Any] = []
+    with live_server(rt) as base:
+        agent = threading.Thread(
+            target=lambda: outcome.append(
+                asyncio.run(
+                    simulate(fleet.identities, {"server-url": base, "long-poll": 2}, tmp_path)
+                )
+            )
+        )
+        agent.start()
+        deadline = time.monotonic() + 20
+        while statuses()[1] != "FAILED":
+            assert time.monotonic() < deadline, statuses()
+            time.sleep(0.05)
+        device = api.call("GET", f"/v1/claimed-devices/{device_id}").json()
+        assert device["status"] == "ERROR"
+        assert statuses() == ["SUCCEEDED", "FAILED", "PENDING"]  # Later commands untouched.
+        blocker.unlink()
+        failed = api.call("GET", f"/v1/claimed-devices/{device_id}/provisioning").json()["items"][1]
+        reset = api.call(
+            "POST", f"/v1/claimed-devices/{device_id}/provisioning/{failed['id']}/reset"
+        )
+        assert reset.status_code == 200
+        agent.join(30)
+    assert not agent.is_alive()
+    assert outcome[0].errors == {}
+    assert statuses() == ["SUCCEEDED", "SUCCEEDED", "SUCCEEDED"]
+    assert api.call("GET", f"/v1/claimed-devices/{device_id}").json()["status"] == "PROVISIONED"
