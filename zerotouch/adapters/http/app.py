@@ -67,12 +67,13 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         description="Zero-touch provisioning: factory import, claims, provisioning plans.",
         lifespan=lifespan,
     )
+    # Routes match in this order; the Device API, called most, comes first.
     for router in (
+        device_api.router,
         manufacturing.router,
         devices.router,
         provisioning.router,
         rules.router,
-        device_api.router,
         misc.router,
     ):
         app.include_router(router)
