@@ -40,6 +40,15 @@ OPEN_STATUSES = [sa.literal(PENDING), sa.literal(IN_PROGRESS)]
 # Devices call these many times a second: built once (see store/fast.py).
 _b = sa.bindparam
 _cursor = commands.alias("cursor")
+# What a device call needs of a command (the rest, such as its times, costs conversions).
+COMMAND_COLUMNS = (
+    commands.c.id,
+    commands.c.position,
+    commands.c.type,
+    commands.c.request,
+    commands.c.secrets_sealed,
+    commands.c.status,
+)
 _POSITION = FastStatement(
     sa.select(commands.c.position).where(
         commands.c.id == _b("after"), commands.c.device_pk == _b("device_pk")
@@ -47,7 +56,7 @@ _POSITION = FastStatement(
 )
 # Open commands after the cursor; no cursor (NULL) means from the start.
 _NEXT = FastStatement(
-    sa.select(commands)
+    sa.select(*COMMAND_COLUMNS)
     .where(
         commands.c.device_pk == _b("device_pk"),
         commands.c.position

@@ -30,7 +30,13 @@ from zerotouch.domain.lifecycle import (
 from zerotouch.protocols.device_messages import DeviceResponse
 from zerotouch.services.authority import KEY_PURPOSE as CA_KEY_PURPOSE
 from zerotouch.services.device_auth import DeviceCaller, begin_device_call
-from zerotouch.services.dispatch import IN_PROGRESS, PENDING, SET_DEVICE_STATUS, params_of
+from zerotouch.services.dispatch import (
+    COMMAND_COLUMNS,
+    IN_PROGRESS,
+    PENDING,
+    SET_DEVICE_STATUS,
+    params_of,
+)
 from zerotouch.services.runtime import Runtime
 from zerotouch.store.fast import FastStatement
 from zerotouch.store.queries import record_events
@@ -38,7 +44,7 @@ from zerotouch.store.schema import certificate_authorities, commands, device_key
 
 _b = sa.bindparam
 _IN_PROGRESS_COMMANDS = FastStatement(
-    sa.select(commands).where(
+    sa.select(*COMMAND_COLUMNS).where(
         commands.c.device_pk == _b("device_pk"), commands.c.status == IN_PROGRESS
     )
 )
