@@ -19,7 +19,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,11 +36,9 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).parent))
 import loadgen
+from common import database, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-PG_ADMIN_URL = os.environ.get(
-    "ZEROTOUCH_TEST_PG_ADMIN_URL", "postgresql+psycopg://127.0.0.1:5432/postgres"
-)
 console = Console()
 
 
@@ -56,29 +53,6 @@ class Result:
     health_s: float
     health_p99_ms: float
     failures: int
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def database(backend: str, data_dir: Path) -> Iterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite:///{data_dir / 'zerotouch.db'}"
-        return
-    name = f"zt_bench_{secrets.token_hex(4)}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @contextmanager

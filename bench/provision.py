@@ -15,17 +15,13 @@ import argparse
 import asyncio
 import datetime as dt
 import os
-import secrets
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 
@@ -34,9 +30,9 @@ from zerotouch.agent.simulate import simulate
 from zerotouch.crypto import ca, device_side
 from zerotouch.domain.commands import KEY_USAGE_BITS
 
-PG_ADMIN_URL = os.environ.get(
-    "ZEROTOUCH_TEST_PG_ADMIN_URL", "postgresql+psycopg://127.0.0.1:5432/postgres"
-)
+sys.path.insert(0, str(Path(__file__).parent))
+from common import database
+
 TARGET = 300
 console = Console(width=150)
 
@@ -52,23 +48,6 @@ class Result:
     server_cpu_ms: float
     client_cpu_ms: float
     failures: int
-
-
-@contextmanager
-def database(backend: str, data_dir: Path) -> Iterator[str | None]:
-    if backend == "sqlite":
-        yield None  # The embedded default in the data directory.
-        return
-    name = f"zt_bench_{secrets.token_hex(4)}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def process_tree_cpu_s(pid: int) -> float:
@@ -97,8 +76,7 @@ def run_backend(backend: str, devices: int, workers: int) -> Result:
         with database(backend, root) as url:
             env = {k: v for k, v in os.environ.items() if not k.startswith("ZEROTOUCH_")}
             env["ZEROTOUCH_DATA_DIR"] = str(root / "data")
-            if url:
-                env["ZEROTOUCH_DATABASE_URL"] = url
+            env["ZEROTOUCH_DATABASE_URL"] = url
             keys = demo.create_keys(env)
             with demo.server(env, workers=workers) as (base, process):
                 console.print(f"[{backend}] importing and claiming {devices:,} devices ...")

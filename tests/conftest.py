@@ -143,3 +143,16 @@ def api(client: TestClient, rt: Runtime) -> Api:
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment of a `zerotouch` command run as a user runs it: no inherited
+    ZEROTOUCH_* settings, a data directory of its own, and the database of this run."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ZEROTOUCH_")}
+    base["ZEROTOUCH_DATA_DIR"] = str(tmp_path / "data")
+    if BACKEND == "postgresql":
+        with fresh_pg_database() as url:
+            yield {**base, "ZEROTOUCH_DATABASE_URL": url}
+        return
+    yield base

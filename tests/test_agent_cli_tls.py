@@ -3,30 +3,15 @@ with a certificate from `zerotouch certs server`: trusted root accepted, a stran
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from cryptography import x509
 
-from tests.conftest import BACKEND, fresh_pg_database
 from zerotouch import demo
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("ZEROTOUCH_")}
-    base["ZEROTOUCH_DATA_DIR"] = str(tmp_path / "data")
-    if BACKEND == "postgresql":
-        with fresh_pg_database() as url:
-            yield {**base, "ZEROTOUCH_DATABASE_URL": url}
-        return
-    yield base
 
 
 def zerotouch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
-from tests.conftest import BACKEND, fresh_pg_database
 from zerotouch.crypto.envelope import Keyring
 from zerotouch.services import devices as device_service
 from zerotouch.services import manufacturing, plans
@@ -19,18 +16,6 @@ from zerotouch.services.accounts import authenticate
 from zerotouch.services.runtime import Runtime
 from zerotouch.store.db import Database
 from zerotouch.store.schema import SEALED_COLUMNS, devices
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("ZEROTOUCH_")}
-    base["ZEROTOUCH_DATA_DIR"] = str(tmp_path / "data")
-    if BACKEND == "postgresql":
-        with fresh_pg_database() as url:
-            base["ZEROTOUCH_DATABASE_URL"] = url
-            yield base
-        return
-    yield base
 
 
 def zerotouch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

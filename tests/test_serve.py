@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-
-from tests.conftest import BACKEND, fresh_pg_database
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("ZEROTOUCH_")}
-    base["ZEROTOUCH_DATA_DIR"] = str(tmp_path / "data")
-    if BACKEND == "postgresql":
-        with fresh_pg_database() as url:
-            yield {**base, "ZEROTOUCH_DATABASE_URL": url}
-        return
-    yield base
 
 
 def _free_port() -> int:

@@ -39,7 +39,7 @@ from zerotouch.services.dispatch import (
 )
 from zerotouch.services.runtime import Runtime
 from zerotouch.store.fast import FastStatement
-from zerotouch.store.queries import record_events
+from zerotouch.store.queries import Event, record_events
 from zerotouch.store.schema import certificate_authorities, commands, device_keys
 
 _b = sa.bindparam
@@ -88,9 +88,6 @@ _SHIFT = FastStatement(
     .values(position=commands.c.position + 1)
 )
 _INSERT_COMMAND = FastStatement(commands.insert().values({c.name: _b(c.name) for c in commands.c}))
-
-Event = tuple[str, str | None, dict[str, Any]]
-
 
 class ResultRefused(Exception):
     """A device reported success with a result that cannot be accepted; the command fails."""

@@ -37,16 +37,26 @@ _INSERT_EVENT = FastStatement(
 )
 
 
+Event = tuple[str, str | None, dict[str, Any]]  # (type, deviceId, data)
+
+
+def _event_row(account_id: int | None, actor: str, at: dt.datetime, event: Event) -> dict[str, Any]:
+    kind, device_id, data = event
+    return {
+        "account_id": account_id,
+        "at": at,
+        "actor": actor,
+        "type": kind,
+        "device_id": device_id,
+        "data": data,
+    }
+
+
 def record_event(
-    conn: sa.Connection,
-    *,
-    account_id: int | None,
-    actor: str,
-    at: dt.datetime,
-    event: tuple[str, str | None, dict[str, Any]],
+    conn: sa.Connection, *, account_id: int | None, actor: str, at: dt.datetime, event: Event
 ) -> None:
     """Write one audit event (type, deviceId, data) in the caller's transaction."""
-    send_event(conn, account_id=account_id, actor=actor, at=at, event=event)
+    _INSERT_EVENT.run(conn, _event_row(account_id, actor, at, event))
 
 
 def record_events(
@@ -55,46 +65,17 @@ def record_events(
     account_id: int | None,
     actor: str,
     at: dt.datetime,
-    events: Sequence[tuple[str, str | None, dict[str, Any]]],
+    events: Sequence[Event],
 ) -> None:
     """Write several audit events of one call in the caller's transaction, in order."""
-    _INSERT_EVENT.run_many(
-        conn,
-        [
-            {
-                "account_id": account_id,
-                "at": at,
-                "actor": actor,
-                "type": kind,
-                "device_id": device_id,
-                "data": data,
-            }
-            for kind, device_id, data in events
-        ],
-    )
+    _INSERT_EVENT.run_many(conn, [_event_row(account_id, actor, at, e) for e in events])
 
 
 def send_event(
-    conn: sa.Connection,
-    *,
-    account_id: int | None,
-    actor: str,
-    at: dt.datetime,
-    event: tuple[str, str | None, dict[str, Any]],
+    conn: sa.Connection, *, account_id: int | None, actor: str, at: dt.datetime, event: Event
 ) -> None:
     """``record_event`` without waiting for the server (inside ``Database.batch``)."""
-    kind, device_id, data = event
-    _INSERT_EVENT.send(
-        conn,
-        {
-            "account_id": account_id,
-            "at": at,
-            "actor": actor,
-            "type": kind,
-            "device_id": device_id,
-            "data": data,
-        },
-    )
+    _INSERT_EVENT.send(conn, _event_row(account_id, actor, at, event))
 
 
 def device_for_account(
