@@ -2,15 +2,17 @@
 
 The token is verified outside any write transaction (signature checks cost CPU, and SQLite has
 one writer). The jti is recorded, and the device's hold re-checked under a row lock, as the
-first step of the write transaction of the call itself (``begin_device_call``), so a call is
+first step of the write transaction of the call itself (``device_call``), so a call is
 one transaction and a replayed token changes nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,7 +93,7 @@ class DeviceCredentials:
 
 def authenticate_device(rt: Runtime, token: str | None) -> DeviceCaller:
     """Verify the device's JWT (401 when it is missing, bad, expired or the device unclaimed;
-    403 when the device is blocked). The jti is recorded by ``begin_device_call``."""
+    403 when the device is blocked). The jti is recorded by ``device_call``."""
     if not token:
         raise Unauthenticated("A device token is required: 'Authorization: Bearer <JWT>'.")
     try:
@@ -126,7 +128,7 @@ def authenticate_device(rt: Runtime, token: str | None) -> DeviceCaller:
 
 def _cached(rt: Runtime, device_id: str) -> DeviceCredentials | None:
     """Credentials read within CREDENTIALS_CACHE_S, if any. Only claimed devices are kept, and
-    every call re-checks the device's hold in its own transaction (``begin_device_call``)."""
+    every call re-checks the device's hold in its own transaction (``device_call``)."""
     credentials: DeviceCredentials | None = rt.device_credentials.get(device_id)
     if credentials is None or time.monotonic() - credentials.read_at > CREDENTIALS_CACHE_S:
         return None
@@ -185,14 +187,13 @@ def _verify(
 class DeviceHold:
     """The device row locked for the call; ``row()`` waits for it and checks the hold."""
 
-    def __init__(self, caller: DeviceCaller, lock: Pending, replayed: Unauthenticated) -> None:
-        self._caller, self._lock, self._replayed = caller, lock, replayed
+    def __init__(self, caller: DeviceCaller, lock: Pending) -> None:
+        self._caller, self._lock = caller, lock
 
     def row(self) -> Any:
-        """The locked row (account_id, status, blocked_from); raises when the token was
-        replayed, the device is no longer this account's, or it is blocked."""
-        with unique_violation_as(self._replayed):
-            (row,) = self._lock.rows()
+        """The locked row (account_id, status, blocked_from); raises when the device is no
+        longer this account's or is blocked."""
+        (row,) = self._lock.rows()
         if row.account_id != self._caller.account_id:
             raise Unauthenticated("The device is not claimed.", code="device_not_claimed")
         if row.status == DeviceStatus.BLOCKED.value:
@@ -200,18 +201,19 @@ class DeviceHold:
         return row
 
 
-def begin_device_call(conn: sa.Connection, caller: DeviceCaller) -> DeviceHold:
-    """First step of a device call's write transaction: record the jti (once per token) and
-    lock the device row. In a pipeline both go out with the call's other reads; the replay and
-    hold checks happen when ``DeviceHold.row()`` is read."""
-    replayed = Unauthenticated(REFUSED, code="token_replayed")
-    if not caller.consumed:
-        with unique_violation_as(replayed):  # SQLite reports it here, PostgreSQL at row().
+@contextlib.contextmanager
+def device_call(conn: sa.Connection, caller: DeviceCaller) -> Iterator[DeviceHold]:
+    """The first reads of a device call's write transaction: record the jti (once per token)
+    and lock the device row. The call sends its own reads inside the block; in a pipeline they
+    all go out together, and a replayed jti can surface at any of them, so the whole block
+    turns a unique violation into 401 ``token_replayed`` (its only write is the jti)."""
+    with unique_violation_as(Unauthenticated(REFUSED, code="token_replayed")):
+        if not caller.consumed:
             _RECORD_JTI.send(
                 conn,
                 {"device_pk": caller.device_pk, "jti": caller.jti, "expires_at": caller.expires_at},
             )
-    return DeviceHold(caller, _LOCK.send(conn, {"device_pk": caller.device_pk}), replayed)
+        yield DeviceHold(caller, _LOCK.send(conn, {"device_pk": caller.device_pk}))
 
 
 def purge_token_ids(rt: Runtime) -> int:

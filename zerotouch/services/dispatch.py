@@ -25,7 +25,7 @@ from zerotouch.domain.lifecycle import (
     device_transition,
 )
 from zerotouch.protocols.device_messages import CommandOut
-from zerotouch.services.device_auth import DeviceCaller, begin_device_call
+from zerotouch.services.device_auth import DeviceCaller, device_call
 from zerotouch.services.plans import SECRETS_PURPOSE
 from zerotouch.services.runtime import Runtime
 from zerotouch.store.fast import FastStatement
@@ -102,13 +102,15 @@ def fetch_commands(
     check_limit(limit)
     params = {"device_pk": caller.device_pk, "after": after, "limit": limit}
     with rt.db.write_batched() as conn:
-        hold = begin_device_call(conn, caller)
-        cursor = _POSITION.send(conn, params) if after is not None else None
-        upcoming = _NEXT.send(conn, params)
-        device = hold.row()
-        if cursor is not None and not cursor.rows():
+        with device_call(conn, caller) as hold:
+            cursor = _POSITION.send(conn, params) if after is not None else None
+            upcoming = _NEXT.send(conn, params)
+            device = hold.row()
+            known = cursor is None or bool(cursor.rows())
+            rows = upcoming.rows()
+        if not known:
             raise InvalidArgument.for_field("after", "is not a command of this device")
-        batch = _cut(upcoming.rows())
+        batch = _cut(rows)
         if device.status == DeviceStatus.ERROR.value:
             batch = []
         if batch:

@@ -29,7 +29,7 @@ from zerotouch.domain.lifecycle import (
 )
 from zerotouch.protocols.device_messages import DeviceResponse
 from zerotouch.services.authority import KEY_PURPOSE as CA_KEY_PURPOSE
-from zerotouch.services.device_auth import DeviceCaller, begin_device_call
+from zerotouch.services.device_auth import DeviceCaller, device_call
 from zerotouch.services.dispatch import (
     COMMAND_COLUMNS,
     IN_PROGRESS,
@@ -89,6 +89,7 @@ _SHIFT = FastStatement(
 )
 _INSERT_COMMAND = FastStatement(commands.insert().values({c.name: _b(c.name) for c in commands.c}))
 
+
 class ResultRefused(Exception):
     """A device reported success with a result that cannot be accepted; the command fails."""
 
@@ -118,15 +119,15 @@ def submit_responses(rt: Runtime, *, caller: DeviceCaller, responses: list[Devic
     """Apply the device's results in order; returns how many were accepted."""
     pk = {"device_pk": caller.device_pk}
     with rt.db.write_batched() as conn:
-        hold = begin_device_call(conn, caller)
-        reads = (
-            _IN_PROGRESS_COMMANDS.send(conn, pk),
-            _COUNTS.send(conn, pk),
-            _KEYS.send(conn, pk),
-            _AUTHORITY.send(conn, {"account_id": caller.account_id}),
-        )
-        device = hold.row()
-        in_progress, (counts,), keys, authority = (r.rows() for r in reads)
+        with device_call(conn, caller) as hold:
+            reads = (
+                _IN_PROGRESS_COMMANDS.send(conn, pk),
+                _COUNTS.send(conn, pk),
+                _KEYS.send(conn, pk),
+                _AUTHORITY.send(conn, {"account_id": caller.account_id}),
+            )
+            device = hold.row()
+            in_progress, (counts,), keys, authority = (r.rows() for r in reads)
         report = _Report(
             rt=rt,
             conn=conn,

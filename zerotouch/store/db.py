@@ -106,14 +106,22 @@ class Database:
     @contextlib.contextmanager
     def write_batched(self) -> Iterator[sa.Connection]:
         """A write transaction whose statements, the COMMIT included, go out in a pipeline on
-        PostgreSQL (see ``batch``): only FastStatement may run inside."""
-        with (
-            self._writer_turn(),
-            self._connect("IMMEDIATE") as conn,
-            self.batch(conn),
-            conn.begin(),
-        ):
-            yield conn
+        PostgreSQL (see ``batch``): only FastStatement may run inside.
+
+        When the block fails, the pipeline is closed first (the server's answers to what was
+        still queued are read and dropped) and the transaction rolled back after it, so the
+        block's own error is the one raised.
+        """
+        with self._writer_turn(), self._connect("IMMEDIATE") as conn:
+            transaction = conn.begin()
+            try:
+                with self.batch(conn):
+                    yield conn
+                    transaction.commit()
+            except BaseException:
+                if transaction.is_active:
+                    transaction.rollback()
+                raise
 
     @contextlib.contextmanager
     def _writer_turn(self) -> Iterator[None]:
