@@ -96,3 +96,39 @@ def test_agent_settings_errors_name_the_setting(env: dict[str, str], tmp_path: P
     )  # fmt: skip
     assert done.returncode == 2
     assert "client-id" in done.stderr
+
+
+def test_agent_simulates_a_fleet_from_a_csv(env: dict[str, str], tmp_path: Path) -> None:
+    keys = demo.create_keys(env)
+    with demo.server(env) as (base, _process):
+        identities = demo.prepare_fleet(base, keys, 3)
+        csv_file = tmp_path / "devices.csv"
+        demo.write_identities(csv_file, identities)
+        assert stat.S_IMODE(csv_file.stat().st_mode) == 0o600
+        done = zerotouch(
+            env,
+            "agent",
+            "--simulate", "3",
+            "--devices", str(csv_file),
+            "--server-url", base,
+            "--keystore", str(tmp_path / "keystores"),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "3 of 3" in done.stdout
+        assert demo.status_counts(base, keys)["PROVISIONED"] == 3
+    for identity in identities:
+        assert (tmp_path / "keystores" / identity.device_id / "agent.toml").exists()
+    too_many = zerotouch(env, "agent", "--simulate", "4", "--devices", str(csv_file),
+                         "--server-url", base)  # fmt: skip
+    assert too_many.returncode == 2 and "holds 3 devices" in too_many.stderr
+
+
+def test_demo_runs_the_whole_journey(env: dict[str, str], tmp_path: Path) -> None:
+    done = zerotouch(env, "demo", "--devices", "5", "--dir", str(tmp_path / "demo"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "5 of 5" in done.stdout
+    assert "PROVISIONED" in done.stdout
+    keystores = sorted((tmp_path / "demo" / "keystores").iterdir())
+    assert len(keystores) == 5
+    for folder in keystores:
+        assert (folder / str(demo.SEC_TAG) / "client.pem").exists()

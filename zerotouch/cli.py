@@ -30,7 +30,7 @@ certs_app = typer.Typer(help="Certificates for tests and demos.", no_args_is_hel
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.add_typer(certs_app, name="certs")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # Messages stay one line each, for scripts.
 
 
 @app.command()
