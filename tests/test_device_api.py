@@ -93,6 +93,17 @@ def test_fetch_marks_in_progress_and_device_provisioning(api: Api) -> None:
     assert res.json() == {"accepted": 2}
     assert _status(api) == "PROVISIONED"
     assert device.fetch().status_code == 204
+    events = api.call("GET", "/v1/events", params={"deviceId": "dev-1"}).json()["items"]
+    mine = [(e["type"], e["data"]) for e in events if e["actor"] == "device:dev-1"]
+    assert mine == [
+        (
+            "commands.dispatched",
+            {"commandIds": [first, second], "from": "READY", "to": "PROVISIONING"},
+        ),
+        ("command.succeeded", {"commandId": first}),
+        ("command.succeeded", {"commandId": second}),
+        ("device.provisioned", {"from": "PROVISIONING", "to": "PROVISIONED"}),
+    ]
 
 
 def test_cursor_and_limit(api: Api) -> None:

@@ -54,17 +54,18 @@ _POSITION = FastStatement(
         commands.c.id == _b("after"), commands.c.device_pk == _b("device_pk")
     )
 )
-# Open commands after the cursor; no cursor (NULL) means from the start.
+# Open commands after the cursor. No cursor (NULL) means from the start; an unknown one
+# finds nothing, and only then is the cursor looked up (to answer 422 rather than 204).
 _NEXT = FastStatement(
     sa.select(*COMMAND_COLUMNS)
     .where(
         commands.c.device_pk == _b("device_pk"),
         commands.c.position
-        > sa.func.coalesce(
-            sa.select(_cursor.c.position)
+        > sa.case(
+            (_b("after", type_=sa.String) == sa.null(), 0),
+            else_=sa.select(_cursor.c.position)
             .where(_cursor.c.id == _b("after"), _cursor.c.device_pk == _b("device_pk"))
             .scalar_subquery(),
-            0,
         ),
         commands.c.status.in_(OPEN_STATUSES),
     )
@@ -103,12 +104,10 @@ def fetch_commands(
     params = {"device_pk": caller.device_pk, "after": after, "limit": limit}
     with rt.db.write_batched() as conn:
         with device_call(conn, caller) as hold:
-            cursor = _POSITION.send(conn, params) if after is not None else None
             upcoming = _NEXT.send(conn, params)
             device = hold.row()
-            known = cursor is None or bool(cursor.rows())
             rows = upcoming.rows()
-        if not known:
+        if not rows and after is not None and not _POSITION.run(conn, params):
             raise InvalidArgument.for_field("after", "is not a command of this device")
         batch = _cut(rows)
         if device.status == DeviceStatus.ERROR.value:

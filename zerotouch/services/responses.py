@@ -43,19 +43,8 @@ from zerotouch.store.queries import Event, record_events
 from zerotouch.store.schema import certificate_authorities, commands, device_keys
 
 _b = sa.bindparam
-_IN_PROGRESS_COMMANDS = FastStatement(
-    sa.select(*COMMAND_COLUMNS).where(
-        commands.c.device_pk == _b("device_pk"), commands.c.status == IN_PROGRESS
-    )
-)
-_COUNTS = FastStatement(
-    sa.select(
-        sa.func.count().label("total"),
-        sa.func.coalesce(sa.func.sum(sa.case((commands.c.status == PENDING, 1), else_=0)), 0).label(
-            "pending"
-        ),
-    ).where(commands.c.device_pk == _b("device_pk"))
-)
+# The device's whole plan (at most 20 commands): the ones IN_PROGRESS, and the counts.
+_PLAN = FastStatement(sa.select(*COMMAND_COLUMNS).where(commands.c.device_pk == _b("device_pk")))
 _KEYS = FastStatement(
     sa.select(device_keys.c.fingerprint).where(device_keys.c.device_pk == _b("device_pk"))
 )
@@ -120,25 +109,28 @@ def submit_responses(rt: Runtime, *, caller: DeviceCaller, responses: list[Devic
     pk = {"device_pk": caller.device_pk}
     with rt.db.write_batched() as conn:
         with device_call(conn, caller) as hold:
-            reads = (
-                _IN_PROGRESS_COMMANDS.send(conn, pk),
-                _COUNTS.send(conn, pk),
-                _KEYS.send(conn, pk),
-                _AUTHORITY.send(conn, {"account_id": caller.account_id}),
+            plan, keys = _PLAN.send(conn, pk), _KEYS.send(conn, pk)
+            # The CA is read only when a CSR could need signing.
+            authority = (
+                _AUTHORITY.send(conn, {"account_id": caller.account_id})
+                if any(r.result is not None and "csr" in r.result for r in responses)
+                else None
             )
             device = hold.row()
-            in_progress, (counts,), keys, authority = (r.rows() for r in reads)
+            commands_now = plan.rows()
+            fingerprints = {k.fingerprint for k in keys.rows()}
+            authorities = authority.rows() if authority is not None else []
         report = _Report(
             rt=rt,
             conn=conn,
             caller=caller,
             now=rt.clock(),
             status=DeviceStatus(device.status),
-            in_progress={row.id: row for row in in_progress},
-            total=int(counts.total),
-            pending=int(counts.pending),
-            keys=caller.keys | {k.fingerprint for k in keys},
-            authority=authority[0] if authority else None,
+            in_progress={row.id: row for row in commands_now if row.status == IN_PROGRESS},
+            total=len(commands_now),
+            pending=sum(row.status == PENDING for row in commands_now),
+            keys=caller.keys | fingerprints,
+            authority=authorities[0] if authorities else None,
         )
         for response in responses:
             row = report.in_progress.pop(response.id, None)

@@ -93,20 +93,6 @@ class FastStatement:
             return Pending(plan, None, dbapi_error)
         return Pending(plan, cursor, dbapi_error)
 
-    def run_many(self, conn: sa.Connection, rows: list[Mapping[str, Any]]) -> None:
-        """Execute once per parameter set in ``rows`` (one executemany; no result rows)."""
-        if not rows:
-            return
-        plan = self._plan(conn.dialect)
-        dbapi_error = conn.dialect.loaded_dbapi.Error
-        cursor = conn.connection.cursor()
-        try:
-            cursor.executemany(plan.sql, [self._args(plan, r) for r in rows])
-        except dbapi_error as error:
-            raise _translated(plan.sql, error, dbapi_error) from error
-        finally:
-            cursor.close()
-
     def run(self, conn: sa.Connection, params: Mapping[str, Any]) -> list[Any]:
         """Execute with ``params``; returns the result rows (attribute access by column key)."""
         return self.send(conn, params).rows()
