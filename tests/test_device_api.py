@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from typing import Any
 
 import cbor2
+import sqlalchemy as sa
+from cryptography import x509
 from fastapi.testclient import TestClient
 
 from tests.conftest import Api
@@ -15,6 +18,9 @@ from zerotouch.agent.executor import execute
 from zerotouch.agent.keystore import Keystore
 from zerotouch.crypto import device_side, device_tokens
 from zerotouch.domain.commands import KEY_USAGE_BITS
+from zerotouch.services.device_auth import purge_token_ids
+from zerotouch.services.runtime import Runtime
+from zerotouch.store.schema import device_token_ids
 
 SECRET = "A1" * 16
 
@@ -260,14 +266,26 @@ def test_bad_key_generation_result_fails_the_command(api: Api) -> None:
     assert _status(api) == "ERROR"
 
 
-def test_signed_csr_queues_the_certificate_next(api: Api, tmp_path: Any) -> None:
+def test_signed_csr_queues_the_certificate_next(api: Api, rt: Runtime, tmp_path: Any) -> None:
     fleet = make_fleet(api, 1)
     device = Device(api.client, fleet.identities[0].device_id, fleet.identities[0].device_secret)
     keystore = Keystore(tmp_path)
     batch = device.fetch(limit=20).json()["commands"]
     # The CSR the CA signs ends the batch.
     assert [c["type"] for c in batch] == ["clientPrivateKeyGeneration", "certificateSigningRequest"]
-    answers = [{"id": c["id"], "result": execute(keystore, c["type"], c["params"])} for c in batch]
+    generated = execute(keystore, batch[0]["type"], batch[0]["params"])
+    # The device asks for more than its plan grants: another subject, every key usage.
+    greedy = device_side.build_csr(
+        keystore.read(SEC_TAG, "private.pem") or "",
+        "CN=root of everything",
+        dict.fromkeys(("digital_signature", "content_commitment", "key_encipherment",
+                       "data_encipherment", "key_agreement", "key_cert_sign", "crl_sign"), True)
+        | {"encipher_only": False, "decipher_only": False},
+    )  # fmt: skip
+    answers = [
+        {"id": batch[0]["id"], "result": generated},
+        {"id": batch[1]["id"], "result": {"csr": greedy}},
+    ]
     assert device.respond(*answers).json() == {"accepted": 2}
     nxt = device.fetch(after=batch[-1]["id"]).json()["commands"]
     assert [c["type"] for c in nxt] == [
@@ -278,6 +296,16 @@ def test_signed_csr_queues_the_certificate_next(api: Api, tmp_path: Any) -> None
     ]
     certificate = nxt[0]["params"]["content"]
     assert nxt[0]["params"]["secTag"] == SEC_TAG
+    # Subject and key usage come from the command (not the CSR); validity from the settings.
+    cert = x509.load_pem_x509_certificate(certificate.encode())
+    assert cert.subject == x509.Name.from_rfc4514_string("O=zerotouch demo,CN=fleet device")
+    usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert (usage.digital_signature, usage.key_encipherment, usage.key_agreement) == (
+        True, True, True
+    )  # fmt: skip
+    assert not usage.content_commitment and not usage.key_cert_sign
+    lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+    assert lifetime == rt.certificate_validity + dt.timedelta(minutes=5)
     assert device_side.certificate_matches_key(
         certificate, keystore.read(SEC_TAG, "private.pem") or ""
     )
@@ -393,6 +421,19 @@ def test_long_poll_returns_when_a_command_is_queued(api: Api) -> None:
     assert res.status_code == 200
     assert time.monotonic() - started < 5
     assert device.fetch(wait=61).status_code == 422
+
+
+def test_expired_token_ids_are_forgotten(api: Api, rt: Runtime) -> None:
+    device = _claimed(api)
+    _add(api, "dev-1", CONFIG)
+    token = device.token()
+    assert device.fetch(token=token).status_code == 200
+    with rt.db.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(device_token_ids)).scalar() == 1
+    assert purge_token_ids(rt) == 0  # Still inside its lifetime: kept, and still refused.
+    assert device.fetch(token=token).status_code == 401
+    later = rt.clock() + dt.timedelta(seconds=600)
+    assert purge_token_ids(Runtime(db=rt.db, keyring=rt.keyring, clock=lambda: later)) == 1
 
 
 def test_long_poll_gives_204_after_the_wait(api: Api) -> None:
