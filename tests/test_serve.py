@@ -47,6 +47,8 @@ def test_serve_answers_and_stops_cleanly(env: dict[str, str], workers: int) -> N
             str(workers),
             "--log-level",
             "warning",
+            "--ovms-port",
+            "0",
         ],
         env=env,
         stdout=subprocess.PIPE,

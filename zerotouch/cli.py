@@ -45,18 +45,38 @@ def serve(
         Path | None, typer.Option(help="Serve HTTPS with this certificate (PEM, chain).")
     ] = None,
     tls_key: Annotated[Path | None, typer.Option(help="The certificate's private key.")] = None,
+    ovms_port: Annotated[
+        int | None, typer.Option(help="OVMS auto-provisioning TCP port (0: off; default 6867).")
+    ] = None,
+    ovms_tls_port: Annotated[
+        int | None, typer.Option(help="OVMS over TLS with --tls-cert (0: off, the default).")
+    ] = None,
+    ovms_rate_limit: Annotated[
+        int | None, typer.Option(help="AP-C per minute per address and per apkey (0: no limit).")
+    ] = None,
 ) -> None:
-    """Run the HTTP API (operator API, Device API, OpenAPI page at /docs)."""
+    """Run the HTTP API (operator API, Device API, OpenAPI page at /docs) and the OVMS
+    auto-provisioning listener."""
     if (tls_cert is None) != (tls_key is None):
         err.print("[red]--tls-cert and --tls-key go together.[/red]")
         raise typer.Exit(2)
     import uvicorn
 
-    from zerotouch.adapters.http.app import create_app
+    from zerotouch.frontends import create_served_app
 
+    given = {
+        "host": host,
+        "port": port,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "ovms_port": ovms_port,
+        "ovms_tls_port": ovms_tls_port,
+        "ovms_rate_limit": ovms_rate_limit,
+    }
+    updates = {k: v for k, v in given.items() if v is not None}
+    # Workers build their settings from the environment: what the flags say goes there too.
+    os.environ.update({f"ZEROTOUCH_{k.upper()}": str(v) for k, v in updates.items()})
     settings = Settings()
-    updates = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
-    settings = settings.model_copy(update=updates)
     runtime = build_runtime(settings)
     runtime.db.upgrade()
     logging.basicConfig(
@@ -78,7 +98,7 @@ def serve(
         serve_workers(settings.host, settings.port, workers, options)
     else:
         uvicorn.run(
-            create_app(settings, runtime=runtime),
+            create_served_app(settings, runtime),
             host=settings.host,
             port=settings.port,
             **options,

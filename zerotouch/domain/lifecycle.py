@@ -38,6 +38,8 @@ class DeviceEvent(StrEnum):
     BLOCK = "block"
     UNBLOCK = "unblock"
     REPROVISION = "reprovision"
+    # A one-time record handed to a device that provisions itself in one step (OVMS AP-S).
+    DELIVER = "deliver"
 
 
 class CommandStatus(StrEnum):
@@ -70,6 +72,7 @@ DEVICE_TRANSITIONS: Mapping[DeviceStatus, Mapping[DeviceEvent, DeviceStatus]] = 
     _D.READY: {
         _DE.UNCLAIM: _D.UNCLAIMED,
         _DE.FETCH: _D.PROVISIONING,
+        _DE.DELIVER: _D.PROVISIONED,
         _DE.BLOCK: _D.BLOCKED,
         _DE.REPROVISION: _D.READY,
     },
@@ -79,18 +82,21 @@ DEVICE_TRANSITIONS: Mapping[DeviceStatus, Mapping[DeviceEvent, DeviceStatus]] = 
         _DE.FAIL: _D.ERROR,
         _DE.FINISH: _D.PROVISIONED,
         _DE.DRAIN: _D.AWAITING,
+        _DE.DELIVER: _D.PROVISIONED,
         _DE.BLOCK: _D.BLOCKED,
         _DE.REPROVISION: _D.READY,
     },
     _D.AWAITING: {
         _DE.UNCLAIM: _D.UNCLAIMED,
         _DE.FETCH: _D.PROVISIONING,
+        _DE.DELIVER: _D.PROVISIONED,
         _DE.BLOCK: _D.BLOCKED,
         _DE.REPROVISION: _D.READY,
     },
     _D.PROVISIONED: {
         _DE.UNCLAIM: _D.UNCLAIMED,
         _DE.FETCH: _D.PROVISIONING,
+        _DE.DELIVER: _D.PROVISIONED,
         _DE.BLOCK: _D.BLOCKED,
         _DE.REPROVISION: _D.READY,
     },

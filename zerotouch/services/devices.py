@@ -33,7 +33,7 @@ from zerotouch.store.queries import (
     send_event,
     tags_of,
 )
-from zerotouch.store.schema import commands, device_tags, devices
+from zerotouch.store.schema import commands, device_tags, devices, ovms_records
 
 _IDENTIFIER_COLUMNS = dict(
     zip(IDENTIFIER_FIELDS, ("dev_eui", "join_eui", "vin", "imei", "serial", "mac"), strict=True)
@@ -285,6 +285,7 @@ def _move(rt: Runtime, *, principal: Principal, device_id: str, event: DeviceEve
         )
         if event is DeviceEvent.UNCLAIM:
             conn.execute(device_tags.delete().where(device_tags.c.device_pk == row.id))
+            conn.execute(ovms_records.delete().where(ovms_records.c.device_pk == row.id))
             return _view(row, [], {})
         if event is DeviceEvent.REPROVISION:
             tags = tags_of(conn, [row.id])[row.id]

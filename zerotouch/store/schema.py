@@ -141,6 +141,27 @@ device_token_ids = sa.Table(
     sa.Index(None, "expires_at"),
 )
 
+# A device's OVMS auto-provisioning record (protocols/ovms.py). The AP-S answer is computed once
+# when the record is stored, as the reference server does; it decrypts to the record with what
+# it carries itself, so it is sealed like the record and the car's shared secret.
+ovms_records = sa.Table(
+    "ovms_records",
+    metadata,
+    sa.Column(
+        "device_pk", BigId, sa.ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("apkey", sa.String(64), nullable=False, unique=True),
+    sa.Column("record_sealed", sa.Text(), nullable=False),
+    sa.Column("secret_sealed", sa.Text(), nullable=False),
+    sa.Column("answer_sealed", sa.Text(), nullable=False),
+    sa.Column("from_parameters", sa.Boolean(), nullable=False),
+    sa.Column("one_time", sa.Boolean(), nullable=False),
+    sa.Column("deliveries", sa.Integer(), nullable=False),
+    sa.Column("delivered_at", UtcDateTime(), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
 provisioning_rules = sa.Table(
     "provisioning_rules",
     metadata,
@@ -191,4 +212,7 @@ SEALED_COLUMNS: tuple[tuple[sa.Table, str, str], ...] = (
     (commands, "secrets_sealed", "commands.secrets"),
     (provisioning_rules, "secrets_sealed", "provisioning_rules.secrets"),
     (certificate_authorities, "private_key_sealed", "certificate_authorities.private_key"),
+    (ovms_records, "record_sealed", "ovms_records.record"),
+    (ovms_records, "secret_sealed", "ovms_records.secret"),
+    (ovms_records, "answer_sealed", "ovms_records.answer"),
 )

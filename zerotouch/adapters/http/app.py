@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +20,7 @@ from zerotouch.adapters.http.routes import (
     devices,
     manufacturing,
     misc,
+    ovms,
     provisioning,
     rules,
 )
@@ -44,16 +46,27 @@ async def _housekeeping(rt: Runtime) -> None:
             log.exception("housekeeping failed; it runs again in %s s", HOUSEKEEPING_INTERVAL_S)
 
 
-def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
-    """Build the app; the runtime (engine, keyring) is made in the lifespan unless given."""
+Frontends = Callable[[Runtime, Settings], AbstractAsyncContextManager[None]]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    runtime: Runtime | None = None,
+    frontends: Frontends | None = None,
+) -> FastAPI:
+    """Build the app; the runtime (engine, keyring) is made in the lifespan unless given.
+    ``frontends`` runs other listeners (such as OVMS) for as long as the app runs."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        rt = runtime or build_runtime(settings or Settings())
+        config = settings or Settings()
+        rt = runtime or build_runtime(config)
         app.state.runtime = rt
         housekeeping = asyncio.create_task(_housekeeping(rt))
         try:
-            yield
+            async with frontends(rt, config) if frontends else contextlib.nullcontext():
+                yield
         finally:
             housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -74,6 +87,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         devices.router,
         provisioning.router,
         rules.router,
+        ovms.router,
         misc.router,
     ):
         app.include_router(router)

@@ -207,3 +207,37 @@ class ImportPublic(Public):
 
 class Health(Public):
     status: str
+
+
+class OvmsPut(Body):
+    """The service checks each field (services/ovms.py) and names the one that is wrong."""
+
+    parameters: Any = None
+    record: Any = None
+    apkey: Any = None
+    secret: Any = Field(default=None, json_schema_extra={"writeOnly": True})
+    one_time: Any = None
+
+
+class OvmsPublic(Public):
+    device_id: str
+    apkey: str
+    parameters: list[str] | None
+    record: str | None
+    one_time: bool
+    deliveries: int
+    delivered_at: str | None
+    updated_at: str | None
+
+    @classmethod
+    def of(cls, v: Any) -> OvmsPublic:
+        return cls(
+            device_id=v.device_id,
+            apkey=v.apkey,
+            parameters=v.parameters,
+            record=v.record,
+            one_time=v.one_time,
+            deliveries=v.deliveries,
+            delivered_at=rfc3339(v.delivered_at),
+            updated_at=rfc3339(v.updated_at),
+        )

@@ -32,7 +32,7 @@ def _listen(host: str, port: int) -> socket.socket:
 def _worker(host: str, port: int, options: dict[str, Any]) -> None:
     import uvicorn
 
-    config = uvicorn.Config("zerotouch.adapters.http.app:create_app", factory=True, **options)
+    config = uvicorn.Config("zerotouch.frontends:create_served_app", factory=True, **options)
     uvicorn.Server(config).run(sockets=[_listen(host, port)])
 
 

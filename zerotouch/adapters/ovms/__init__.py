@@ -1,0 +1,1 @@
+"""The OVMS v2 auto-provisioning front-end (TCP, optionally TLS)."""

@@ -1,0 +1,127 @@
+"""The OVMS AP listener: a thin asyncio shell around protocols/ovms.py.
+
+Hardening the reference server lacks: the first line must come within FIRST_LINE_TIMEOUT_S; a
+connection closes GRACE_S after its answer; a line past MAX_LINE closes it; AP-C attempts are
+rate limited per source address and per apkey (answered with AP-X). Each connection is a small
+asyncio.Protocol (no stream reader, no task), so idle connections cost little memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Callable
+
+from zerotouch.domain.errors import ZerotouchError
+from zerotouch.protocols import ovms
+from zerotouch.services import ovms as ovms_service
+from zerotouch.services.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+FIRST_LINE_TIMEOUT_S = 30.0
+GRACE_S = 2.0  # Time for a car to read its answer (and for a second AP-C to get AP-X).
+WINDOW_S = 60.0
+
+
+class RateLimiter:
+    """At most ``limit`` attempts per key in each minute (a fixed window per key)."""
+
+    def __init__(self, limit: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.clock = limit, clock
+        self._windows: dict[str, tuple[float, int]] = {}
+
+    def allow(self, key: str) -> bool:
+        if self.limit <= 0:
+            return True
+        now = self.clock()
+        start, count = self._windows.get(key, (now, 0))
+        if now - start >= WINDOW_S:
+            start, count = now, 0
+        if len(self._windows) > 100_000:
+            self._prune(now)
+        self._windows[key] = (start, count + 1)
+        return count < self.limit
+
+    def _prune(self, now: float) -> None:
+        self._windows = {k: v for k, v in self._windows.items() if now - v[0] < WINDOW_S}
+
+
+class CarConnection(asyncio.Protocol):
+    def __init__(self, frontend: OvmsFrontend) -> None:
+        self.frontend = frontend
+        self.conn = ovms.ServerConnection()
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = str(peer[0]) if peer else "?"
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_later(FIRST_LINE_TIMEOUT_S, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        try:
+            requests = self.conn.receive(data)
+        except ovms.ProtocolError as exc:
+            log.info("ovms: %s closed: %s", self.peer, exc)
+            self.transport.close()
+            return
+        for request in requests:
+            first = not self.conn.answered
+            self.transport.write(self.conn.respond(self._answer(request) if first else None))
+            if first:
+                if self.timer is not None:
+                    self.timer.cancel()
+                loop = asyncio.get_running_loop()
+                self.timer = loop.call_later(GRACE_S, self.transport.close)
+
+    def _answer(self, request: ovms.Request) -> ovms.Answer | None:
+        frontend = self.frontend
+        if not (
+            frontend.limiter.allow("ip:" + self.peer) and frontend.limiter.allow(request.apkey)
+        ):
+            log.info("ovms: %s rate limited for apkey %s", self.peer, request.apkey)
+            return None
+        try:
+            return ovms_service.answer_request(
+                frontend.runtime, apkey=request.apkey, source=self.peer
+            ).answer
+        except ZerotouchError as exc:
+            log.warning("ovms: no answer for %s: %s", self.peer, exc.message)
+            return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+
+
+class OvmsFrontend:
+    """The listeners of one server process; they share its runtime and rate limits."""
+
+    def __init__(self, runtime: Runtime, *, rate_limit: int) -> None:
+        self.runtime = runtime
+        self.limiter = RateLimiter(rate_limit)
+        self.servers: list[asyncio.Server] = []
+
+    async def listen(
+        self, host: str, port: int, *, tls: ssl.SSLContext | None = None
+    ) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: CarConnection(self), host, port, ssl=tls, reuse_port=True, backlog=4096
+        )
+        self.servers.append(server)
+        return server
+
+    async def close(self) -> None:
+        for server in self.servers:
+            server.close()
+        for server in self.servers:
+            await server.wait_closed()

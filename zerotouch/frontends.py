@@ -1,0 +1,38 @@
+"""What ``zerotouch serve`` runs in each process: the HTTP app and, for as long as it runs, the
+other front-ends the settings ask for (the OVMS listeners). Adapters do not import each other;
+they meet here."""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from zerotouch.adapters.http.app import create_app
+from zerotouch.adapters.ovms.server import OvmsFrontend
+from zerotouch.services.runtime import Runtime
+from zerotouch.settings import Settings
+
+
+@contextlib.asynccontextmanager
+async def ovms_listeners(rt: Runtime, settings: Settings) -> AsyncIterator[None]:
+    frontend = OvmsFrontend(rt, rate_limit=settings.ovms_rate_limit)
+    try:
+        if settings.ovms_port:
+            await frontend.listen(settings.host, settings.ovms_port)
+        if settings.ovms_tls_port:
+            if settings.tls_cert is None or settings.tls_key is None:
+                raise RuntimeError("the OVMS TLS port needs --tls-cert and --tls-key")
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(settings.tls_cert, settings.tls_key)
+            await frontend.listen(settings.host, settings.ovms_tls_port, tls=context)
+        yield
+    finally:
+        await frontend.close()
+
+
+def create_served_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """The app with its front-ends, as each ``zerotouch serve`` worker runs it."""
+    return create_app(settings, runtime=runtime, frontends=ovms_listeners)

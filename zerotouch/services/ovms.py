@@ -1,0 +1,260 @@
+"""OVMS auto-provisioning: the operator's record for a car, and answering the car's AP-C.
+
+A record is the module's parameters (#0, #1, ...) or a record text in another platform's
+format. The apkey defaults to the device's VIN and the shared secret to its ICCID, both from
+the factory record. The AP-S answer (token, digest, encrypted record) is computed once when the
+record is stored, as the reference server does. A one-time record is delivered once (the device
+becomes PROVISIONED) and answers AP-X after; others record each delivery.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from zerotouch.domain.errors import (
+    AlreadyExists,
+    FieldError,
+    IllegalTransition,
+    InvalidArgument,
+    NotFound,
+)
+from zerotouch.domain.lifecycle import DeviceEvent, DeviceStatus, device_transition
+from zerotouch.domain.values import Permission
+from zerotouch.protocols import ovms
+from zerotouch.services.runtime import Principal, Runtime
+from zerotouch.store.queries import device_for_account, record_event, unique_violation_as
+from zerotouch.store.schema import devices, ovms_records
+
+RECORD_PURPOSE = "ovms_records.record"
+SECRET_PURPOSE = "ovms_records.secret"  # noqa: S105 - a sealing purpose, not a secret
+ANSWER_PURPOSE = "ovms_records.answer"
+ICCID_PURPOSE = "devices.iccid"
+RECORD_MAX = 4096  # The module's parameter block; the reference firmware keeps less.
+PARAMETERS_MAX = 64
+SECRET_MAX = 128
+_FIELDS = ("parameters", "record", "apkey", "secret", "oneTime")
+
+
+@dataclass(frozen=True, slots=True)
+class OvmsView:
+    device_id: str
+    apkey: str
+    parameters: list[str] | None
+    record: str | None
+    one_time: bool
+    deliveries: int
+    delivered_at: Any
+    updated_at: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What to answer a car: the AP-S answer, or None for AP-X."""
+
+    answer: ovms.Answer | None
+
+
+def _record(body: dict[str, Any]) -> tuple[str, bool]:
+    if ("parameters" in body) == ("record" in body):
+        raise InvalidArgument.for_field("parameters", "give exactly one of parameters and record")
+    if "parameters" in body:
+        params = body["parameters"]
+        if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+            raise InvalidArgument.for_field("parameters", "must be a list of strings")
+        if len(params) > PARAMETERS_MAX:
+            raise InvalidArgument.for_field("parameters", f"must hold at most {PARAMETERS_MAX}")
+        try:
+            text = ovms.record_of(params)
+        except ValueError as exc:
+            raise InvalidArgument.for_field("parameters", str(exc)) from None
+        from_parameters = True
+    else:
+        text = body["record"]
+        if not isinstance(text, str) or "\r" in text or "\n" in text:
+            raise InvalidArgument.for_field("record", "must be one line of text")
+        from_parameters = False
+    if len(text.encode()) > RECORD_MAX:
+        raise InvalidArgument.for_field("record", f"must be at most {RECORD_MAX} bytes")
+    return text, from_parameters
+
+
+def _check_body(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise InvalidArgument.for_field("body", "must be an object")
+    unknown = [k for k in body if k not in _FIELDS]
+    if unknown:
+        raise InvalidArgument(
+            f"{unknown[0]}: is not a known field",
+            errors=[FieldError(k, "is not a known field") for k in unknown],
+        )
+    for name, limit in (("apkey", ovms.APKEY_MAX), ("secret", SECRET_MAX)):
+        value = body.get(name)
+        if value is not None and (
+            not isinstance(value, str) or not 1 <= len(value) <= limit or " " in value
+        ):
+            raise InvalidArgument.for_field(name, f"must be 1-{limit} characters without spaces")
+    if not isinstance(body.get("oneTime", False), bool):
+        raise InvalidArgument.for_field("oneTime", "must be true or false")
+    return body
+
+
+def put_record(rt: Runtime, *, principal: Principal, device_id: str, body: Any) -> OvmsView:
+    """Store (or replace) the device's record and the AP-S answer made from it."""
+    principal.require(Permission.WRITE_DEVICES)
+    fields = _check_body(body)
+    text, from_parameters = _record(fields)
+    with rt.db.write() as conn:
+        device = device_for_account(
+            conn, account_id=principal.account_id, device_id=device_id, lock=True
+        )
+        apkey = fields.get("apkey") or device.vin
+        if not apkey:
+            raise InvalidArgument.for_field("apkey", "is required: the device has no vin")
+        secret = fields.get("secret") or (
+            rt.keyring.open_text(device.iccid_sealed, ICCID_PURPOSE)
+            if device.iccid_sealed
+            else None
+        )
+        if not secret:
+            raise InvalidArgument.for_field("secret", "is required: the device has no iccid")
+        answer = ovms.seal_record(text, secret)
+        now = rt.clock()
+        conn.execute(ovms_records.delete().where(ovms_records.c.device_pk == device.id))
+        with unique_violation_as(
+            AlreadyExists(f"Another device's record uses the apkey {apkey!r}.", code="apkey_taken")
+        ):
+            conn.execute(
+                ovms_records.insert().values(
+                    device_pk=device.id,
+                    apkey=apkey,
+                    record_sealed=rt.keyring.seal(text, RECORD_PURPOSE),
+                    secret_sealed=rt.keyring.seal(secret, SECRET_PURPOSE),
+                    answer_sealed=rt.keyring.seal(answer.line(), ANSWER_PURPOSE),
+                    from_parameters=from_parameters,
+                    one_time=fields.get("oneTime", False),
+                    deliveries=0,
+                    delivered_at=None,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        record_event(
+            conn,
+            account_id=principal.account_id,
+            actor=principal.actor,
+            at=now,
+            event=(
+                "ovms.record_set",
+                device_id,
+                {"apkey": apkey, "oneTime": fields.get("oneTime", False)},
+            ),
+        )
+        return _view(rt, device_id, _row(conn, device.id))
+
+
+def get_record(rt: Runtime, *, principal: Principal, device_id: str) -> OvmsView:
+    principal.require(Permission.READ_DEVICES)
+    with rt.db.read() as conn:
+        device = device_for_account(conn, account_id=principal.account_id, device_id=device_id)
+        return _view(rt, device_id, _row(conn, device.id))
+
+
+def delete_record(rt: Runtime, *, principal: Principal, device_id: str) -> None:
+    principal.require(Permission.WRITE_DEVICES)
+    with rt.db.write() as conn:
+        device = device_for_account(
+            conn, account_id=principal.account_id, device_id=device_id, lock=True
+        )
+        _row(conn, device.id)
+        conn.execute(ovms_records.delete().where(ovms_records.c.device_pk == device.id))
+        record_event(
+            conn,
+            account_id=principal.account_id,
+            actor=principal.actor,
+            at=rt.clock(),
+            event=("ovms.record_deleted", device_id, {}),
+        )
+
+
+def _row(conn: sa.Connection, device_pk: int) -> Any:
+    row = conn.execute(sa.select(ovms_records).where(ovms_records.c.device_pk == device_pk)).first()
+    if row is None:
+        raise NotFound("The device has no OVMS record.", code="ovms_record_not_found")
+    return row
+
+
+def _view(rt: Runtime, device_id: str, row: Any) -> OvmsView:
+    text = rt.keyring.open_text(row.record_sealed, RECORD_PURPOSE)
+    return OvmsView(
+        device_id=device_id,
+        apkey=row.apkey,
+        parameters=ovms.parameters_of(text) if row.from_parameters else None,
+        record=None if row.from_parameters else text,
+        one_time=row.one_time,
+        deliveries=row.deliveries,
+        delivered_at=row.delivered_at,
+        updated_at=row.updated_at,
+    )
+
+
+_LOOKUP = (
+    sa.select(
+        ovms_records.c.device_pk,
+        ovms_records.c.answer_sealed,
+        ovms_records.c.one_time,
+        ovms_records.c.delivered_at,
+        devices.c.device_id,
+        devices.c.account_id,
+        devices.c.status,
+    )
+    .join(devices, devices.c.id == ovms_records.c.device_pk)
+    .where(ovms_records.c.apkey == sa.bindparam("apkey"))
+)
+
+
+def answer_request(rt: Runtime, *, apkey: str, source: str) -> Delivery:
+    """The answer to a car's AP-C: AP-S with its record, or AP-X (no record, a blocked device,
+    or a one-time record delivered already). A delivery is an audit event."""
+    with rt.db.write() as conn:
+        row = conn.execute(_LOOKUP, {"apkey": apkey}).first()
+        if row is None or row.status == DeviceStatus.BLOCKED.value or row.account_id is None:
+            return Delivery(None)
+        now = rt.clock()
+        if row.one_time:
+            # Conditional: of two cars racing for a one-time record, one gets it.
+            taken = conn.execute(
+                ovms_records.update()
+                .where(
+                    ovms_records.c.device_pk == row.device_pk, ovms_records.c.delivered_at.is_(None)
+                )
+                .values(delivered_at=now, deliveries=ovms_records.c.deliveries + 1, updated_at=now)
+            ).rowcount
+            if not taken:
+                return Delivery(None)
+            try:
+                status = device_transition(DeviceStatus(row.status), DeviceEvent.DELIVER)
+            except IllegalTransition:
+                status = DeviceStatus(row.status)  # In ERROR: delivered, the status stays.
+            conn.execute(
+                devices.update()
+                .where(devices.c.id == row.device_pk)
+                .values(status=status.value, updated_at=now)
+            )
+        else:
+            conn.execute(
+                ovms_records.update()
+                .where(ovms_records.c.device_pk == row.device_pk)
+                .values(delivered_at=now, deliveries=ovms_records.c.deliveries + 1, updated_at=now)
+            )
+        record_event(
+            conn,
+            account_id=row.account_id,
+            actor=f"ovms:{source}",
+            at=now,
+            event=("ovms.delivered", row.device_id, {"apkey": apkey, "oneTime": row.one_time}),
+        )
+    line = rt.keyring.open(row.answer_sealed, ANSWER_PURPOSE)
+    return Delivery(ovms.parse_answer(line.rstrip(b"\r\n")))
