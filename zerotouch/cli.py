@@ -27,9 +27,15 @@ app = typer.Typer(
 keys_app = typer.Typer(help="API keys and the master key.", no_args_is_help=True)
 db_app = typer.Typer(help="The database.", no_args_is_help=True)
 certs_app = typer.Typer(help="Certificates for tests and demos.", no_args_is_help=True)
+ovms_app = typer.Typer(help="OVMS auto-provisioning, the car's side.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.add_typer(certs_app, name="certs")
+app.add_typer(ovms_app, name="ovms")
+
+# Exit codes of `zerotouch ovms provision` (API.md: AP-X and a bad digest differ).
+EXIT_AP_X = 3
+EXIT_BAD_DIGEST = 4
 err = Console(stderr=True, soft_wrap=True)  # Messages stay one line each, for scripts.
 
 
@@ -316,6 +322,56 @@ def demo(
     out.print(summary_table(result, devices, elapsed))
     out.print(f"Keystores: {root / 'keystores'}/<deviceId>/; identities: {root / 'devices.csv'}.")
     raise typer.Exit(0 if not result.errors else 1)
+
+
+@ovms_app.command("provision")
+def ovms_provision(
+    server: Annotated[str, typer.Option(help="HOST:PORT of the OVMS listener.")],
+    apkey: Annotated[str, typer.Option(help="The car's apkey, usually its VIN.")],
+    secret: Annotated[str, typer.Option(help="The shared secret, usually the SIM's ICCID.")],
+    tls: Annotated[bool, typer.Option(help="Connect over TLS.")] = False,
+    trusted_root: Annotated[
+        Path | None, typer.Option(help="With --tls: the CA that must have signed the server.")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+    keystore: Annotated[
+        Path | None, typer.Option(help="Also write the parameters to KEYSTORE/ovms.json.")
+    ] = None,
+) -> None:
+    """Send AP-C, check the answer's digest against the secret, print the parameters."""
+    import asyncio
+    import json
+    import ssl
+
+    from zerotouch.adapters.ovms.client import Refused, provision
+    from zerotouch.agent.keystore import Keystore
+    from zerotouch.protocols.ovms import DigestMismatch, ProtocolError
+
+    host, _, port = server.rpartition(":")
+    if not host or not port.isdigit():
+        err.print("[red]--server must be HOST:PORT.[/red]")
+        raise typer.Exit(2)
+    context = ssl.create_default_context(cafile=str(trusted_root) if trusted_root else None)
+    try:
+        result = asyncio.run(
+            provision(host, int(port), apkey=apkey, secret=secret, tls=context if tls else None)
+        )
+    except Refused as exc:
+        err.print(str(exc))
+        raise typer.Exit(EXIT_AP_X) from None
+    except DigestMismatch:
+        err.print("[red]The answer's digest does not match the secret: nothing was used.[/red]")
+        raise typer.Exit(EXIT_BAD_DIGEST) from None
+    except (ProtocolError, OSError, TimeoutError, ValueError) as exc:
+        err.print(f"[red]No answer: {exc}[/red]")
+        raise typer.Exit(1) from None
+    if keystore is not None:
+        document = json.dumps({"apkey": apkey, "parameters": result.parameters}, indent=2)
+        Keystore(keystore).write(None, "ovms.json", document, private=True)
+    if json_out:
+        print(json.dumps(result.parameters))
+    else:
+        print("\n".join(result.parameters))
 
 
 def main() -> None:

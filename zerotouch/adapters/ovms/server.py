@@ -13,6 +13,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
+from typing import cast
 
 from zerotouch.domain.errors import ZerotouchError
 from zerotouch.protocols import ovms
@@ -58,12 +59,12 @@ class CarConnection(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses; they behave as one.
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]) if peer else "?"
         loop = asyncio.get_running_loop()
-        self.timer = loop.call_later(FIRST_LINE_TIMEOUT_S, transport.close)
+        self.timer = loop.call_later(FIRST_LINE_TIMEOUT_S, self.transport.close)
 
     def data_received(self, data: bytes) -> None:
         assert self.transport is not None

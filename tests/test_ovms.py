@@ -1,0 +1,302 @@
+"""OVMS auto-provisioning: the operator API, the listener (in memory and over real TCP), the
+car-side client and command, rate limits and the one-answer rule."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from tests.conftest import Api
+from zerotouch import demo
+from zerotouch.adapters.ovms import server as ovms_server
+from zerotouch.adapters.ovms.client import Refused, provision
+from zerotouch.adapters.ovms.server import CarConnection, OvmsFrontend, RateLimiter
+from zerotouch.protocols import ovms
+from zerotouch.services.runtime import Runtime
+
+VIN = "5YJRE11B781000001"
+ICCID = "89852000263265419999"
+PARAMS = ["NOPHONE", "modpass1", "K", "IP", "127.0.0.1", "internet", "", "", "DEMOCAR1"]
+
+
+def _car(api: Api, device_id: str = "car-1", vin: str = VIN, **put: Any) -> dict[str, Any]:
+    api.claimed(device_id, vin=vin, iccid=ICCID)
+    res = api.call(
+        "PUT", f"/v1/claimed-devices/{device_id}/ovms", json={"parameters": PARAMS, **put}
+    )
+    assert res.status_code == 200, res.text
+    body: dict[str, Any] = res.json()
+    return body
+
+
+# --- operator API -----------------------------------------------------------------------------
+
+
+def test_put_get_delete(api: Api) -> None:
+    body = _car(api)
+    assert body["apkey"] == VIN and body["parameters"] == PARAMS and body["oneTime"] is False
+    assert "secret" not in body and ICCID not in str(body)
+    shown = api.call("GET", "/v1/claimed-devices/car-1/ovms", role="viewer").json()
+    assert shown["parameters"] == PARAMS and ICCID not in str(shown)
+    assert api.call("PUT", "/v1/claimed-devices/car-1/ovms", role="viewer",
+                    json={"parameters": []}).status_code == 403  # fmt: skip
+    record = api.call(
+        "PUT", "/v1/claimed-devices/car-1/ovms", json={"record": "OTHER FORMAT 1", "apkey": "K1"}
+    ).json()
+    assert record["record"] == "OTHER FORMAT 1" and record["parameters"] is None
+    assert api.call("DELETE", "/v1/claimed-devices/car-1/ovms").status_code == 204
+    res = api.call("GET", "/v1/claimed-devices/car-1/ovms")
+    assert res.status_code == 404 and res.json()["code"] == "ovms_record_not_found"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"parameters": ["a b"]}, "parameters"),
+        ({"parameters": "x"}, "parameters"),
+        ({"parameters": [], "record": "x"}, "parameters"),
+        ({"record": "two\nlines"}, "record"),
+        ({"parameters": [], "apkey": "has space"}, "apkey"),
+        ({"parameters": [], "oneTime": "yes"}, "oneTime"),
+    ],
+)
+def test_bad_bodies_name_the_field(api: Api, body: dict[str, Any], field: str) -> None:
+    api.claimed("car-1", vin=VIN, iccid=ICCID)
+    res = api.call("PUT", "/v1/claimed-devices/car-1/ovms", json=body)
+    assert res.status_code == 422, res.text
+    assert res.json()["errors"][0]["field"] == field
+
+
+def test_apkey_and_secret_default_from_the_factory_record(api: Api) -> None:
+    api.claimed("no-vin")
+    res = api.call("PUT", "/v1/claimed-devices/no-vin/ovms", json={"parameters": []})
+    assert res.status_code == 422 and res.json()["errors"][0]["field"] == "apkey"
+    res = api.call("PUT", "/v1/claimed-devices/no-vin/ovms", json={"parameters": [], "apkey": "K"})
+    assert res.status_code == 422 and res.json()["errors"][0]["field"] == "secret"
+    _car(api, "car-1")
+    api.claimed("car-2", vin=VIN[:-1] + "2", iccid=ICCID)
+    res = api.call("PUT", "/v1/claimed-devices/car-2/ovms", json={"parameters": [], "apkey": VIN})
+    assert res.status_code == 409 and res.json()["code"] == "apkey_taken"
+
+
+# --- the listener, in memory ---------------------------------------------------------------------
+
+
+class Wire(asyncio.Transport):
+    """An in-memory transport: what the server writes, and whether it closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = bytearray()
+        self.closed = False
+
+    def write(self, data: Any) -> None:
+        self.sent += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("192.0.2.7", 40000) if name == "peername" else default
+
+
+def _session(rt: Runtime, *chunks: bytes, rate_limit: int = 0) -> Wire:
+    async def go() -> Wire:
+        wire = Wire()
+        car = CarConnection(OvmsFrontend(rt, rate_limit=rate_limit))
+        car.connection_made(wire)
+        for chunk in chunks:
+            car.data_received(chunk)
+        car.connection_lost(None)
+        return wire
+
+    return asyncio.run(go())
+
+
+def test_ap_s_for_a_record_and_ap_x_after(api: Api, rt: Runtime) -> None:
+    _car(api)
+    wire = _session(rt, ovms.request_line(VIN), ovms.request_line(VIN))
+    first, second, _ = bytes(wire.sent).split(b"\r\n")
+    answer = ovms.parse_answer(first)
+    assert answer is not None
+    assert ovms.parameters_of(ovms.open_answer(answer, ICCID)) == PARAMS
+    assert second == b"AP-X"  # One answer per connection.
+    device = api.call("GET", "/v1/claimed-devices/car-1").json()
+    assert device["status"] == "READY"  # Not one-time: the delivery is only recorded.
+    record = api.call("GET", "/v1/claimed-devices/car-1/ovms").json()
+    assert record["deliveries"] == 1 and record["deliveredAt"] is not None
+    events = api.call("GET", "/v1/events", params={"deviceId": "car-1"}).json()["items"]
+    assert events[-1]["type"] == "ovms.delivered" and events[-1]["actor"] == "ovms:192.0.2.7"
+
+
+def test_unknown_apkey_gets_ap_x_and_so_does_the_next(api: Api, rt: Runtime) -> None:
+    _car(api)
+    wire = _session(rt, ovms.request_line("UNKNOWNVIN"), ovms.request_line(VIN))
+    assert bytes(wire.sent) == ovms.AP_X + ovms.AP_X
+
+
+def test_one_time_record_is_delivered_once(api: Api, rt: Runtime) -> None:
+    _car(api, oneTime=True)
+    assert bytes(_session(rt, ovms.request_line(VIN)).sent).startswith(b"AP-S 0 ")
+    assert bytes(_session(rt, ovms.request_line(VIN)).sent) == ovms.AP_X
+    assert api.call("GET", "/v1/claimed-devices/car-1").json()["status"] == "PROVISIONED"
+
+
+def test_blocked_car_gets_ap_x(api: Api, rt: Runtime) -> None:
+    _car(api)
+    api.call("POST", "/v1/claimed-devices/car-1/block")
+    assert bytes(_session(rt, ovms.request_line(VIN)).sent) == ovms.AP_X
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"HELLO\r\n", b"AP-C 1 " + VIN.encode() + b"\r\n", b"X" * (ovms.MAX_LINE + 1)],
+)
+def test_a_broken_protocol_closes_without_an_answer(api: Api, rt: Runtime, line: bytes) -> None:
+    _car(api)
+    wire = _session(rt, line)
+    assert wire.closed and bytes(wire.sent) == b""
+
+
+def test_rate_limit_per_address(api: Api, rt: Runtime) -> None:
+    _car(api)
+
+    async def go() -> list[bytes]:
+        frontend = OvmsFrontend(rt, rate_limit=2)
+        sent = []
+        for _ in range(3):
+            wire = Wire()
+            car = CarConnection(frontend)
+            car.connection_made(wire)
+            car.data_received(ovms.request_line(VIN))
+            car.connection_lost(None)
+            sent.append(bytes(wire.sent))
+        return sent
+
+    answers = asyncio.run(go())
+    assert [a.startswith(b"AP-S") for a in answers] == [True, True, False]
+    assert answers[2] == ovms.AP_X
+
+
+def test_rate_limiter_windows() -> None:
+    now = [0.0]
+    limiter = RateLimiter(2, clock=lambda: now[0])
+    assert [limiter.allow("a") for _ in range(3)] == [True, True, False]
+    assert limiter.allow("b")
+    now[0] = 61.0
+    assert limiter.allow("a")
+    assert RateLimiter(0).allow("x")
+
+
+def test_first_line_timeout_and_grace(api: Api, rt: Runtime, monkeypatch: Any) -> None:
+    _car(api)
+    monkeypatch.setattr(ovms_server, "FIRST_LINE_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(ovms_server, "GRACE_S", 0.05)
+
+    async def go() -> tuple[bool, bool, bool]:
+        frontend = OvmsFrontend(rt, rate_limit=0)
+        silent, talker = Wire(), Wire()
+        CarConnection(frontend).connection_made(silent)
+        car = CarConnection(frontend)
+        car.connection_made(talker)
+        car.data_received(ovms.request_line(VIN))
+        closed_at_once = talker.closed
+        await asyncio.sleep(0.2)
+        return silent.closed, closed_at_once, talker.closed
+
+    silent_closed, closed_at_once, talker_closed = asyncio.run(go())
+    assert silent_closed and not closed_at_once and talker_closed
+
+
+# --- real TCP -----------------------------------------------------------------------------------
+
+
+def test_concurrent_cars_over_tcp(api: Api, rt: Runtime) -> None:
+    cars = [(f"car-{i}", f"WVWZZZ{i:011d}") for i in range(30)]
+    for device_id, vin in cars:
+        _car(api, device_id, vin=vin)
+
+    async def go() -> list[Any]:
+        frontend = OvmsFrontend(rt, rate_limit=0)
+        server = await frontend.listen("127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            return await asyncio.gather(
+                *(provision("127.0.0.1", port, apkey=vin, secret=ICCID) for _, vin in cars),
+                provision("127.0.0.1", port, apkey="NOSUCHVIN", secret=ICCID),
+                return_exceptions=True,
+            )
+        finally:
+            await frontend.close()
+
+    results = asyncio.run(go())
+    assert all(r.parameters == PARAMS for r in results[:-1])
+    assert isinstance(results[-1], Refused)
+
+
+def test_client_refuses_a_tampered_digest() -> None:
+    genuine = ovms.seal_record("NOPHONE secret-password", ICCID)
+    forged = ovms.Answer(
+        genuine.token, ovms.seal_record("x", "other").digest_b64, genuine.ciphertext_b64
+    )
+
+    async def go() -> Exception:
+        async def fake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readline()
+            writer.write(forged.line())
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(fake, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            await provision("127.0.0.1", port, apkey=VIN, secret=ICCID)
+        except Exception as exc:
+            return exc
+        finally:
+            server.close()
+        raise AssertionError("a forged answer was accepted")
+
+    assert isinstance(asyncio.run(go()), ovms.DigestMismatch)
+
+
+def test_the_car_side_command_against_serve(env: dict[str, str], tmp_path: Any) -> None:
+    keys = demo.create_keys(env)
+    port = demo.free_port()
+    with demo.server(env, ovms_port=port) as (base, _process):
+        import httpx
+
+        owner = {"Authorization": f"Bearer {keys.owner}"}
+        factory = {"Authorization": f"Bearer {keys.manufacturer}"}
+        imported = httpx.post(
+            f"{base}/v1/manufacturing/devices",
+            json={"devices": [{"deviceId": "car-1", "vin": VIN, "iccid": ICCID}]},
+            headers=factory,
+        ).json()
+        token = imported["devices"][0]["ownerToken"]
+        httpx.post(f"{base}/v1/claimed-devices", json={"ownerToken": token}, headers=owner)
+        res = httpx.put(
+            f"{base}/v1/claimed-devices/car-1/ovms", json={"parameters": PARAMS}, headers=owner
+        )
+        assert res.status_code == 200, res.text
+
+        def car(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "zerotouch", "ovms", "provision",
+                 "--server", f"127.0.0.1:{port}", *args],
+                env=env, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+
+        done = car("--apkey", VIN, "--secret", ICCID, "--keystore", str(tmp_path / "ks"))
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == PARAMS
+        assert (tmp_path / "ks" / "ovms.json").exists()
+        assert car("--apkey", "NOSUCHVIN", "--secret", ICCID).returncode == 3
+        assert car("--apkey", VIN, "--secret", "wrong-iccid").returncode == 4
