@@ -114,6 +114,7 @@ def _session(rt: Runtime, *chunks: bytes, rate_limit: int = 0) -> Wire:
         car.connection_made(wire)
         for chunk in chunks:
             car.data_received(chunk)
+        await asyncio.sleep(0)  # The loop's turn: the requests of this turn are answered.
         car.connection_lost(None)
         return wire
 
@@ -134,6 +135,39 @@ def test_ap_s_for_a_record_and_ap_x_after(api: Api, rt: Runtime) -> None:
     assert record["deliveries"] == 1 and record["deliveredAt"] is not None
     events = api.call("GET", "/v1/events", params={"deviceId": "car-1"}).json()["items"]
     assert events[-1]["type"] == "ovms.delivered" and events[-1]["actor"] == "ovms:192.0.2.7"
+
+
+def test_answers_keep_the_order_of_the_requests(api: Api, rt: Runtime) -> None:
+    _car(api)
+    wire = _session(rt, ovms.request_line(VIN) + ovms.request_line(VIN) + ovms.request_line(VIN))
+    lines = bytes(wire.sent).split(b"\r\n")
+    assert lines[0].startswith(b"AP-S 0 ") and lines[1:] == [b"AP-X", b"AP-X", b""]
+
+
+def test_many_cars_in_one_turn_share_a_transaction(api: Api, rt: Runtime) -> None:
+    cars = [(f"car-{i}", f"WVWZZZ{i:011d}") for i in range(5)]
+    for device_id, vin in cars:
+        _car(api, device_id, vin=vin)
+
+    async def go() -> list[bytes]:
+        frontend = OvmsFrontend(rt, rate_limit=0)
+        wires = []
+        for _, vin in [*cars, ("none", "NOSUCHVIN")]:
+            wire = Wire()
+            car = CarConnection(frontend)
+            car.connection_made(wire)
+            car.data_received(ovms.request_line(vin))
+            wires.append(wire)
+        await asyncio.sleep(0)
+        return [bytes(w.sent) for w in wires]
+
+    answers = asyncio.run(go())
+    assert all(a.startswith(b"AP-S 0 ") for a in answers[:-1]) and answers[-1] == ovms.AP_X
+    for line in answers[:-1]:
+        parsed = ovms.parse_answer(line.rstrip(b"\r\n"))
+        assert parsed is not None and ovms.open_answer(parsed, ICCID).startswith("NOPHONE")
+    events = api.call("GET", "/v1/events").json()["items"]
+    assert sum(e["type"] == "ovms.delivered" for e in events) == 5
 
 
 def test_unknown_apkey_gets_ap_x_and_so_does_the_next(api: Api, rt: Runtime) -> None:
@@ -176,6 +210,7 @@ def test_rate_limit_per_address(api: Api, rt: Runtime) -> None:
             car = CarConnection(frontend)
             car.connection_made(wire)
             car.data_received(ovms.request_line(VIN))
+            await asyncio.sleep(0)
             car.connection_lost(None)
             sent.append(bytes(wire.sent))
         return sent

@@ -200,61 +200,85 @@ def _view(rt: Runtime, device_id: str, row: Any) -> OvmsView:
     )
 
 
-_LOOKUP = (
-    sa.select(
-        ovms_records.c.device_pk,
-        ovms_records.c.answer_sealed,
-        ovms_records.c.one_time,
-        ovms_records.c.delivered_at,
-        devices.c.device_id,
-        devices.c.account_id,
-        devices.c.status,
-    )
-    .join(devices, devices.c.id == ovms_records.c.device_pk)
-    .where(ovms_records.c.apkey == sa.bindparam("apkey"))
-)
+_LOOKUP = sa.select(
+    ovms_records.c.device_pk,
+    ovms_records.c.apkey,
+    ovms_records.c.answer_sealed,
+    ovms_records.c.one_time,
+    ovms_records.c.delivered_at,
+    devices.c.device_id,
+    devices.c.account_id,
+    devices.c.status,
+).join(devices, devices.c.id == ovms_records.c.device_pk)
 
 
-def answer_request(rt: Runtime, *, apkey: str, source: str) -> Delivery:
-    """The answer to a car's AP-C: AP-S with its record, or AP-X (no record, a blocked device,
-    or a one-time record delivered already). A delivery is an audit event."""
+def answer_requests(rt: Runtime, requests: list[tuple[str, str]]) -> list[Delivery]:
+    """Answers to cars' AP-C, (apkey, source address) each, in one transaction: AP-S with the
+    record, or AP-X (no record, a blocked device, a one-time record delivered already). Every
+    delivery is an audit event, written before any answer goes out."""
+    if not requests:
+        return []
     with rt.db.write() as conn:
-        row = conn.execute(_LOOKUP, {"apkey": apkey}).first()
-        if row is None or row.status == DeviceStatus.BLOCKED.value or row.account_id is None:
-            return Delivery(None)
+        rows = {
+            row.apkey: row
+            for row in conn.execute(
+                _LOOKUP.where(ovms_records.c.apkey.in_({apkey for apkey, _ in requests}))
+            )
+        }
         now = rt.clock()
-        if row.one_time:
-            # Conditional: of two cars racing for a one-time record, one gets it.
-            taken = conn.execute(
-                ovms_records.update()
-                .where(
-                    ovms_records.c.device_pk == row.device_pk, ovms_records.c.delivered_at.is_(None)
-                )
-                .values(delivered_at=now, deliveries=ovms_records.c.deliveries + 1, updated_at=now)
-            ).rowcount
-            if not taken:
-                return Delivery(None)
-            try:
-                status = device_transition(DeviceStatus(row.status), DeviceEvent.DELIVER)
-            except IllegalTransition:
-                status = DeviceStatus(row.status)  # In ERROR: delivered, the status stays.
-            conn.execute(
-                devices.update()
-                .where(devices.c.id == row.device_pk)
-                .values(status=status.value, updated_at=now)
-            )
-        else:
+        deliveries: list[Delivery] = []
+        counts: dict[int, int] = {}
+        events: list[tuple[int, str, str, str, bool]] = []
+        for apkey, source in requests:
+            row = rows.get(apkey)
+            if row is None or row.status == DeviceStatus.BLOCKED.value or row.account_id is None:
+                deliveries.append(Delivery(None))
+                continue
+            if row.one_time and not _take_once(conn, row, now):
+                deliveries.append(Delivery(None))
+                continue
+            counts[row.device_pk] = counts.get(row.device_pk, 0) + 1
+            events.append((row.account_id, row.device_id, apkey, source, row.one_time))
+            line = rt.keyring.open(row.answer_sealed, ANSWER_PURPOSE)
+            deliveries.append(Delivery(ovms.parse_answer(line.rstrip(b"\r\n"))))
+        if counts:
             conn.execute(
                 ovms_records.update()
-                .where(ovms_records.c.device_pk == row.device_pk)
-                .values(delivered_at=now, deliveries=ovms_records.c.deliveries + 1, updated_at=now)
+                .where(ovms_records.c.device_pk == sa.bindparam("pk"))
+                .values(
+                    delivered_at=now,
+                    deliveries=ovms_records.c.deliveries + sa.bindparam("n"),
+                    updated_at=now,
+                ),
+                [{"pk": pk, "n": n} for pk, n in counts.items()],
             )
-        record_event(
-            conn,
-            account_id=row.account_id,
-            actor=f"ovms:{source}",
-            at=now,
-            event=("ovms.delivered", row.device_id, {"apkey": apkey, "oneTime": row.one_time}),
-        )
-    line = rt.keyring.open(row.answer_sealed, ANSWER_PURPOSE)
-    return Delivery(ovms.parse_answer(line.rstrip(b"\r\n")))
+        for account_id, device_id, apkey, source, one_time in events:
+            record_event(
+                conn,
+                account_id=account_id,
+                actor=f"ovms:{source}",
+                at=now,
+                event=("ovms.delivered", device_id, {"apkey": apkey, "oneTime": one_time}),
+            )
+    return deliveries
+
+
+def _take_once(conn: sa.Connection, row: Any, now: Any) -> bool:
+    """Claim a one-time record's only delivery; of racing cars exactly one gets it."""
+    taken = conn.execute(
+        ovms_records.update()
+        .where(ovms_records.c.device_pk == row.device_pk, ovms_records.c.delivered_at.is_(None))
+        .values(delivered_at=now)
+    ).rowcount
+    if not taken:
+        return False
+    try:
+        status = device_transition(DeviceStatus(row.status), DeviceEvent.DELIVER)
+    except IllegalTransition:
+        return True  # In ERROR: delivered, the status stays.
+    conn.execute(
+        devices.update()
+        .where(devices.c.id == row.device_pk)
+        .values(status=status.value, updated_at=now)
+    )
+    return True

@@ -57,6 +57,8 @@ class CarConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.timer: asyncio.TimerHandle | None = None
+        self.asked = False
+        self.unanswered = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses; they behave as one.
@@ -75,28 +77,27 @@ class CarConnection(asyncio.Protocol):
             self.transport.close()
             return
         for request in requests:
-            first = not self.conn.answered
-            self.transport.write(self.conn.respond(self._answer(request) if first else None))
-            if first:
+            if not self.asked:
+                self.asked = True
                 if self.timer is not None:
                     self.timer.cancel()
-                loop = asyncio.get_running_loop()
-                self.timer = loop.call_later(GRACE_S, self.transport.close)
+                self.frontend.submit(self, request)
+            elif self.conn.answered:
+                # Only the first AP-C of a connection is looked up (the one-answer rule).
+                self.transport.write(self.conn.respond(None))
+            else:
+                self.unanswered += 1  # Its AP-X follows the first answer, in order.
 
-    def _answer(self, request: ovms.Request) -> ovms.Answer | None:
-        frontend = self.frontend
-        if not (
-            frontend.limiter.allow("ip:" + self.peer) and frontend.limiter.allow(request.apkey)
-        ):
-            log.info("ovms: %s rate limited for apkey %s", self.peer, request.apkey)
-            return None
-        try:
-            return ovms_service.answer_request(
-                frontend.runtime, apkey=request.apkey, source=self.peer
-            ).answer
-        except ZerotouchError as exc:
-            log.warning("ovms: no answer for %s: %s", self.peer, exc.message)
-            return None
+    def answer(self, answer: ovms.Answer | None) -> None:
+        """Send the answer to the first AP-C (and AP-X to any sent since); close after the
+        grace period."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(self.conn.respond(answer))
+        for _ in range(self.unanswered):
+            self.transport.write(self.conn.respond(None))
+        self.unanswered = 0
+        self.timer = asyncio.get_running_loop().call_later(GRACE_S, self.transport.close)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:
@@ -104,12 +105,47 @@ class CarConnection(asyncio.Protocol):
 
 
 class OvmsFrontend:
-    """The listeners of one server process; they share its runtime and rate limits."""
+    """The listeners of one server process; they share its runtime and rate limits.
+
+    The AP-C requests that arrive in one turn of the event loop are answered together, with one
+    database transaction (the deliveries' audit events are written before any answer goes
+    out): under load a commit serves many cars.
+    """
 
     def __init__(self, runtime: Runtime, *, rate_limit: int) -> None:
         self.runtime = runtime
         self.limiter = RateLimiter(rate_limit)
         self.servers: list[asyncio.Server] = []
+        self._pending: list[tuple[CarConnection, ovms.Request]] = []
+
+    def submit(self, car: CarConnection, request: ovms.Request) -> None:
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self._answer_pending)
+        self._pending.append((car, request))
+
+    def _answer_pending(self) -> None:
+        batch, self._pending = self._pending, []
+        allowed = []
+        for car, request in batch:
+            if self._allowed(car.peer, request.apkey):
+                allowed.append((car, request))
+            else:
+                car.answer(None)
+        try:
+            deliveries = ovms_service.answer_requests(
+                self.runtime, [(request.apkey, car.peer) for car, request in allowed]
+            )
+        except ZerotouchError as exc:
+            log.warning("ovms: %d cars got AP-X: %s", len(allowed), exc.message)
+            deliveries = [ovms_service.Delivery(None)] * len(allowed)
+        for (car, _), delivery in zip(allowed, deliveries, strict=True):
+            car.answer(delivery.answer)
+
+    def _allowed(self, peer: str, apkey: str) -> bool:
+        if self.limiter.allow("ip:" + peer) and self.limiter.allow(apkey):
+            return True
+        log.info("ovms: %s rate limited for apkey %s", peer, apkey)
+        return False
 
     async def listen(
         self, host: str, port: int, *, tls: ssl.SSLContext | None = None
