@@ -25,6 +25,7 @@ from zerotouch.domain.lifecycle import DeviceEvent, DeviceStatus, device_transit
 from zerotouch.domain.values import Permission
 from zerotouch.protocols import ovms
 from zerotouch.services.runtime import Principal, Runtime
+from zerotouch.store.fast import FastStatement
 from zerotouch.store.queries import device_for_account, record_event, unique_violation_as
 from zerotouch.store.schema import devices, ovms_records
 
@@ -200,16 +201,38 @@ def _view(rt: Runtime, device_id: str, row: Any) -> OvmsView:
     )
 
 
-_LOOKUP = sa.select(
-    ovms_records.c.device_pk,
-    ovms_records.c.apkey,
-    ovms_records.c.answer_sealed,
-    ovms_records.c.one_time,
-    ovms_records.c.delivered_at,
-    devices.c.device_id,
-    devices.c.account_id,
-    devices.c.status,
-).join(devices, devices.c.id == ovms_records.c.device_pk)
+# Cars ask many times a second: statements built once (see store/fast.py).
+_b = sa.bindparam
+_LOOKUP = FastStatement(
+    sa.select(
+        ovms_records.c.device_pk,
+        ovms_records.c.answer_sealed,
+        ovms_records.c.one_time,
+        devices.c.device_id,
+        devices.c.account_id,
+        devices.c.status,
+    )
+    .join(devices, devices.c.id == ovms_records.c.device_pk)
+    .where(ovms_records.c.apkey == _b("apkey"))
+)
+_DELIVERED = FastStatement(
+    ovms_records.update()
+    .where(ovms_records.c.device_pk == _b("device_pk"))
+    .values(
+        delivered_at=_b("now"), deliveries=ovms_records.c.deliveries + _b("n"), updated_at=_b("now")
+    )
+)
+_TAKE_ONCE = FastStatement(
+    ovms_records.update()
+    .where(ovms_records.c.device_pk == _b("device_pk"), ovms_records.c.delivered_at.is_(None))
+    .values(delivered_at=_b("now"))
+    .returning(ovms_records.c.device_pk)
+)
+_SET_STATUS = FastStatement(
+    devices.update()
+    .where(devices.c.id == _b("device_pk"))
+    .values(status=_b("status"), updated_at=_b("now"))
+)
 
 
 def answer_requests(rt: Runtime, requests: list[tuple[str, str]]) -> list[Delivery]:
@@ -219,12 +242,11 @@ def answer_requests(rt: Runtime, requests: list[tuple[str, str]]) -> list[Delive
     if not requests:
         return []
     with rt.db.write() as conn:
-        rows = {
-            row.apkey: row
-            for row in conn.execute(
-                _LOOKUP.where(ovms_records.c.apkey.in_({apkey for apkey, _ in requests}))
-            )
-        }
+        rows: dict[str, Any] = {}
+        for apkey in {apkey for apkey, _ in requests}:
+            found = _LOOKUP.run(conn, {"apkey": apkey})
+            if found:
+                rows[apkey] = found[0]
         now = rt.clock()
         deliveries: list[Delivery] = []
         counts: dict[int, int] = {}
@@ -241,17 +263,8 @@ def answer_requests(rt: Runtime, requests: list[tuple[str, str]]) -> list[Delive
             events.append((row.account_id, row.device_id, apkey, source, row.one_time))
             line = rt.keyring.open(row.answer_sealed, ANSWER_PURPOSE)
             deliveries.append(Delivery(ovms.parse_answer(line.rstrip(b"\r\n"))))
-        if counts:
-            conn.execute(
-                ovms_records.update()
-                .where(ovms_records.c.device_pk == sa.bindparam("pk"))
-                .values(
-                    delivered_at=now,
-                    deliveries=ovms_records.c.deliveries + sa.bindparam("n"),
-                    updated_at=now,
-                ),
-                [{"pk": pk, "n": n} for pk, n in counts.items()],
-            )
+        for device_pk, n in counts.items():
+            _DELIVERED.run(conn, {"device_pk": device_pk, "n": n, "now": now})
         for account_id, device_id, apkey, source, one_time in events:
             record_event(
                 conn,
@@ -265,20 +278,11 @@ def answer_requests(rt: Runtime, requests: list[tuple[str, str]]) -> list[Delive
 
 def _take_once(conn: sa.Connection, row: Any, now: Any) -> bool:
     """Claim a one-time record's only delivery; of racing cars exactly one gets it."""
-    taken = conn.execute(
-        ovms_records.update()
-        .where(ovms_records.c.device_pk == row.device_pk, ovms_records.c.delivered_at.is_(None))
-        .values(delivered_at=now)
-    ).rowcount
-    if not taken:
+    if not _TAKE_ONCE.run(conn, {"device_pk": row.device_pk, "now": now}):
         return False
     try:
         status = device_transition(DeviceStatus(row.status), DeviceEvent.DELIVER)
     except IllegalTransition:
         return True  # In ERROR: delivered, the status stays.
-    conn.execute(
-        devices.update()
-        .where(devices.c.id == row.device_pk)
-        .values(status=status.value, updated_at=now)
-    )
+    _SET_STATUS.run(conn, {"device_pk": row.device_pk, "status": status.value, "now": now})
     return True
