@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 FIRST_LINE_TIMEOUT_S = 30.0
 GRACE_S = 2.0  # Time for a car to read its answer (and for a second AP-C to get AP-X).
 WINDOW_S = 60.0
+BATCH_WINDOW_S = 0.005  # How long requests are gathered while cars arrive together.
 
 
 class RateLimiter:
@@ -117,14 +118,22 @@ class OvmsFrontend:
         self.limiter = RateLimiter(rate_limit)
         self.servers: list[asyncio.Server] = []
         self._pending: list[tuple[CarConnection, ovms.Request]] = []
+        self._last_batch = 0
 
     def submit(self, car: CarConnection, request: ovms.Request) -> None:
         if not self._pending:
-            asyncio.get_running_loop().call_soon(self._answer_pending)
+            loop = asyncio.get_running_loop()
+            if self._last_batch > 1:
+                # Cars are arriving together: gather them a moment longer, so that one commit
+                # serves more of them (group commit).
+                loop.call_later(BATCH_WINDOW_S, self._answer_pending)
+            else:
+                loop.call_soon(self._answer_pending)
         self._pending.append((car, request))
 
     def _answer_pending(self) -> None:
         batch, self._pending = self._pending, []
+        self._last_batch = len(batch)
         allowed = []
         for car, request in batch:
             if self._allowed(car.peer, request.apkey):
