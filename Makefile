@@ -34,6 +34,7 @@ check: install
 bench: install
 	$(PY) bench/claims.py
 	$(PY) bench/provision.py
+	$(PY) bench/ovms.py
 
 clean:
 	rm -rf $(VENV) zerotouch-data *.egg-info

@@ -4,8 +4,11 @@ car-side client and command, rate limits and the one-answer rule."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +18,7 @@ from zerotouch import demo
 from zerotouch.adapters.ovms import server as ovms_server
 from zerotouch.adapters.ovms.client import Refused, provision
 from zerotouch.adapters.ovms.server import CarConnection, OvmsFrontend, RateLimiter
+from zerotouch.crypto import ca
 from zerotouch.protocols import ovms
 from zerotouch.services.runtime import Runtime
 
@@ -89,10 +93,11 @@ def test_apkey_and_secret_default_from_the_factory_record(api: Api) -> None:
 class Wire(asyncio.Transport):
     """An in-memory transport: what the server writes, and whether it closed."""
 
-    def __init__(self) -> None:
+    def __init__(self, peer: str = "192.0.2.7") -> None:
         super().__init__()
         self.sent = bytearray()
         self.closed = False
+        self.peer = peer
 
     def write(self, data: Any) -> None:
         self.sent += data
@@ -104,7 +109,7 @@ class Wire(asyncio.Transport):
         return self.closed
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("192.0.2.7", 40000) if name == "peername" else default
+        return (self.peer, 40000) if name == "peername" else default
 
 
 def _session(rt: Runtime, *chunks: bytes, rate_limit: int = 0) -> Wire:
@@ -218,6 +223,49 @@ def test_rate_limit_per_address(api: Api, rt: Runtime) -> None:
     answers = asyncio.run(go())
     assert [a.startswith(b"AP-S") for a in answers] == [True, True, False]
     assert answers[2] == ovms.AP_X
+
+
+def test_rate_limit_per_apkey(api: Api, rt: Runtime) -> None:
+    _car(api)
+
+    async def go() -> list[bytes]:
+        frontend = OvmsFrontend(rt, rate_limit=2)
+        sent = []
+        for address in ("192.0.2.1", "192.0.2.2", "192.0.2.3"):
+            wire = Wire(address)
+            car = CarConnection(frontend)
+            car.connection_made(wire)
+            car.data_received(ovms.request_line(VIN))
+            await asyncio.sleep(0.01)
+            sent.append(bytes(wire.sent))
+        return sent
+
+    answers = asyncio.run(go())
+    assert [a.startswith(b"AP-S") for a in answers] == [True, True, False]
+
+
+def test_tls_listener(api: Api, rt: Runtime) -> None:
+    _car(api)
+    authority = ca.generate_ca("test CA")
+    material = ca.issue_server_certificate(authority, ["127.0.0.1"])
+
+    async def go() -> Any:
+        server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        with tempfile.TemporaryDirectory() as folder:
+            cert, key = Path(folder) / "c.pem", Path(folder) / "k.pem"
+            cert.write_text(material.certificate_pem)
+            key.write_text(material.private_key_pem)
+            server_context.load_cert_chain(cert, key)
+        client_context = ssl.create_default_context(cadata=authority.certificate_pem)
+        frontend = OvmsFrontend(rt, rate_limit=0)
+        server = await frontend.listen("127.0.0.1", 0, tls=server_context)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            return await provision("127.0.0.1", port, apkey=VIN, secret=ICCID, tls=client_context)
+        finally:
+            await frontend.close()
+
+    assert asyncio.run(go()).parameters == PARAMS
 
 
 def test_rate_limiter_windows() -> None:
