@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -64,3 +66,15 @@ def device_reports(
         conn.execute(
             devices.update().where(devices.c.device_id == device_id).values(status=device_status)
         )
+
+
+def zerotouch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the `zerotouch` command as a user would, in ``env``."""
+    return subprocess.run(
+        [sys.executable, "-m", "zerotouch", *args],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )

@@ -4,24 +4,13 @@ with a certificate from `zerotouch certs server`: trusted root accepted, a stran
 from __future__ import annotations
 
 import stat
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 from cryptography import x509
 
+from tests.helpers import zerotouch
 from zerotouch import demo
-
-
-def zerotouch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "zerotouch", *args],
-        env=env,
-        text=True,
-        capture_output=True,
-        timeout=120,
-    )
 
 
 def test_certs_server_writes_a_chain_to_a_local_ca(env: dict[str, str], tmp_path: Path) -> None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import sqlalchemy as sa
 
+from tests.helpers import zerotouch
 from zerotouch.crypto.envelope import Keyring
 from zerotouch.services import devices as device_service
 from zerotouch.services import manufacturing, plans
@@ -16,17 +15,6 @@ from zerotouch.services.accounts import authenticate
 from zerotouch.services.runtime import Runtime
 from zerotouch.store.db import Database
 from zerotouch.store.schema import SEALED_COLUMNS, devices
-
-
-def zerotouch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "zerotouch", *args],
-        env=env,
-        text=True,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def _runtime(env: dict[str, str], keyring: Keyring) -> Runtime:
