@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Api
+from tests.helpers import zerotouch
 from zerotouch import demo
 from zerotouch.adapters.ovms import server as ovms_server
 from zerotouch.adapters.ovms.client import Refused, provision
@@ -351,31 +351,30 @@ def test_client_refuses_a_tampered_digest() -> None:
 
 
 def test_the_car_side_command_against_serve(env: dict[str, str], tmp_path: Any) -> None:
+    assert zerotouch(env, "certs", "server", "--out", str(tmp_path / "tls")).returncode == 0
+    tls = demo.Tls.in_directory(tmp_path / "tls")
     keys = demo.create_keys(env)
-    port = demo.free_port()
-    with demo.server(env, ovms_port=port) as (base, _process):
+    port, tls_port = demo.free_port(), demo.free_port()
+    with demo.server(env, tls=tls, ovms_port=port, ovms_tls_port=tls_port) as (base, _process):
         import httpx
 
         owner = {"Authorization": f"Bearer {keys.owner}"}
         factory = {"Authorization": f"Bearer {keys.manufacturer}"}
-        imported = httpx.post(
+        http = httpx.Client(verify=demo.trust(tls.ca))
+        imported = http.post(
             f"{base}/v1/manufacturing/devices",
             json={"devices": [{"deviceId": "car-1", "vin": VIN, "iccid": ICCID}]},
             headers=factory,
         ).json()
         token = imported["devices"][0]["ownerToken"]
-        httpx.post(f"{base}/v1/claimed-devices", json={"ownerToken": token}, headers=owner)
-        res = httpx.put(
+        http.post(f"{base}/v1/claimed-devices", json={"ownerToken": token}, headers=owner)
+        res = http.put(
             f"{base}/v1/claimed-devices/car-1/ovms", json={"parameters": PARAMS}, headers=owner
         )
         assert res.status_code == 200, res.text
 
-        def car(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [sys.executable, "-m", "zerotouch", "ovms", "provision",
-                 "--server", f"127.0.0.1:{port}", *args],
-                env=env, capture_output=True, text=True, timeout=60,
-            )  # fmt: skip
+        def car(*args: str, at: int = port) -> subprocess.CompletedProcess[str]:
+            return zerotouch(env, "ovms", "provision", "--server", f"127.0.0.1:{at}", *args)
 
         done = car("--apkey", VIN, "--secret", ICCID, "--keystore", str(tmp_path / "ks"))
         assert done.returncode == 0, done.stderr
@@ -383,3 +382,8 @@ def test_the_car_side_command_against_serve(env: dict[str, str], tmp_path: Any) 
         assert (tmp_path / "ks" / "ovms.json").exists()
         assert car("--apkey", "NOSUCHVIN", "--secret", ICCID).returncode == 3
         assert car("--apkey", VIN, "--secret", "wrong-iccid").returncode == 4
+        over_tls = car("--apkey", VIN, "--secret", ICCID, "--tls", "--trusted-root",
+                       str(tls.ca), at=tls_port)  # fmt: skip
+        assert over_tls.returncode == 0, over_tls.stderr
+        assert over_tls.stdout.splitlines() == PARAMS
+        http.close()

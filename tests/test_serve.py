@@ -49,6 +49,8 @@ def test_serve_answers_and_stops_cleanly(env: dict[str, str], workers: int) -> N
             "warning",
             "--ovms-port",
             "0",
+            "--ovms-tls-port",
+            "0",
         ],
         env=env,
         stdout=subprocess.PIPE,

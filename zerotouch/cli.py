@@ -55,7 +55,7 @@ def serve(
         int | None, typer.Option(help="OVMS auto-provisioning TCP port (0: off; default 6867).")
     ] = None,
     ovms_tls_port: Annotated[
-        int | None, typer.Option(help="OVMS over TLS with --tls-cert (0: off, the default).")
+        int | None, typer.Option(help="OVMS over TLS, with --tls-cert (0: off; default 6870).")
     ] = None,
     ovms_rate_limit: Annotated[
         int | None, typer.Option(help="AP-C per minute per address and per apkey (0: no limit).")

@@ -79,14 +79,19 @@ class Tls:
 
 @contextlib.contextmanager
 def server(
-    env: Mapping[str, str], *, workers: int = 1, tls: Tls | None = None, ovms_port: int = 0
+    env: Mapping[str, str],
+    *,
+    workers: int = 1,
+    tls: Tls | None = None,
+    ovms_port: int = 0,
+    ovms_tls_port: int = 0,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``zerotouch serve`` in a child process on a free loopback port; yields (URL, process).
-    The OVMS listener is off unless ``ovms_port`` names a port."""
+    The OVMS listeners are off unless their ports are given."""
     port = free_port()
     command = [sys.executable, "-m", "zerotouch", "serve", "--port", str(port)]
     command += ["--log-level", "warning", "--workers", str(workers)]
-    command += ["--ovms-port", str(ovms_port)]
+    command += ["--ovms-port", str(ovms_port), "--ovms-tls-port", str(ovms_tls_port)]
     if tls is not None:
         command += ["--tls-cert", str(tls.certificate), "--tls-key", str(tls.key)]
     process = subprocess.Popen(command, env=dict(env))  # noqa: S603 - this interpreter, fixed args

@@ -22,9 +22,7 @@ async def ovms_listeners(rt: Runtime, settings: Settings) -> AsyncIterator[None]
     try:
         if settings.ovms_port:
             await frontend.listen(settings.host, settings.ovms_port)
-        if settings.ovms_tls_port:
-            if settings.tls_cert is None or settings.tls_key is None:
-                raise RuntimeError("the OVMS TLS port needs --tls-cert and --tls-key")
+        if settings.ovms_tls_port and settings.tls_cert and settings.tls_key:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(settings.tls_cert, settings.tls_key)
             await frontend.listen(settings.host, settings.ovms_tls_port, tls=context)

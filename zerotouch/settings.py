@@ -19,10 +19,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     db_pool_size: int = 20
-    # OVMS auto-provisioning listeners (0 turns one off); AP-C attempts per minute per source
-    # address and per apkey (0: no limit). The TLS one needs tls_cert and tls_key.
+    # OVMS auto-provisioning listeners, on the ports OVMS v2 uses (0 turns one off); the TLS
+    # one runs when a certificate is configured. AP-C attempts per minute per source address
+    # and per apkey (0: no limit).
     ovms_port: int = Field(default=6867, ge=0, le=65535)
-    ovms_tls_port: int = Field(default=0, ge=0, le=65535)
+    ovms_tls_port: int = Field(default=6870, ge=0, le=65535)
     ovms_rate_limit: int = Field(default=30, ge=0)
     tls_cert: Path | None = None
     tls_key: Path | None = None
