@@ -132,7 +132,7 @@ def _claim(
         with rt.db.batch(conn):
             # One conditional UPDATE claims the device: of two racing claims the database lets
             # exactly one match. The account's rules travel with it, and the tag and event rows
-            # with the commit: a claim costs the database three round trips.
+            # with the commit: a claim waits for the database three times.
             claimed = _CLAIM.send(
                 conn,
                 {

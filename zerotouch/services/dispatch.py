@@ -2,9 +2,9 @@
 
 API.md, Device API. Commands after the cursor go out in order, at most ``limit``, and a CSR the
 account CA is to sign ends its batch (its certificate comes in the next one). A device that
-fetches again after a crash gets its IN_PROGRESS commands again. A fetch is one transaction of
-two round trips on PostgreSQL: the reads (with the jti and the device lock), then the writes
-with the commit.
+fetches again after a crash gets its IN_PROGRESS commands again. A fetch is one transaction in
+which PostgreSQL is waited for twice: the reads (with the jti and the device lock) go out
+together, then the writes with the commit.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ Responses count only for commands IN_PROGRESS, so a device that reports twice (a
 delivery) changes nothing the second time. A failure marks the command FAILED and the device
 ERROR and puts the commands behind it back to PENDING. A key generation registers the device's
 new public key; a CSR the account CA is to sign gets its certificate queued right behind it.
-A report is one transaction of two round trips on PostgreSQL: every read the results could need
-goes out first (with the jti and the device lock), then every write with the commit.
+A report is one transaction in which PostgreSQL is waited for twice: every read the results
+could need goes out first (with the jti and the device lock), then every write with the commit.
 """
 
 from __future__ import annotations
