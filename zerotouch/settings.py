@@ -27,6 +27,18 @@ class Settings(BaseSettings):
     ovms_rate_limit: int = Field(default=30, ge=0)
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # OCPI: where partners reach us, and who we are (API.md, OCPI).
+    public_url: str | None = None
+    ocpi_country_code: str = Field(default="NL", pattern=r"^[A-Z]{2}$")
+    ocpi_party_id: str = Field(default="ZTP", pattern=r"^[A-Z0-9]{3}$")
+    ocpi_role: str = "OTHER"
+    ocpi_business_name: str = "zerotouch"
+    ocpi_accept_raw_tokens: bool = False
+    ocpi_ping_interval: int = Field(default=300, ge=1)
+
+    def resolved_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
     # Validity of the certificates the account CA issues for devices' CSRs.
     certificate_validity_days: int = Field(default=365, ge=1, le=3650)
 

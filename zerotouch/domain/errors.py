@@ -9,7 +9,8 @@
      ├── FailedPrecondition   the resource's state does not allow the operation
      │    └── IllegalTransition   a lifecycle table refused a move
      ├── ResourceExhausted    a per-resource limit was reached
-     └── Unavailable          a dependency did not answer
+     ├── Unavailable          a dependency did not answer
+     └── PeerFailed           a partner platform refused or could not be used
 
 Each kind has a default snake_case ``code``; raisers may give a more specific one
 (``already_claimed``, ``command_limit_reached``) that stays stable for API users.
@@ -86,3 +87,9 @@ class ResourceExhausted(ZerotouchError):
 
 class Unavailable(ZerotouchError):
     code = "unavailable"
+
+
+class PeerFailed(ZerotouchError):
+    """A partner platform (OCPI) answered wrongly, refused, or could not be reached."""
+
+    code = "peer_failed"

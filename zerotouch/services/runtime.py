@@ -20,6 +20,19 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+@dataclass(frozen=True, slots=True)
+class OcpiIdentity:
+    """Who we are to OCPI partners, and how tolerant we are of them (settings)."""
+
+    public_url: str = "http://127.0.0.1:8000"
+    country_code: str = "NL"
+    party_id: str = "ZTP"
+    role: str = "OTHER"
+    business_name: str = "zerotouch"
+    accept_raw_tokens: bool = False
+    ping_interval: int = 300
+
+
 @dataclass
 class Runtime:
     db: Database
@@ -28,6 +41,7 @@ class Runtime:
     clock: Callable[[], dt.datetime] = utcnow
     # How long a certificate the account CA issues for a device's CSR stays valid.
     certificate_validity: dt.timedelta = dt.timedelta(days=365)
+    ocpi: OcpiIdentity = field(default_factory=OcpiIdentity)
     metrics: Metrics = field(init=False)
     # API key hash -> (expiry on the monotonic clock, principal); see accounts.authenticate.
     auth_cache: dict[str, tuple[float, Principal]] = field(init=False, default_factory=dict)

@@ -162,6 +162,46 @@ ovms_records = sa.Table(
     sa.Column("updated_at", UtcDateTime(), nullable=False),
 )
 
+# OCPI: a token A made by an operator for one partner to register with (hashed, single use),
+# and the partners registered either way. incoming_token: what they present to us (hashed);
+# outgoing_token: what we present to them (sealed).
+ocpi_tokens = sa.Table(
+    "ocpi_tokens",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("account_id", BigId, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    # "register": a token A for a partner; "callback": the token we give a partner while we
+    # register with it, valid (for reads only) until the registration completes.
+    sa.Column("purpose", sa.String(16), nullable=False),
+    sa.Column("note", sa.String(256), nullable=True),
+    sa.Column("expires_at", UtcDateTime(), nullable=True),
+    sa.Column("used_at", UtcDateTime(), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+)
+
+ocpi_peers = sa.Table(
+    "ocpi_peers",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("account_id", BigId, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("direction", sa.String(8), nullable=False),
+    sa.Column("version", sa.String(8), nullable=False),
+    sa.Column("versions_url", sa.Text(), nullable=False),
+    sa.Column("credentials_url", sa.Text(), nullable=False),
+    sa.Column("country_code", sa.String(2), nullable=False),
+    sa.Column("party_id", sa.String(3), nullable=False),
+    sa.Column("role", sa.String(8), nullable=False),
+    sa.Column("business_name", sa.String(100), nullable=False),
+    sa.Column("roles", Json, nullable=False),
+    sa.Column("incoming_token_hash", sa.String(64), nullable=True, unique=True),
+    sa.Column("outgoing_token_sealed", sa.Text(), nullable=True),
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("last_updated", UtcDateTime(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("account_id", "country_code", "party_id"),
+)
+
 provisioning_rules = sa.Table(
     "provisioning_rules",
     metadata,
@@ -215,4 +255,5 @@ SEALED_COLUMNS: tuple[tuple[sa.Table, str, str], ...] = (
     (ovms_records, "record_sealed", "ovms_records.record"),
     (ovms_records, "secret_sealed", "ovms_records.secret"),
     (ovms_records, "answer_sealed", "ovms_records.answer"),
+    (ocpi_peers, "outgoing_token_sealed", "ocpi_peers.outgoing_token"),
 )

@@ -20,6 +20,8 @@ from zerotouch.adapters.http.routes import (
     devices,
     manufacturing,
     misc,
+    ocpi,
+    ocpi_operator,
     ovms,
     provisioning,
     rules,
@@ -88,6 +90,8 @@ def create_app(
         provisioning.router,
         rules.router,
         ovms.router,
+        ocpi_operator.router,
+        ocpi.router,
         misc.router,
     ):
         app.include_router(router)

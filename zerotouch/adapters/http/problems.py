@@ -25,6 +25,7 @@ STATUS_BY_KIND: dict[type[errors.ZerotouchError], int] = {
     errors.FailedPrecondition: 409,
     errors.ResourceExhausted: 409,
     errors.Unavailable: 503,
+    errors.PeerFailed: 502,
 }
 
 TITLES = {
@@ -33,6 +34,7 @@ TITLES = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    502: "Bad Gateway",
     409: "Conflict",
     413: "Content Too Large",
     415: "Unsupported Media Type",

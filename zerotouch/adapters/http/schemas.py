@@ -241,3 +241,59 @@ class OvmsPublic(Public):
             delivered_at=rfc3339(v.delivered_at),
             updated_at=rfc3339(v.updated_at),
         )
+
+
+class OcpiTokenCreate(Body):
+    expires_at: Any = None
+    note: Any = None
+
+
+class OcpiTokenPublic(Public):
+    id: str
+    token_a: str
+    versions_url: str
+
+
+class OcpiPeerCreate(Body):
+    versions_url: Any = None
+    token_a: Any = Field(default=None, json_schema_extra={"writeOnly": True})
+    version: Any = None
+
+
+class OcpiRolePublic(Public):
+    role: str
+    country_code: str
+    party_id: str
+    business_name: str
+
+
+class OcpiPeerPublic(Public):
+    id: str
+    country_code: str
+    party_id: str
+    role: str
+    roles: list[OcpiRolePublic]
+    business_name: str
+    version: str
+    direction: str
+    status: str
+    last_updated: str | None
+
+    @classmethod
+    def of(cls, v: Any) -> OcpiPeerPublic:
+        return cls(
+            id=v.id,
+            country_code=v.country_code,
+            party_id=v.party_id,
+            role=v.role,
+            roles=[OcpiRolePublic(**r) for r in v.roles],
+            business_name=v.business_name,
+            version=v.version,
+            direction=v.direction,
+            status=v.status,
+            last_updated=rfc3339(v.last_updated),
+        )
+
+
+class OcpiPeerList(Public):
+    items: list[OcpiPeerPublic]

@@ -1,0 +1,214 @@
+"""OCPI registration between two zerotouch instances over real HTTP on loopback, both
+directions and both versions; token A reuse; errors 3001/3002/3003 against a scripted peer."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import BACKEND, fresh_pg_database
+from tests.live import live_server
+from zerotouch.crypto.envelope import Keyring
+from zerotouch.domain.errors import PeerFailed
+from zerotouch.protocols import ocpi
+from zerotouch.services import ocpi as ocpi_service
+from zerotouch.services.accounts import authenticate, create_api_key
+from zerotouch.services.runtime import OcpiIdentity, Runtime
+from zerotouch.store.db import Database
+
+
+@dataclasses.dataclass
+class Platform:
+    rt: Runtime
+    base: str
+    owner: dict[str, str]
+
+    def call(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        return httpx.request(method, self.base + path, headers=self.owner, timeout=30, **kw)
+
+
+@contextmanager
+def platform(party_id: str) -> Iterator[Platform]:
+    with ExitStack() as stack:
+        if BACKEND == "postgresql":
+            url = stack.enter_context(fresh_pg_database())
+        else:
+            folder = stack.enter_context(tempfile.TemporaryDirectory())
+            url = f"sqlite:///{folder}/zerotouch.db"
+        db = Database(url)
+        stack.callback(db.dispose)
+        db.upgrade()
+        rt = Runtime(db=db, keyring=Keyring.generate())
+        owner = create_api_key(rt, role="owner", account_name="acme")[1]
+        base = stack.enter_context(live_server(rt))
+        rt.ocpi = OcpiIdentity(
+            public_url=base, party_id=party_id, business_name=f"Party {party_id}"
+        )
+        yield Platform(rt, base, {"Authorization": f"Bearer {owner}"})
+
+
+@pytest.mark.parametrize("version", [ocpi.V221, ocpi.V211])
+def test_two_instances_register_both_ways(version: str) -> None:
+    with platform("AAA") as a, platform("BBB") as b:
+        # A registers with B (outgoing for A, incoming for B) ...
+        token = b.call("POST", "/v1/ocpi/tokens", json={"note": "for AAA"}).json()
+        res = a.call(
+            "POST",
+            "/v1/ocpi/peers",
+            json={
+                "versionsUrl": token["versionsUrl"],
+                "tokenA": token["tokenA"],
+                "version": version,
+            },
+        )
+        assert res.status_code == 201, res.text
+        peer = res.json()
+        assert (peer["partyId"], peer["direction"], peer["status"], peer["version"]) == (
+            "BBB", "outgoing", "CONNECTED", version,
+        )  # fmt: skip
+        (seen,) = b.call("GET", "/v1/ocpi/peers").json()["items"]
+        assert (seen["partyId"], seen["direction"], seen["version"]) == ("AAA", "incoming", version)
+        assert seen["role"] == "OTHER"  # Our settings: role OTHER (and 2.1.1 has no roles).
+        # ... and token A is used up: a second registration with it is refused.
+        again = a.call(
+            "POST",
+            "/v1/ocpi/peers",
+            json={"versionsUrl": token["versionsUrl"], "tokenA": token["tokenA"]},
+        )
+        assert again.status_code == 502
+        # B registers with A the other way round. A party registers once, so both platforms
+        # speak for another party of theirs this time.
+        b.rt.ocpi = dataclasses.replace(b.rt.ocpi, party_id="BBC")
+        a.rt.ocpi = dataclasses.replace(a.rt.ocpi, party_id="AAC")
+        other = a.call("POST", "/v1/ocpi/tokens", json={}).json()
+        res = b.call(
+            "POST",
+            "/v1/ocpi/peers",
+            json={
+                "versionsUrl": other["versionsUrl"],
+                "tokenA": other["tokenA"],
+                "version": version,
+            },
+        )
+        assert res.status_code == 201, res.text
+        parties = {
+            (p["partyId"], p["direction"]) for p in a.call("GET", "/v1/ocpi/peers").json()["items"]
+        }
+        assert parties == {("BBB", "outgoing"), ("BBC", "incoming")}
+
+
+def test_tokens_work_after_registration_and_token_a_dies() -> None:
+    with platform("AAA") as a, platform("BBB") as b:
+        token = b.call("POST", "/v1/ocpi/tokens", json={}).json()
+        res = a.call(
+            "POST",
+            "/v1/ocpi/peers",
+            json={"versionsUrl": token["versionsUrl"], "tokenA": token["tokenA"]},
+        )
+        assert res.status_code == 201
+        old = httpx.get(
+            f"{b.base}/ocpi/versions", headers={"Authorization": f"Token {token['tokenA']}"}
+        )
+        assert old.status_code == 401
+        assert old.json()["status_code"] == ocpi.CLIENT_ERROR
+
+
+def test_ocpi_endpoints_answer_in_envelopes_and_echo_request_ids() -> None:
+    with platform("AAA") as a:
+        token = a.call("POST", "/v1/ocpi/tokens", json={}).json()["tokenA"]
+        headers = {
+            "Authorization": ocpi.authorization(token, ocpi.V221),
+            "X-Request-ID": "req-1",
+            "X-Correlation-ID": "corr-1",
+        }
+        res = httpx.get(f"{a.base}/ocpi/versions", headers=headers)
+        assert (
+            res.headers["x-request-id"] == "req-1" and res.headers["x-correlation-id"] == "corr-1"
+        )
+        versions = res.json()["data"]
+        assert [v["version"] for v in versions] == ["2.2.1", "2.1.1"]
+        details = httpx.get(versions[0]["url"], headers=headers).json()["data"]
+        assert {e["identifier"] for e in details["endpoints"]} == {"credentials"}
+        # Raw token on 2.2.1 is refused unless allowed; accepted on the versions endpoint.
+        raw = {"Authorization": f"Token {token}"}
+        assert httpx.get(f"{a.base}/ocpi/versions", headers=raw).status_code == 200
+        assert httpx.get(versions[0]["url"], headers=raw).status_code == 401
+        a.rt.ocpi = dataclasses.replace(a.rt.ocpi, accept_raw_tokens=True)
+        assert httpx.get(versions[0]["url"], headers=raw).status_code == 200
+        no_id = httpx.get(
+            f"{a.base}/ocpi/versions", headers={"Authorization": headers["Authorization"]}
+        )
+        assert no_id.headers["x-request-id"]  # Missing X-Request-ID: tolerated, one is made.
+        assert httpx.get(f"{a.base}/ocpi/versions").status_code == 401
+
+
+class Scripted:
+    """A partner that answers from a table: (method, url) -> (status, body)."""
+
+    def __init__(self, answers: dict[tuple[str, str], tuple[int, Any]]) -> None:
+        self.answers = answers
+        self.calls: list[tuple[str, str]] = []
+
+    async def request(
+        self, method: str, url: str, *, token: str, version: str, body: Any = None
+    ) -> tuple[int, Any]:
+        self.calls.append((method, url))
+        if (method, url) not in self.answers:
+            raise OSError("connection refused")
+        return self.answers[(method, url)]
+
+
+def _ok(data: Any) -> tuple[int, Any]:
+    return 200, {"data": data, "status_code": 1000, "timestamp": "2026-11-22T00:00:00Z"}
+
+
+@pytest.mark.parametrize(
+    ("answers", "code"),
+    [
+        ({}, "ocpi_3001"),
+        ({("GET", "https://p/versions"): (200, "<html>")}, "ocpi_3001"),
+        ({("GET", "https://p/versions"): _ok([{"version": "3.0", "url": "https://p/3"}])},
+         "ocpi_3002"),
+        ({("GET", "https://p/versions"): _ok([{"version": "2.2", "url": "https://p/2.2"}]),
+          ("GET", "https://p/2.2"): _ok({"version": "2.2", "endpoints": []})}, "ocpi_3003"),
+        ({("GET", "https://p/versions"): _ok([{"version": "2.2.1", "url": "https://p/2.2.1"}]),
+          ("GET", "https://p/2.2.1"): _ok({"version": "2.2.1", "endpoints": [
+              {"identifier": "credentials", "role": "RECEIVER", "url": "https://p/2.2.1/credentials"}]}),
+          ("POST", "https://p/2.2.1/credentials"): (400, {"status_code": 2001, "timestamp": "x"})},
+         "ocpi_2001"),
+    ],
+)  # fmt: skip
+def test_registration_errors_store_nothing(
+    rt: Runtime, answers: dict[tuple[str, str], tuple[int, Any]], code: str
+) -> None:
+    owner = authenticate(rt, create_api_key(rt, role="owner", account_name="acme")[1])
+    with pytest.raises(PeerFailed) as caught:
+        asyncio.run(
+            ocpi_service.register_outgoing(
+                rt, Scripted(answers), principal=owner,
+                body={"versionsUrl": "https://p/versions", "tokenA": "t"},
+            )
+        )  # fmt: skip
+    assert caught.value.code == code
+    assert ocpi_service.list_peers(rt, principal=owner) == []
+
+
+def test_concurrent_registrations_with_one_token_a_one_wins() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with platform("AAA") as a, platform("CCC") as c, platform("BBB") as b:
+        token = b.call("POST", "/v1/ocpi/tokens", json={}).json()
+        body = {"versionsUrl": token["versionsUrl"], "tokenA": token["tokenA"]}
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda p: p.call("POST", "/v1/ocpi/peers", json=body), (a, c)))
+        assert sorted(r.status_code for r in answers) == [201, 502]
+        assert len(b.call("GET", "/v1/ocpi/peers").json()["items"]) == 1
+        loser = next(p for p, r in zip((a, c), answers, strict=True) if r.status_code == 502)
+        assert loser.call("GET", "/v1/ocpi/peers").json()["items"] == []

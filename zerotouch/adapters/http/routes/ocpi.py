@@ -1,0 +1,155 @@
+"""The OCPI endpoints partners call (OCPI 2.2.1 and 2.1.1): versions, version details and
+credentials. Answers are OCPI envelopes; X-Request-ID and X-Correlation-ID are echoed."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from zerotouch.adapters.http.deps import read_body
+from zerotouch.adapters.http.peers import HttpTransport
+from zerotouch.domain.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    PeerFailed,
+    Unauthenticated,
+    ZerotouchError,
+)
+from zerotouch.protocols import ocpi
+from zerotouch.services import ocpi as ocpi_service
+from zerotouch.services.runtime import Runtime
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/ocpi", tags=["ocpi"])
+MAX_BODY_BYTES = 64 * 1024  # A credentials object is a few hundred bytes.
+
+
+def _reply(request: Request, data: Any, *, status: int = 200, code: int = ocpi.SUCCESS,
+           message: str = "Success") -> JSONResponse:  # fmt: skip
+    rt: Runtime = request.app.state.runtime
+    request_id = request.headers.get("x-request-id")
+    if request_id is None:
+        log.info("ocpi: a request from %s came without X-Request-ID", request.client)
+        request_id = str(uuid.uuid4())
+    headers = {
+        "X-Request-ID": request_id,
+        "X-Correlation-ID": request.headers.get("x-correlation-id") or request_id,
+    }
+    body = ocpi.envelope(data, now=rt.clock(), status_code=code, message=message)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _refusal(request: Request, error: ZerotouchError) -> JSONResponse:
+    if isinstance(error, Unauthenticated):
+        return _reply(request, None, status=401, code=ocpi.CLIENT_ERROR, message=error.message)
+    if isinstance(error, FailedPrecondition):
+        return _reply(request, None, status=405, code=ocpi.CLIENT_ERROR, message=error.message)
+    if isinstance(error, PeerFailed):
+        number = error.code.removeprefix("ocpi_")
+        code = int(number) if number.isdigit() else ocpi.UNUSABLE_API
+        return _reply(request, None, status=400, code=code, message=error.message)
+    if isinstance(error, InvalidArgument):
+        return _reply(
+            request, None, status=400, code=ocpi.INVALID_PARAMETERS, message=error.message
+        )
+    raise error
+
+
+def _caller(request: Request, version: str | None) -> ocpi_service.Caller:
+    """The token in the Authorization header: on the versions endpoint base64 or raw, on a
+    version's endpoints as that version writes it (raw on 2.2.1 when the setting allows)."""
+    rt: Runtime = request.app.state.runtime
+    header = request.headers.get("authorization")
+    if version is None:
+        candidates = []
+        for each in (ocpi.V221, ocpi.V211):
+            try:
+                candidates.append(ocpi.token_from_header(header, each, accept_raw=True).token)
+            except ocpi.OcpiError:
+                continue
+        for token in dict.fromkeys(candidates):
+            try:
+                return ocpi_service.authenticate(rt, token)
+            except Unauthenticated:
+                continue
+        raise Unauthenticated("No known OCPI token.")
+    try:
+        presented = ocpi.token_from_header(header, version, accept_raw=rt.ocpi.accept_raw_tokens)
+    except ocpi.OcpiError as exc:
+        raise Unauthenticated(str(exc)) from None
+    for note in presented.tolerated:
+        log.info("ocpi: tolerated from %s: %s", request.client, note)
+    return ocpi_service.authenticate(rt, presented.token)
+
+
+def _version(raw: str) -> str:
+    if raw not in ocpi.SUPPORTED:
+        raise InvalidArgument.for_field("version", "is not a version we speak")
+    return raw
+
+
+@router.get("/versions", summary="GetOcpiVersions")
+async def get_versions(request: Request) -> JSONResponse:
+    try:
+        _caller(request, None)
+    except ZerotouchError as exc:
+        return _refusal(request, exc)
+    base = request.app.state.runtime.ocpi.public_url
+    data = [{"version": v, "url": f"{base}/ocpi/{v}"} for v in ocpi.SUPPORTED]
+    return _reply(request, data)
+
+
+@router.get("/{version}", summary="GetOcpiVersionDetails")
+async def get_version_details(version: str, request: Request) -> JSONResponse:
+    try:
+        version = _version(version)
+        _caller(request, version)
+    except ZerotouchError as exc:
+        return _refusal(request, exc)
+    url = f"{request.app.state.runtime.ocpi.public_url}/ocpi/{version}/credentials"
+    if version == ocpi.V211:
+        endpoints = [{"identifier": "credentials", "url": url}]
+    else:
+        endpoints = [
+            {"identifier": "credentials", "role": role, "url": url}
+            for role in ("SENDER", "RECEIVER")
+        ]
+    return _reply(request, {"version": version, "endpoints": endpoints})
+
+
+@router.get("/{version}/credentials", summary="GetOcpiCredentials")
+async def get_credentials(version: str, request: Request) -> JSONResponse:
+    """Our credentials, with the token the caller presented (a token A or its own)."""
+    rt: Runtime = request.app.state.runtime
+    try:
+        version = _version(version)
+        _caller(request, version)
+    except ZerotouchError as exc:
+        return _refusal(request, exc)
+    header = request.headers.get("authorization", "")
+    token = ocpi.token_from_header(header, version, accept_raw=True).token
+    return _reply(request, ocpi.build_credentials(ocpi_service.our_credentials(rt, token), version))
+
+
+@router.post("/{version}/credentials", summary="RegisterOcpiPartner")
+async def post_credentials(version: str, request: Request) -> JSONResponse:
+    rt: Runtime = request.app.state.runtime
+    try:
+        version = _version(version)
+        caller = _caller(request, version)
+        raw = await read_body(request, MAX_BODY_BYTES)
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise InvalidArgument.for_field("body", "is not JSON") from None
+        ours = await ocpi_service.register_incoming(
+            rt, HttpTransport(), caller=caller, version=version, body=body
+        )
+    except ZerotouchError as exc:
+        return _refusal(request, exc)
+    return _reply(request, ocpi.build_credentials(ours, version))

@@ -1,0 +1,41 @@
+"""The operator's side of OCPI: token A for a partner to register with us, registering with a
+partner, and the partners (API.md, OCPI)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from zerotouch.adapters.http import schemas
+from zerotouch.adapters.http.deps import CallerDep, reply
+from zerotouch.adapters.http.peers import HttpTransport
+from zerotouch.services import ocpi
+
+router = APIRouter(prefix="/v1/ocpi", tags=["ocpi"])
+
+
+@router.post(
+    "/tokens", status_code=201, response_model=schemas.OcpiTokenPublic, summary="CreateOcpiToken"
+)
+async def create_token(body: schemas.OcpiTokenCreate, caller: CallerDep) -> Response:
+    raw = body.model_dump(by_alias=True, exclude_unset=True)
+    made = caller.run(ocpi.create_token_a, body=raw)
+    return reply(
+        schemas.OcpiTokenPublic(id=made.id, token_a=made.token, versions_url=made.versions_url), 201
+    )
+
+
+@router.post(
+    "/peers", status_code=201, response_model=schemas.OcpiPeerPublic, summary="RegisterWithOcpiPeer"
+)
+async def register_peer(body: schemas.OcpiPeerCreate, caller: CallerDep) -> Response:
+    raw = body.model_dump(by_alias=True, exclude_unset=True)
+    view = await ocpi.register_outgoing(
+        caller.runtime, HttpTransport(), principal=caller.principal(), body=raw
+    )
+    return reply(schemas.OcpiPeerPublic.of(view), 201)
+
+
+@router.get("/peers", response_model=schemas.OcpiPeerList, summary="ListOcpiPeers")
+async def list_peers(caller: CallerDep) -> Response:
+    items = caller.run(ocpi.list_peers)
+    return reply(schemas.OcpiPeerList(items=[schemas.OcpiPeerPublic.of(v) for v in items]))

@@ -1,0 +1,427 @@
+"""OCPI Credentials: registering with partner platforms and letting them register with us.
+
+Incoming: an operator makes a token A; the partner POSTs its credentials with it; before we
+answer we read its versions and version details with the token it gave us, check its credentials
+endpoint, and answer with our credentials and a new token; token A is used up in the same
+transaction, so of two registrations with one token A exactly one wins. Outgoing: the operator
+gives us a partner's versions URL and token A and we run the same handshake the other way.
+Tokens are named by direction: ``incoming_token`` (presented to us; stored hashed) and
+``outgoing_token`` (presented by us; stored sealed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+
+from zerotouch.crypto.hashing import secret_hash
+from zerotouch.domain.errors import (
+    FailedPrecondition,
+    FieldError,
+    InvalidArgument,
+    PeerFailed,
+    Unauthenticated,
+)
+from zerotouch.domain.values import Permission
+from zerotouch.protocols import ocpi
+from zerotouch.services.runtime import Principal, Runtime
+from zerotouch.store.queries import record_event, unique_violation_as
+from zerotouch.store.schema import ocpi_peers, ocpi_tokens
+
+log = logging.getLogger(__name__)
+
+OUTGOING_PURPOSE = "ocpi_peers.outgoing_token"
+NOTE_MAX = 256
+CONNECTED, OFFLINE, SUSPENDED = "CONNECTED", "OFFLINE", "SUSPENDED"
+REGISTER, CALLBACK = "register", "callback"  # ocpi_tokens.purpose
+CALLBACK_LIFETIME = dt.timedelta(minutes=5)
+
+
+class Transport(Protocol):
+    """How the service reaches partners (adapters/ocpi): one HTTP request, its status and JSON."""
+
+    async def request(
+        self, method: str, url: str, *, token: str, version: str, body: Any = None
+    ) -> tuple[int, Any]: ...
+
+
+def new_token() -> str:
+    """A credentials token: 43 characters of URL-safe base64 (256 random bits)."""
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenA:
+    id: str
+    token: str
+    versions_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerView:
+    id: str
+    country_code: str
+    party_id: str
+    role: str
+    roles: list[dict[str, str]]
+    business_name: str
+    version: str
+    direction: str
+    status: str
+    last_updated: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who presented a token on the OCPI endpoints: a token A, or a registered partner."""
+
+    account_id: int
+    token_a_id: str | None = None
+    peer: Any = None
+    # Our own token, given to a partner we are registering with, for its callback reads.
+    callback: bool = False
+
+
+def versions_url(rt: Runtime) -> str:
+    return f"{rt.ocpi.public_url}/ocpi/versions"
+
+
+def create_token_a(rt: Runtime, *, principal: Principal, body: Any) -> TokenA:
+    principal.require(Permission.MANAGE_PLATFORM)
+    body = body or {}
+    note, expires = body.get("note"), body.get("expiresAt")
+    if note is not None and (not isinstance(note, str) or len(note) > NOTE_MAX):
+        raise InvalidArgument.for_field("note", f"must be at most {NOTE_MAX} characters")
+    expires_at = None
+    if expires is not None:
+        try:
+            expires_at = dt.datetime.fromisoformat(str(expires).replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidArgument.for_field("expiresAt", "must be an RFC 3339 time") from None
+        if expires_at.tzinfo is None:
+            raise InvalidArgument.for_field("expiresAt", "must carry a time zone")
+    token, token_id, now = new_token(), str(uuid.uuid4()), rt.clock()
+    with rt.db.write() as conn:
+        conn.execute(
+            ocpi_tokens.insert().values(
+                id=token_id,
+                account_id=principal.account_id,
+                token_hash=secret_hash(token),
+                purpose=REGISTER,
+                note=note,
+                expires_at=expires_at,
+                used_at=None,
+                created_at=now,
+            )
+        )
+        record_event(
+            conn,
+            account_id=principal.account_id,
+            actor=principal.actor,
+            at=now,
+            event=("ocpi.token_created", None, {"tokenId": token_id}),
+        )
+    return TokenA(token_id, token, versions_url(rt))
+
+
+def authenticate(rt: Runtime, token: str) -> Caller:
+    """A partner by its incoming token, else an unused, unexpired token A; else 401."""
+    digest = secret_hash(token)
+    with rt.db.read() as conn:
+        peer = conn.execute(
+            sa.select(ocpi_peers).where(ocpi_peers.c.incoming_token_hash == digest)
+        ).first()
+        if peer is not None:
+            return Caller(peer.account_id, peer=peer)
+        row = conn.execute(sa.select(ocpi_tokens).where(ocpi_tokens.c.token_hash == digest)).first()
+    if row is None or row.used_at is not None:
+        raise Unauthenticated("The OCPI token is not known.")
+    if row.expires_at is not None and row.expires_at <= rt.clock():
+        raise Unauthenticated("The OCPI token has expired.")
+    if row.purpose == CALLBACK:
+        return Caller(row.account_id, callback=True)
+    return Caller(row.account_id, token_a_id=row.id)
+
+
+def our_credentials(rt: Runtime, token: str) -> ocpi.Credentials:
+    identity = rt.ocpi
+    role = ocpi.Role(
+        identity.role, identity.country_code, identity.party_id, identity.business_name
+    )
+    return ocpi.Credentials(token, versions_url(rt), (role,))
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    version: ocpi.Version
+    credentials_url: str
+
+
+async def _discover(transport: Transport, url: str, token: str, *, version: str | None) -> _Found:
+    """Read a partner's versions and version details; check its credentials endpoint."""
+    attempts = [version] if version else [ocpi.V221, ocpi.V211]
+    data: Any = None
+    for encoding in attempts:
+        status, body = await _call(transport, "GET", url, token=token, version=encoding)
+        if status != 401:
+            data = _data(status, body, "versions")
+            break
+    else:
+        raise PeerFailed(
+            "The partner refused our token on its versions endpoint.", code="ocpi_3001"
+        )
+    versions, tolerated = ocpi.parse_versions(data)
+    for note in tolerated:
+        log.info("ocpi: tolerated from %s: %s", url, note)
+    chosen = (
+        next((v for v in versions if v.version == version), None)
+        if version
+        else ocpi.highest_shared(versions)
+    )
+    if chosen is None:
+        raise PeerFailed("The partner shares no OCPI version with us.", code="ocpi_3002")
+    status, body = await _call(transport, "GET", chosen.url, token=token, version=chosen.version)
+    endpoints = ocpi.parse_endpoints(_data(status, body, "version details"))
+    credentials = ocpi.find_endpoint(endpoints, "credentials")
+    if credentials is None:
+        raise PeerFailed("The partner has no credentials endpoint.", code="ocpi_3003")
+    return _Found(chosen, credentials.url)
+
+
+async def _call(
+    transport: Transport, method: str, url: str, *, token: str, version: str, body: Any = None
+) -> tuple[int, Any]:
+    try:
+        return await transport.request(method, url, token=token, version=version, body=body)
+    except (OSError, ValueError) as exc:
+        raise PeerFailed(f"The partner could not be reached: {exc}", code="ocpi_3001") from None
+
+
+def _data(status: int, body: Any, what: str) -> Any:
+    try:
+        envelope = ocpi.parse_envelope(body)
+    except ocpi.OcpiError:
+        raise PeerFailed(f"The partner's {what} answer is not OCPI.", code="ocpi_3001") from None
+    if envelope.status_code != ocpi.SUCCESS or status >= 400:
+        raise PeerFailed(
+            f"The partner refused ({envelope.status_code}): {envelope.status_message}",
+            code=f"ocpi_{envelope.status_code}",
+        )
+    return envelope.data
+
+
+async def register_incoming(
+    rt: Runtime, transport: Transport, *, caller: Caller, version: str, body: Any
+) -> ocpi.Credentials:
+    """A partner POSTs its credentials with a token A: check it out, then answer ours."""
+    if caller.peer is not None:
+        raise FailedPrecondition("Already registered: use PUT to update.", code="ocpi_registered")
+    if caller.token_a_id is None:
+        raise Unauthenticated("This token cannot register.")
+    theirs = _credentials(body, version)
+    found = await _discover(transport, theirs.url, theirs.token, version=version)
+    incoming = new_token()
+    now = rt.clock()
+    with rt.db.write() as conn:
+        used = conn.execute(
+            ocpi_tokens.update()
+            .where(ocpi_tokens.c.id == caller.token_a_id, ocpi_tokens.c.used_at.is_(None))
+            .values(used_at=now)
+        ).rowcount
+        if not used:
+            raise Unauthenticated("The OCPI token is not known.")  # Another registration won.
+        peer_id = _store_peer(rt, conn, caller.account_id, theirs, found, "incoming", incoming, now)
+        record_event(
+            conn,
+            account_id=caller.account_id,
+            actor=f"ocpi:{theirs.identity.country_code}{theirs.identity.party_id}",
+            at=now,
+            event=("ocpi.registered", None, {"peerId": peer_id, "direction": "incoming"}),
+        )
+    return our_credentials(rt, incoming)
+
+
+def _credentials(body: Any, version: str) -> ocpi.Credentials:
+    try:
+        return ocpi.parse_credentials(body, version)
+    except ocpi.OcpiError as exc:
+        field, _, reason = str(exc).partition(": ")
+        raise InvalidArgument(
+            str(exc), errors=[FieldError(field, reason)], code="ocpi_2001"
+        ) from None
+
+
+def _store_peer(
+    rt: Runtime,
+    conn: sa.Connection,
+    account_id: int,
+    theirs: ocpi.Credentials,
+    found: _Found,
+    direction: str,
+    incoming: str,
+    now: dt.datetime,
+) -> str:
+    """Insert the partner, or bring a SUSPENDED one of the same party back under its id."""
+    me = theirs.identity
+    existing = conn.execute(
+        sa.select(ocpi_peers.c.id, ocpi_peers.c.status).where(
+            ocpi_peers.c.account_id == account_id,
+            ocpi_peers.c.country_code == me.country_code,
+            ocpi_peers.c.party_id == me.party_id,
+        )
+    ).first()
+    if existing is not None and existing.status != SUSPENDED:
+        raise FailedPrecondition(
+            f"{me.country_code}/{me.party_id} is registered already.", code="ocpi_registered"
+        )
+    values = {
+        "direction": direction,
+        "version": found.version.version,
+        "versions_url": theirs.url,
+        "credentials_url": found.credentials_url,
+        "role": me.role,
+        "business_name": me.business_name,
+        "roles": [
+            {
+                "role": r.role,
+                "countryCode": r.country_code,
+                "partyId": r.party_id,
+                "businessName": r.business_name,
+            }
+            for r in theirs.roles
+        ],
+        "incoming_token_hash": secret_hash(incoming),
+        "outgoing_token_sealed": rt.keyring.seal(theirs.token, OUTGOING_PURPOSE),
+        "status": CONNECTED,
+        "last_updated": now,
+    }
+    if existing is not None:
+        conn.execute(ocpi_peers.update().where(ocpi_peers.c.id == existing.id).values(**values))
+        return str(existing.id)
+    peer_id = str(uuid.uuid4())
+    with unique_violation_as(
+        FailedPrecondition(
+            f"{me.country_code}/{me.party_id} is registered already.", code="ocpi_registered"
+        )
+    ):
+        conn.execute(
+            ocpi_peers.insert().values(
+                id=peer_id,
+                account_id=account_id,
+                country_code=me.country_code,
+                party_id=me.party_id,
+                created_at=now,
+                **values,
+            )
+        )
+    return peer_id
+
+
+async def register_outgoing(
+    rt: Runtime, transport: Transport, *, principal: Principal, body: Any
+) -> PeerView:
+    """Register with a partner: its versions URL and the token A it gave us."""
+    principal.require(Permission.MANAGE_PLATFORM)
+    if not isinstance(body, dict):
+        raise InvalidArgument.for_field("body", "must be an object")
+    url, token_a, wanted = body.get("versionsUrl"), body.get("tokenA"), body.get("version")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise InvalidArgument.for_field("versionsUrl", "must be an http(s) URL")
+    if not isinstance(token_a, str) or not token_a:
+        raise InvalidArgument.for_field("tokenA", "is required")
+    if wanted is not None and wanted not in ocpi.SUPPORTED:
+        raise InvalidArgument.for_field("version", f"must be one of {', '.join(ocpi.SUPPORTED)}")
+    found = await _discover(transport, url, token_a, version=wanted)
+    version = found.version.version
+    incoming = new_token()
+    # The partner reads our versions with this token before it answers: it works from now on.
+    callback_id = _callback_token(rt, principal.account_id, incoming)
+    try:
+        status, answer = await _call(
+            transport,
+            "POST",
+            found.credentials_url,
+            token=token_a,
+            version=version,
+            body=ocpi.build_credentials(our_credentials(rt, incoming), version),
+        )
+        data = _data(status, answer, "credentials")
+        try:
+            theirs = ocpi.parse_credentials(data, version)
+        except ocpi.OcpiError as exc:
+            raise PeerFailed(
+                f"The partner's credentials are not valid: {exc}", code="ocpi_3001"
+            ) from None
+    except BaseException:
+        _drop_token(rt, callback_id)
+        raise
+    now = rt.clock()
+    with rt.db.write() as conn:
+        conn.execute(ocpi_tokens.delete().where(ocpi_tokens.c.id == callback_id))
+        peer_id = _store_peer(
+            rt, conn, principal.account_id, theirs, found, "outgoing", incoming, now
+        )
+        record_event(
+            conn,
+            account_id=principal.account_id,
+            actor=principal.actor,
+            at=now,
+            event=("ocpi.registered", None, {"peerId": peer_id, "direction": "outgoing"}),
+        )
+        row = conn.execute(sa.select(ocpi_peers).where(ocpi_peers.c.id == peer_id)).one()
+    return _view(row)
+
+
+def _callback_token(rt: Runtime, account_id: int, token: str) -> str:
+    token_id, now = str(uuid.uuid4()), rt.clock()
+    with rt.db.write() as conn:
+        conn.execute(
+            ocpi_tokens.insert().values(
+                id=token_id,
+                account_id=account_id,
+                token_hash=secret_hash(token),
+                purpose=CALLBACK,
+                note=None,
+                expires_at=now + CALLBACK_LIFETIME,
+                used_at=None,
+                created_at=now,
+            )
+        )
+    return token_id
+
+
+def _drop_token(rt: Runtime, token_id: str) -> None:
+    with rt.db.write() as conn:
+        conn.execute(ocpi_tokens.delete().where(ocpi_tokens.c.id == token_id))
+
+
+def list_peers(rt: Runtime, *, principal: Principal) -> list[PeerView]:
+    principal.require(Permission.MANAGE_PLATFORM)
+    with rt.db.read() as conn:
+        rows = conn.execute(
+            sa.select(ocpi_peers)
+            .where(ocpi_peers.c.account_id == principal.account_id)
+            .order_by(ocpi_peers.c.created_at, ocpi_peers.c.id)
+        ).all()
+    return [_view(r) for r in rows]
+
+
+def _view(row: Any) -> PeerView:
+    return PeerView(
+        id=row.id,
+        country_code=row.country_code,
+        party_id=row.party_id,
+        role=row.role,
+        roles=row.roles,
+        business_name=row.business_name,
+        version=row.version,
+        direction=row.direction,
+        status=row.status,
+        last_updated=row.last_updated,
+    )
