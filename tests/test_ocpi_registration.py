@@ -212,3 +212,97 @@ def test_concurrent_registrations_with_one_token_a_one_wins() -> None:
         assert len(b.call("GET", "/v1/ocpi/peers").json()["items"]) == 1
         loser = next(p for p, r in zip((a, c), answers, strict=True) if r.status_code == 502)
         assert loser.call("GET", "/v1/ocpi/peers").json()["items"] == []
+
+
+def _register(a: Platform, b: Platform, **extra: Any) -> dict[str, Any]:
+    token = b.call("POST", "/v1/ocpi/tokens", json={}).json()
+    res = a.call(
+        "POST",
+        "/v1/ocpi/peers",
+        json={"versionsUrl": token["versionsUrl"], "tokenA": token["tokenA"], **extra},
+    )
+    assert res.status_code == 201, res.text
+    peer: dict[str, Any] = res.json()
+    return peer
+
+
+def _their_token(a: Platform, peer_id: str) -> str:
+    """What A presents to B for this registration (sealed in A's database)."""
+    import sqlalchemy as sa
+
+    from zerotouch.store.schema import ocpi_peers
+
+    with a.rt.db.read() as conn:
+        sealed = conn.execute(
+            sa.select(ocpi_peers.c.outgoing_token_sealed).where(ocpi_peers.c.id == peer_id)
+        ).scalar_one()
+    return a.rt.keyring.open_text(sealed, ocpi_service.OUTGOING_PURPOSE)
+
+
+@pytest.mark.parametrize("version", [ocpi.V221, ocpi.V211])
+def test_rotation_from_either_side(version: str) -> None:
+    with platform("AAA") as a, platform("BBB") as b:
+        at_a = _register(a, b, version=version)
+        before = _their_token(a, at_a["id"])
+        assert a.call("POST", f"/v1/ocpi/peers/{at_a['id']}/rotate").status_code == 200
+        after = _their_token(a, at_a["id"])
+        assert after != before
+        versions = f"{b.base}/ocpi/versions"
+
+        def works(token: str) -> bool:
+            auth = {"Authorization": ocpi.authorization(token, version)}
+            return httpx.get(versions, headers=auth).status_code == 200
+
+        assert not works(before) and works(after)
+        (at_b,) = b.call("GET", "/v1/ocpi/peers").json()["items"]
+        res = b.call("POST", f"/v1/ocpi/peers/{at_b['id']}/rotate")
+        assert res.status_code == 200, res.text
+        # B's rotation gave A a new token too: the one before it died.
+        newest = _their_token(a, at_a["id"])
+        assert not works(after) and works(newest)
+        assert a.call("POST", f"/v1/ocpi/peers/{at_a['id']}/rotate").status_code == 200
+
+
+def test_a_partner_may_not_change_its_party() -> None:
+    with platform("AAA") as a, platform("BBB") as b:
+        at_a = _register(a, b)
+        a.rt.ocpi = dataclasses.replace(a.rt.ocpi, party_id="ZZZ")
+        res = a.call("POST", f"/v1/ocpi/peers/{at_a['id']}/rotate")
+        assert res.status_code == 502 and res.json()["code"] == "ocpi_2001"
+        token = _their_token(a, at_a["id"])  # Nothing changed.
+        auth = {"Authorization": ocpi.authorization(token, ocpi.V221)}
+        assert httpx.get(f"{b.base}/ocpi/versions", headers=auth).status_code == 200
+
+
+def test_unregistration_from_either_side_and_405s() -> None:
+    with platform("AAA") as a, platform("BBB") as b:
+        at_a = _register(a, b)
+        token = _their_token(a, at_a["id"])
+        credentials = f"{b.base}/ocpi/2.2.1/credentials"
+        auth = {"Authorization": ocpi.authorization(token, ocpi.V221)}
+        ours = ocpi.build_credentials(ocpi_service.our_credentials(a.rt, "x"), ocpi.V221)
+        again = httpx.post(credentials, headers=auth, json=ours)
+        assert again.status_code == 405  # Registered already: POST is not for it.
+        fresh = b.call("POST", "/v1/ocpi/tokens", json={}).json()["tokenA"]
+        with_a = {"Authorization": ocpi.authorization(fresh, ocpi.V221)}
+        assert httpx.put(credentials, json=ours, headers=with_a).status_code == 405  # No PUT yet.
+        assert (
+            httpx.delete(
+                credentials, headers={"Authorization": ocpi.authorization(fresh, ocpi.V221)}
+            ).status_code
+            == 405
+        )
+        # A unregisters: both sides show SUSPENDED and the tokens die.
+        assert a.call("DELETE", f"/v1/ocpi/peers/{at_a['id']}").status_code == 204
+        assert a.call("GET", "/v1/ocpi/peers").json()["items"][0]["status"] == "SUSPENDED"
+        assert b.call("GET", "/v1/ocpi/peers").json()["items"][0]["status"] == "SUSPENDED"
+        assert httpx.get(f"{b.base}/ocpi/versions", headers=auth).status_code == 401
+        res = a.call("POST", f"/v1/ocpi/peers/{at_a['id']}/rotate")
+        assert res.status_code == 409 and res.json()["code"] == "peer_not_registered"
+        assert a.call("DELETE", f"/v1/ocpi/peers/{at_a['id']}").status_code == 204
+        # Registering again keeps the peer's id; then B ends it from its side.
+        again_a = _register(a, b)
+        assert again_a["id"] == at_a["id"]
+        (at_b,) = b.call("GET", "/v1/ocpi/peers").json()["items"]
+        assert b.call("DELETE", f"/v1/ocpi/peers/{at_b['id']}").status_code == 204
+        assert a.call("GET", "/v1/ocpi/peers").json()["items"][0]["status"] == "SUSPENDED"

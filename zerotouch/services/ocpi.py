@@ -25,6 +25,7 @@ from zerotouch.domain.errors import (
     FailedPrecondition,
     FieldError,
     InvalidArgument,
+    NotFound,
     PeerFailed,
     Unauthenticated,
 )
@@ -425,3 +426,168 @@ def _view(row: Any) -> PeerView:
         status=row.status,
         last_updated=row.last_updated,
     )
+
+
+def _same_party(peer: Any, theirs: ocpi.Credentials) -> None:
+    me = theirs.identity
+    if (me.country_code, me.party_id) != (peer.country_code, peer.party_id):
+        raise InvalidArgument(
+            "country_code and party_id may not change after registration.",
+            errors=[FieldError("credentials.roles[0]", "names another party")],
+            code="ocpi_2001",
+        )
+
+
+def _update_tokens(
+    conn: sa.Connection, rt: Runtime, peer_id: str, incoming: str, outgoing: str, now: dt.datetime
+) -> None:
+    conn.execute(
+        ocpi_peers.update()
+        .where(ocpi_peers.c.id == peer_id)
+        .values(
+            incoming_token_hash=secret_hash(incoming),
+            outgoing_token_sealed=rt.keyring.seal(outgoing, OUTGOING_PURPOSE),
+            status=CONNECTED,
+            last_updated=now,
+        )
+    )
+
+
+async def update_incoming(
+    rt: Runtime, transport: Transport, *, caller: Caller, version: str, body: Any
+) -> ocpi.Credentials:
+    """A registered partner PUTs new credentials: check them out, then give it a new token."""
+    peer = caller.peer
+    if peer is None:
+        raise FailedPrecondition("Not registered: POST first.", code="ocpi_not_registered")
+    theirs = _credentials(body, version)
+    _same_party(peer, theirs)
+    found = await _discover(transport, theirs.url, theirs.token, version=version)
+    incoming = new_token()
+    now = rt.clock()
+    with rt.db.write() as conn:
+        _update_tokens(conn, rt, peer.id, incoming, theirs.token, now)
+        conn.execute(
+            ocpi_peers.update()
+            .where(ocpi_peers.c.id == peer.id)
+            .values(version=found.version.version, credentials_url=found.credentials_url)
+        )
+        _peer_event(conn, peer, "ocpi.rotated", now, by="partner")
+    return our_credentials(rt, incoming)
+
+
+def unregister_incoming(rt: Runtime, *, caller: Caller) -> None:
+    """A registered partner DELETEs its registration: its tokens die, it is SUSPENDED."""
+    if caller.peer is None:
+        raise FailedPrecondition("Not registered.", code="ocpi_not_registered")
+    now = rt.clock()
+    with rt.db.write() as conn:
+        _suspend(conn, caller.peer.id, now)
+        _peer_event(conn, caller.peer, "ocpi.unregistered", now, by="partner")
+
+
+def _suspend(conn: sa.Connection, peer_id: str, now: dt.datetime) -> None:
+    conn.execute(
+        ocpi_peers.update()
+        .where(ocpi_peers.c.id == peer_id)
+        .values(
+            incoming_token_hash=None,
+            outgoing_token_sealed=None,
+            status=SUSPENDED,
+            last_updated=now,
+        )
+    )
+
+
+def _peer_event(conn: sa.Connection, peer: Any, kind: str, now: dt.datetime, *, by: str) -> None:
+    record_event(
+        conn,
+        account_id=peer.account_id,
+        actor=f"ocpi:{peer.country_code}{peer.party_id}" if by == "partner" else by,
+        at=now,
+        event=(kind, None, {"peerId": peer.id}),
+    )
+
+
+def _peer(rt: Runtime, principal: Principal, peer_id: str) -> Any:
+    with rt.db.read() as conn:
+        row = conn.execute(
+            sa.select(ocpi_peers).where(
+                ocpi_peers.c.id == peer_id, ocpi_peers.c.account_id == principal.account_id
+            )
+        ).first()
+    if row is None:
+        raise NotFound(f"No OCPI peer {peer_id!r} in this account.", code="peer_not_found")
+    return row
+
+
+async def rotate(
+    rt: Runtime, transport: Transport, *, principal: Principal, peer_id: str
+) -> PeerView:
+    """New tokens both ways, started from our side: PUT our credentials with a new token; the
+    pair is stored only when the partner answered, and then the old ones stop working."""
+    principal.require(Permission.MANAGE_PLATFORM)
+    peer = _peer(rt, principal, peer_id)
+    if peer.status == SUSPENDED or peer.outgoing_token_sealed is None:
+        raise FailedPrecondition("The peer is not registered.", code="peer_not_registered")
+    outgoing = rt.keyring.open_text(peer.outgoing_token_sealed, OUTGOING_PURPOSE)
+    incoming = new_token()
+    callback_id = _callback_token(rt, principal.account_id, incoming)
+    try:
+        status, answer = await _call(
+            transport,
+            "PUT",
+            peer.credentials_url,
+            token=outgoing,
+            version=peer.version,
+            body=ocpi.build_credentials(our_credentials(rt, incoming), peer.version),
+        )
+        data = _data(status, answer, "credentials")
+        try:
+            theirs = ocpi.parse_credentials(data, peer.version)
+            _same_party(peer, theirs)
+        except (ocpi.OcpiError, InvalidArgument) as exc:
+            raise PeerFailed(
+                f"The partner's credentials are not valid: {exc}", code="ocpi_2001"
+            ) from None
+    except BaseException:
+        _drop_token(rt, callback_id)
+        raise
+    now = rt.clock()
+    with rt.db.write() as conn:
+        conn.execute(ocpi_tokens.delete().where(ocpi_tokens.c.id == callback_id))
+        _update_tokens(conn, rt, peer.id, incoming, theirs.token, now)
+        _peer_event(conn, peer, "ocpi.rotated", now, by=principal.actor)
+        row = conn.execute(sa.select(ocpi_peers).where(ocpi_peers.c.id == peer.id)).one()
+    return _view(row)
+
+
+async def unregister(
+    rt: Runtime, transport: Transport, *, principal: Principal, peer_id: str
+) -> None:
+    """Unregister from our side: DELETE our registration on theirs (a failure is recorded and
+    does not stop us), then the partner's tokens die here and it is SUSPENDED."""
+    principal.require(Permission.MANAGE_PLATFORM)
+    peer = _peer(rt, principal, peer_id)
+    if peer.status == SUSPENDED:
+        return
+    failure = None
+    if peer.outgoing_token_sealed is not None:
+        outgoing = rt.keyring.open_text(peer.outgoing_token_sealed, OUTGOING_PURPOSE)
+        try:
+            status, answer = await _call(
+                transport, "DELETE", peer.credentials_url, token=outgoing, version=peer.version
+            )
+            _data(status, answer, "unregistration")
+        except PeerFailed as exc:
+            failure = exc.message
+    now = rt.clock()
+    with rt.db.write() as conn:
+        _suspend(conn, peer.id, now)
+        record_event(
+            conn,
+            account_id=peer.account_id,
+            actor=principal.actor,
+            at=now,
+            event=("ocpi.unregistered", None, {"peerId": peer.id, "partnerFailed": failure}),
+        )

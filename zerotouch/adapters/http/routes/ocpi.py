@@ -142,14 +142,46 @@ async def post_credentials(version: str, request: Request) -> JSONResponse:
     try:
         version = _version(version)
         caller = _caller(request, version)
-        raw = await read_body(request, MAX_BODY_BYTES)
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            raise InvalidArgument.for_field("body", "is not JSON") from None
+        body = await _credentials_body(request)
         ours = await ocpi_service.register_incoming(
             rt, HttpTransport(), caller=caller, version=version, body=body
         )
     except ZerotouchError as exc:
         return _refusal(request, exc)
     return _reply(request, ocpi.build_credentials(ours, version))
+
+
+async def _credentials_body(request: Request) -> Any:
+    raw = await read_body(request, MAX_BODY_BYTES)
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise InvalidArgument.for_field("body", "is not JSON") from None
+
+
+@router.put("/{version}/credentials", summary="UpdateOcpiCredentials")
+async def put_credentials(version: str, request: Request) -> JSONResponse:
+    """A registered partner gives us new credentials; it gets a new token from us."""
+    rt: Runtime = request.app.state.runtime
+    try:
+        version = _version(version)
+        caller = _caller(request, version)
+        body = await _credentials_body(request)
+        ours = await ocpi_service.update_incoming(
+            rt, HttpTransport(), caller=caller, version=version, body=body
+        )
+    except ZerotouchError as exc:
+        return _refusal(request, exc)
+    return _reply(request, ocpi.build_credentials(ours, version))
+
+
+@router.delete("/{version}/credentials", summary="UnregisterOcpiPartner")
+async def delete_credentials(version: str, request: Request) -> JSONResponse:
+    """A registered partner ends its registration; its tokens die here."""
+    rt: Runtime = request.app.state.runtime
+    try:
+        version = _version(version)
+        ocpi_service.unregister_incoming(rt, caller=_caller(request, version))
+    except ZerotouchError as exc:
+        return _refusal(request, exc)
+    return _reply(request, None)

@@ -39,3 +39,21 @@ async def register_peer(body: schemas.OcpiPeerCreate, caller: CallerDep) -> Resp
 async def list_peers(caller: CallerDep) -> Response:
     items = caller.run(ocpi.list_peers)
     return reply(schemas.OcpiPeerList(items=[schemas.OcpiPeerPublic.of(v) for v in items]))
+
+
+@router.post(
+    "/peers/{peer_id}/rotate", response_model=schemas.OcpiPeerPublic, summary="RotateOcpiPeer"
+)
+async def rotate_peer(peer_id: str, caller: CallerDep) -> Response:
+    view = await ocpi.rotate(
+        caller.runtime, HttpTransport(), principal=caller.principal(), peer_id=peer_id
+    )
+    return reply(schemas.OcpiPeerPublic.of(view))
+
+
+@router.delete("/peers/{peer_id}", status_code=204, summary="UnregisterOcpiPeer")
+async def unregister_peer(peer_id: str, caller: CallerDep) -> Response:
+    await ocpi.unregister(
+        caller.runtime, HttpTransport(), principal=caller.principal(), peer_id=peer_id
+    )
+    return Response(status_code=204)
