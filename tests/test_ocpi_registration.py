@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import BACKEND, fresh_pg_database
 from tests.live import live_server
+from zerotouch.adapters.http.peers import HttpTransport
 from zerotouch.crypto.envelope import Keyring
 from zerotouch.domain.errors import PeerFailed
 from zerotouch.protocols import ocpi
@@ -306,3 +307,20 @@ def test_unregistration_from_either_side_and_405s() -> None:
         (at_b,) = b.call("GET", "/v1/ocpi/peers").json()["items"]
         assert b.call("DELETE", f"/v1/ocpi/peers/{at_b['id']}").status_code == 204
         assert a.call("GET", "/v1/ocpi/peers").json()["items"][0]["status"] == "SUSPENDED"
+
+
+def test_a_peer_that_goes_away_and_comes_back() -> None:
+    with platform("AAA") as a, platform("BBB") as b:
+        at_a = _register(a, b)
+        real = HttpTransport()
+        gone = Scripted({})  # Every request fails to connect.
+        assert asyncio.run(ocpi_service.check_peers(a.rt, gone, force=True)) == 1
+        (peer,) = a.call("GET", "/v1/ocpi/peers").json()["items"]
+        assert peer["status"] == "OFFLINE"
+        assert asyncio.run(ocpi_service.check_peers(a.rt, real, force=True)) == 1
+        (peer,) = a.call("GET", "/v1/ocpi/peers").json()["items"]
+        assert peer["status"] == "CONNECTED" and peer["id"] == at_a["id"]
+        # Not silent long enough: nobody is asked.
+        assert asyncio.run(ocpi_service.check_peers(a.rt, gone)) == 0
+        events = [e["type"] for e in a.call("GET", "/v1/events").json()["items"]]
+        assert "ocpi.offline" in events and "ocpi.connected" in events

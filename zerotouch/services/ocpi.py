@@ -591,3 +591,39 @@ async def unregister(
             at=now,
             event=("ocpi.unregistered", None, {"peerId": peer.id, "partnerFailed": failure}),
         )
+
+
+async def check_peers(rt: Runtime, transport: Transport, *, force: bool = False) -> int:
+    """The still-alive check: every partner silent for ``ping_interval`` seconds gets a GET of
+    its versions endpoint; OFFLINE when that fails, CONNECTED when it answers (again).
+    Returns how many partners were asked."""
+    now = rt.clock()
+    quiet_since = now - dt.timedelta(seconds=rt.ocpi.ping_interval)
+    with rt.db.read() as conn:
+        query = sa.select(ocpi_peers).where(ocpi_peers.c.status.in_([CONNECTED, OFFLINE]))
+        if not force:
+            query = query.where(ocpi_peers.c.last_updated <= quiet_since)
+        peers = conn.execute(query).all()
+    for peer in peers:
+        if peer.outgoing_token_sealed is None:
+            continue
+        token = rt.keyring.open_text(peer.outgoing_token_sealed, OUTGOING_PURPOSE)
+        try:
+            status, body = await _call(
+                transport, "GET", peer.versions_url, token=token, version=peer.version
+            )
+            _data(status, body, "versions")
+            alive = True
+        except PeerFailed as exc:
+            log.info("ocpi: %s%s did not answer: %s", peer.country_code, peer.party_id, exc.message)
+            alive = False
+        new = CONNECTED if alive else OFFLINE
+        with rt.db.write() as conn:
+            conn.execute(
+                ocpi_peers.update()
+                .where(ocpi_peers.c.id == peer.id, ocpi_peers.c.status.in_([CONNECTED, OFFLINE]))
+                .values(status=new, last_updated=rt.clock())
+            )
+            if new != peer.status:
+                _peer_event(conn, peer, f"ocpi.{new.lower()}", rt.clock(), by="still-alive check")
+    return len(peers)

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from zerotouch import __version__
 from zerotouch.adapters.http import problems
 from zerotouch.adapters.http.metrics import RequestMetrics
+from zerotouch.adapters.http.peers import HttpTransport
 from zerotouch.adapters.http.routes import (
     device_api,
     devices,
@@ -28,6 +29,7 @@ from zerotouch.adapters.http.routes import (
 )
 from zerotouch.bootstrap import build_runtime
 from zerotouch.domain.errors import ZerotouchError
+from zerotouch.services import ocpi as ocpi_service
 from zerotouch.services.device_auth import purge_token_ids
 from zerotouch.services.runtime import Runtime
 from zerotouch.settings import Settings
@@ -39,11 +41,13 @@ HOUSEKEEPING_INTERVAL_S = 60
 
 
 async def _housekeeping(rt: Runtime) -> None:
-    """Periodic clean-up: the replay cache forgets tokens that have expired."""
+    """Periodic work: the replay cache forgets tokens that have expired; OCPI partners silent
+    for the ping interval get a still-alive check."""
     while True:
-        await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+        await asyncio.sleep(min(HOUSEKEEPING_INTERVAL_S, rt.ocpi.ping_interval))
         try:
             purge_token_ids(rt)
+            await ocpi_service.check_peers(rt, HttpTransport())
         except Exception:
             log.exception("housekeeping failed; it runs again in %s s", HOUSEKEEPING_INTERVAL_S)
 
