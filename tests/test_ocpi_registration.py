@@ -136,7 +136,7 @@ def test_ocpi_endpoints_answer_in_envelopes_and_echo_request_ids() -> None:
         versions = res.json()["data"]
         assert [v["version"] for v in versions] == ["2.2.1", "2.1.1"]
         details = httpx.get(versions[0]["url"], headers=headers).json()["data"]
-        assert {e["identifier"] for e in details["endpoints"]} == {"credentials"}
+        assert {e["identifier"] for e in details["endpoints"]} == {"credentials", "hubclientinfo"}
         # Raw token on 2.2.1 is refused unless allowed; accepted on the versions endpoint.
         raw = {"Authorization": f"Token {token}"}
         assert httpx.get(f"{a.base}/ocpi/versions", headers=raw).status_code == 200
@@ -324,3 +324,40 @@ def test_a_peer_that_goes_away_and_comes_back() -> None:
         assert asyncio.run(ocpi_service.check_peers(a.rt, gone)) == 0
         events = [e["type"] for e in a.call("GET", "/v1/events").json()["items"]]
         assert "ocpi.offline" in events and "ocpi.connected" in events
+
+
+def test_hub_client_info_both_interfaces() -> None:
+    with platform("HUB") as hub, platform("AAA") as a, platform("BBB") as b:
+        hub.rt.ocpi = dataclasses.replace(hub.rt.ocpi, role="HUB")
+        at_hub = _register(hub, a)  # The hub registers with A (A sees a HUB partner).
+        _register(b, hub)  # B registers with the hub.
+        token = _their_token(hub, at_hub["id"])
+        auth = {"Authorization": ocpi.authorization(token, ocpi.V221)}
+        url = f"{a.base}/ocpi/2.2.1/hubclientinfo/DE/XYZ"
+        info = {"party_id": "XYZ", "country_code": "DE", "role": "CPO", "status": "PLANNED",
+                "last_updated": "2026-11-22T10:00:00Z"}  # fmt: skip
+        res = httpx.put(url, json=info, headers=auth)
+        assert res.status_code == 200, res.text
+        assert httpx.get(url, headers=auth).json()["data"]["status"] == "PLANNED"
+        listed = {(p["partyId"], p["direction"], p["status"]) for p in
+                  a.call("GET", "/v1/ocpi/peers").json()["items"]}  # fmt: skip
+        assert ("XYZ", "hub", "PLANNED") in listed and ("HUB", "incoming", "CONNECTED") in listed
+        bad = httpx.put(url, json={**info, "status": "MAYBE"}, headers=auth)
+        assert bad.status_code == 400 and bad.json()["status_code"] == ocpi.INVALID_PARAMETERS
+        # A partner that is not a hub may not send ClientInfo.
+        (b_at_hub,) = b.call("GET", "/v1/ocpi/peers").json()["items"]
+        not_hub = {"Authorization": ocpi.authorization(_their_token(b, b_at_hub["id"]), ocpi.V221)}
+        assert httpx.put(f"{hub.base}/ocpi/2.2.1/hubclientinfo/DE/XYZ", json=info,
+                         headers=not_hub).status_code == 403  # fmt: skip
+        # The hub's sender list, a page at a time.
+        listing = f"{hub.base}/ocpi/2.2.1/hubclientinfo"
+        page = httpx.get(listing, params={"limit": 1}, headers=not_hub)
+        assert page.status_code == 200, page.text
+        assert page.headers["x-total-count"] == "2" and page.headers["x-limit"] == "1"
+        assert 'rel="next"' in page.headers["link"] and len(page.json()["data"]) == 1
+        rest = httpx.get(listing, params={"offset": 1, "limit": 1}, headers=not_hub)
+        assert "link" not in rest.headers
+        seen = {page.json()["data"][0]["party_id"], rest.json()["data"][0]["party_id"]}
+        assert seen == {"AAA", "BBB"}
+        # A platform that is not a hub has no sender list.
+        assert httpx.get(f"{a.base}/ocpi/2.2.1/hubclientinfo", headers=auth).status_code == 404

@@ -27,13 +27,14 @@ from zerotouch.domain.errors import (
     InvalidArgument,
     NotFound,
     PeerFailed,
+    PermissionDenied,
     Unauthenticated,
 )
 from zerotouch.domain.values import Permission
 from zerotouch.protocols import ocpi
 from zerotouch.services.runtime import Principal, Runtime
 from zerotouch.store.queries import record_event, unique_violation_as
-from zerotouch.store.schema import ocpi_peers, ocpi_tokens
+from zerotouch.store.schema import ocpi_client_infos, ocpi_peers, ocpi_tokens
 
 log = logging.getLogger(__name__)
 
@@ -403,6 +404,7 @@ def _drop_token(rt: Runtime, token_id: str) -> None:
 
 
 def list_peers(rt: Runtime, *, principal: Principal) -> list[PeerView]:
+    """Our partners, then the parties a hub announced to us (direction ``hub``)."""
     principal.require(Permission.MANAGE_PLATFORM)
     with rt.db.read() as conn:
         rows = conn.execute(
@@ -410,7 +412,29 @@ def list_peers(rt: Runtime, *, principal: Principal) -> list[PeerView]:
             .where(ocpi_peers.c.account_id == principal.account_id)
             .order_by(ocpi_peers.c.created_at, ocpi_peers.c.id)
         ).all()
-    return [_view(r) for r in rows]
+        announced = conn.execute(
+            sa.select(ocpi_client_infos, ocpi_peers.c.version)
+            .join(ocpi_peers, ocpi_peers.c.id == ocpi_client_infos.c.hub_id)
+            .where(ocpi_client_infos.c.account_id == principal.account_id)
+            .order_by(ocpi_client_infos.c.country_code, ocpi_client_infos.c.party_id)
+        ).all()
+    views = [_view(r) for r in rows]
+    for info in announced:
+        views.append(
+            PeerView(
+                id=f"{info.hub_id}/{info.country_code}/{info.party_id}",
+                country_code=info.country_code,
+                party_id=info.party_id,
+                role=info.role,
+                roles=[],
+                business_name="",
+                version=info.version,
+                direction="hub",
+                status=info.status,
+                last_updated=info.last_updated,
+            )
+        )
+    return views
 
 
 def _view(row: Any) -> PeerView:
@@ -627,3 +651,93 @@ async def check_peers(rt: Runtime, transport: Transport, *, force: bool = False)
             if new != peer.status:
                 _peer_event(conn, peer, f"ocpi.{new.lower()}", rt.clock(), by="still-alive check")
     return len(peers)
+
+
+# --- HubClientInfo (OCPI 2.2.1, hubclientinfo module) --------------------------------------------
+
+CLIENT_STATUSES = (CONNECTED, OFFLINE, "PLANNED", SUSPENDED)
+
+
+def _is_hub(peer: Any) -> bool:
+    return any(r.get("role") == "HUB" for r in peer.roles)
+
+
+def put_client_info(
+    rt: Runtime, *, caller: Caller, country_code: str, party_id: str, body: Any
+) -> dict[str, Any]:
+    """A hub tells us the status of a party behind it (receiver interface)."""
+    hub = caller.peer
+    if hub is None or not _is_hub(hub):
+        raise PermissionDenied("Only a registered hub sends ClientInfo.")
+    if not isinstance(body, dict):
+        raise InvalidArgument.for_field("body", "must be a ClientInfo object")
+    role, status = body.get("role"), body.get("status")
+    if role not in ocpi.ROLES:
+        raise InvalidArgument.for_field("role", f"must be one of {', '.join(ocpi.ROLES)}")
+    if status not in CLIENT_STATUSES:
+        raise InvalidArgument.for_field("status", f"must be one of {', '.join(CLIENT_STATUSES)}")
+    if (body.get("country_code"), body.get("party_id")) not in (
+        (None, None),
+        (country_code, party_id),
+    ):
+        raise InvalidArgument.for_field("party_id", "differs from the URL")
+    key = {"account_id": hub.account_id, "country_code": country_code, "party_id": party_id}
+    now = rt.clock()
+    with rt.db.write() as conn:
+        conn.execute(ocpi_client_infos.delete().filter_by(**key))
+        conn.execute(
+            ocpi_client_infos.insert().values(
+                **key, hub_id=hub.id, role=role, status=status, last_updated=now
+            )
+        )
+    return client_info(country_code, party_id, role, status, now)
+
+
+def get_client_info(
+    rt: Runtime, *, caller: Caller, country_code: str, party_id: str
+) -> dict[str, Any]:
+    if caller.peer is None:
+        raise PermissionDenied("Only a registered partner reads ClientInfo.")
+    with rt.db.read() as conn:
+        row = conn.execute(
+            sa.select(ocpi_client_infos).filter_by(
+                account_id=caller.account_id, country_code=country_code, party_id=party_id
+            )
+        ).first()
+    if row is None:
+        raise NotFound(
+            f"No ClientInfo for {country_code}/{party_id}.", code="client_info_not_found"
+        )
+    return client_info(row.country_code, row.party_id, row.role, row.status, row.last_updated)
+
+
+def client_info(
+    country: str, party: str, role: str, status: str, at: dt.datetime
+) -> dict[str, Any]:
+    return {
+        "party_id": party,
+        "country_code": country,
+        "role": role,
+        "status": status,
+        "last_updated": ocpi.timestamp(at),
+    }
+
+
+def list_client_infos(
+    rt: Runtime, *, caller: Caller, offset: int, limit: int
+) -> tuple[list[dict[str, Any]], int]:
+    """As a hub (sender interface): the parties connected to us, a page at a time."""
+    if rt.ocpi.role != "HUB":
+        raise NotFound("This platform is not a hub.", code="not_a_hub")
+    if caller.peer is None:
+        raise PermissionDenied("Only a registered partner reads ClientInfo.")
+    with rt.db.read() as conn:
+        query = sa.select(ocpi_peers).where(ocpi_peers.c.account_id == caller.account_id)
+        total = conn.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
+        rows = conn.execute(
+            query.order_by(ocpi_peers.c.created_at, ocpi_peers.c.id).offset(offset).limit(limit)
+        ).all()
+    items = [
+        client_info(r.country_code, r.party_id, r.role, r.status, r.last_updated) for r in rows
+    ]
+    return items, int(total)

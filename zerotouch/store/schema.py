@@ -202,6 +202,19 @@ ocpi_peers = sa.Table(
     sa.UniqueConstraint("account_id", "country_code", "party_id"),
 )
 
+# HubClientInfo pushed to us by a hub: the status of each party behind it.
+ocpi_client_infos = sa.Table(
+    "ocpi_client_infos",
+    metadata,
+    sa.Column("account_id", BigId, sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("country_code", sa.String(2), primary_key=True),
+    sa.Column("party_id", sa.String(3), primary_key=True),
+    sa.Column("hub_id", sa.String(36), sa.ForeignKey("ocpi_peers.id"), nullable=False),
+    sa.Column("role", sa.String(8), nullable=False),
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("last_updated", UtcDateTime(), nullable=False),
+)
+
 provisioning_rules = sa.Table(
     "provisioning_rules",
     metadata,

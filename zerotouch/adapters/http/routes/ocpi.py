@@ -16,7 +16,9 @@ from zerotouch.adapters.http.peers import HttpTransport
 from zerotouch.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
+    NotFound,
     PeerFailed,
+    PermissionDenied,
     Unauthenticated,
     ZerotouchError,
 )
@@ -57,6 +59,10 @@ def _refusal(request: Request, error: ZerotouchError) -> JSONResponse:
         return _reply(
             request, None, status=400, code=ocpi.INVALID_PARAMETERS, message=error.message
         )
+    if isinstance(error, PermissionDenied):
+        return _reply(request, None, status=403, code=ocpi.CLIENT_ERROR, message=error.message)
+    if isinstance(error, NotFound):
+        return _reply(request, None, status=404, code=ocpi.UNKNOWN_OBJECT, message=error.message)
     raise error
 
 
@@ -115,10 +121,14 @@ async def get_version_details(version: str, request: Request) -> JSONResponse:
     if version == ocpi.V211:
         endpoints = [{"identifier": "credentials", "url": url}]
     else:
+        base = f"{request.app.state.runtime.ocpi.public_url}/ocpi{HUBCLIENTINFO}"
         endpoints = [
             {"identifier": "credentials", "role": role, "url": url}
             for role in ("SENDER", "RECEIVER")
         ]
+        endpoints.append({"identifier": "hubclientinfo", "role": "RECEIVER", "url": base})
+        if request.app.state.runtime.ocpi.role == "HUB":
+            endpoints.append({"identifier": "hubclientinfo", "role": "SENDER", "url": base})
     return _reply(request, {"version": version, "endpoints": endpoints})
 
 
@@ -185,3 +195,63 @@ async def delete_credentials(version: str, request: Request) -> JSONResponse:
     except ZerotouchError as exc:
         return _refusal(request, exc)
     return _reply(request, None)
+
+
+HUBCLIENTINFO = "/2.2.1/hubclientinfo"
+PAGE_LIMIT_MAX = 100
+
+
+@router.put(HUBCLIENTINFO + "/{country_code}/{party_id}", summary="PutOcpiClientInfo")
+async def put_client_info(country_code: str, party_id: str, request: Request) -> JSONResponse:
+    """A hub tells us the status of a party behind it."""
+    rt: Runtime = request.app.state.runtime
+    try:
+        caller = _caller(request, ocpi.V221)
+        body = await _credentials_body(request)
+        info = ocpi_service.put_client_info(
+            rt, caller=caller, country_code=country_code, party_id=party_id, body=body
+        )
+    except ZerotouchError as exc:
+        return _refusal(request, exc)
+    return _reply(request, info)
+
+
+@router.get(HUBCLIENTINFO + "/{country_code}/{party_id}", summary="GetOcpiClientInfo")
+async def get_client_info(country_code: str, party_id: str, request: Request) -> JSONResponse:
+    rt: Runtime = request.app.state.runtime
+    try:
+        info = ocpi_service.get_client_info(
+            rt, caller=_caller(request, ocpi.V221), country_code=country_code, party_id=party_id
+        )
+    except ZerotouchError as exc:
+        return _refusal(request, exc)
+    return _reply(request, info)
+
+
+@router.get(HUBCLIENTINFO, summary="ListOcpiClientInfo")
+async def list_client_info(request: Request) -> JSONResponse:
+    """As a hub: every party connected to us, paginated (offset, limit; Link, X-Total-Count)."""
+    rt: Runtime = request.app.state.runtime
+    try:
+        caller = _caller(request, ocpi.V221)
+        offset = _int(request, "offset", 0, 0, 10**9)
+        limit = _int(request, "limit", PAGE_LIMIT_MAX, 1, PAGE_LIMIT_MAX)
+        items, total = ocpi_service.list_client_infos(rt, caller=caller, offset=offset, limit=limit)
+    except ZerotouchError as exc:
+        return _refusal(request, exc)
+    response = _reply(request, items)
+    response.headers["X-Total-Count"] = str(total)
+    response.headers["X-Limit"] = str(limit)
+    if offset + limit < total:
+        url = f"{rt.ocpi.public_url}/ocpi{HUBCLIENTINFO}?offset={offset + limit}&limit={limit}"
+        response.headers["Link"] = f'<{url}>; rel="next"'
+    return response
+
+
+def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise InvalidArgument.for_field(name, f"must be an integer {low}-{high}")
+    return int(raw)

@@ -69,6 +69,28 @@ def upgrade() -> None:
     )
 
 
+    op.create_table(
+        "ocpi_client_infos",
+        sa.Column("account_id", BigId, nullable=False),
+        sa.Column("country_code", sa.String(length=2), nullable=False),
+        sa.Column("party_id", sa.String(length=3), nullable=False),
+        sa.Column("hub_id", sa.String(length=36), nullable=False),
+        sa.Column("role", sa.String(length=8), nullable=False),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("last_updated", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["accounts.id"], name=op.f("fk_ocpi_client_infos_account_id_accounts")
+        ),
+        sa.ForeignKeyConstraint(
+            ["hub_id"], ["ocpi_peers.id"], name=op.f("fk_ocpi_client_infos_hub_id_ocpi_peers")
+        ),
+        sa.PrimaryKeyConstraint(
+            "account_id", "country_code", "party_id", name=op.f("pk_ocpi_client_infos")
+        ),
+    )
+
+
 def downgrade() -> None:
+    op.drop_table("ocpi_client_infos")
     op.drop_table("ocpi_peers")
     op.drop_table("ocpi_tokens")
