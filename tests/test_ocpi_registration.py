@@ -361,3 +361,68 @@ def test_hub_client_info_both_interfaces() -> None:
         assert seen == {"AAA", "BBB"}
         # A platform that is not a hub has no sender list.
         assert httpx.get(f"{a.base}/ocpi/2.2.1/hubclientinfo", headers=auth).status_code == 404
+
+
+def test_our_requests_carry_request_ids_and_no_routing_headers(rt: Runtime) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"status_code": 1000, "data": [], "timestamp": "x"})
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    owner = authenticate(rt, create_api_key(rt, role="owner", account_name="acme")[1])
+    with pytest.raises(PeerFailed):  # An empty versions list: no shared version.
+        asyncio.run(
+            ocpi_service.register_outgoing(
+                rt, HttpTransport(client), principal=owner,
+                body={"versionsUrl": "https://p/versions", "tokenA": "tok"},
+            )
+        )  # fmt: skip
+    (request,) = seen
+    assert request.headers["x-request-id"] and request.headers["x-correlation-id"]
+    assert request.headers["authorization"] == ocpi.authorization("tok", ocpi.V221)
+    routing = {
+        "ocpi-to-party-id",
+        "ocpi-to-country-code",
+        "ocpi-from-party-id",
+        "ocpi-from-country-code",
+    }
+    assert not routing & set(request.headers)
+
+
+def test_incoming_registration_with_an_unusable_partner_is_3001() -> None:
+    with platform("AAA") as a:
+        token = a.call("POST", "/v1/ocpi/tokens", json={}).json()["tokenA"]
+        theirs = {"token": "their-token", "url": "http://127.0.0.1:9/ocpi/versions",
+                  "roles": [{"role": "CPO", "party_id": "XYZ", "country_code": "DE",
+                             "business_details": {"name": "X"}}]}  # fmt: skip
+        auth = {"Authorization": ocpi.authorization(token, ocpi.V221)}
+        res = httpx.post(f"{a.base}/ocpi/2.2.1/credentials", json=theirs, headers=auth, timeout=30)
+        assert res.status_code == 400 and res.json()["status_code"] == ocpi.UNUSABLE_API
+        # Nothing was stored, and token A still works for a second try.
+        assert a.call("GET", "/v1/ocpi/peers").json()["items"] == []
+        assert httpx.get(f"{a.base}/ocpi/versions", headers=auth).status_code == 200
+        bad = httpx.post(f"{a.base}/ocpi/2.2.1/credentials", json={"token": 5}, headers=auth)
+        assert bad.status_code == 400 and bad.json()["status_code"] == ocpi.INVALID_PARAMETERS
+
+
+def test_token_a_expiry_encodings_and_roles() -> None:
+    with platform("AAA") as a:
+        expired = a.call(
+            "POST", "/v1/ocpi/tokens", json={"expiresAt": "2020-01-01T00:00:00Z"}
+        ).json()["tokenA"]
+        auth = {"Authorization": ocpi.authorization(expired, ocpi.V221)}
+        assert httpx.get(f"{a.base}/ocpi/versions", headers=auth).status_code == 401
+        token = a.call("POST", "/v1/ocpi/tokens", json={}).json()["tokenA"]
+        # 2.1.1 endpoints take the raw token; base64 there is another (unknown) token.
+        b64 = {"Authorization": ocpi.authorization(token, ocpi.V221)}
+        raw = {"Authorization": ocpi.authorization(token, ocpi.V211)}
+        assert httpx.get(f"{a.base}/ocpi/2.1.1", headers=raw).status_code == 200
+        assert httpx.get(f"{a.base}/ocpi/2.1.1", headers=b64).status_code == 401
+        viewer = create_api_key(a.rt, role="viewer", account_name="acme")[1]
+        res = httpx.post(f"{a.base}/v1/ocpi/tokens", json={},
+                         headers={"Authorization": f"Bearer {viewer}"})  # fmt: skip
+        assert res.status_code == 403
+        bad = a.call("POST", "/v1/ocpi/peers", json={"versionsUrl": "ftp://x", "tokenA": "t"})
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "versionsUrl"
