@@ -420,6 +420,9 @@ def test_token_a_expiry_encodings_and_roles() -> None:
         raw = {"Authorization": ocpi.authorization(token, ocpi.V211)}
         assert httpx.get(f"{a.base}/ocpi/2.1.1", headers=raw).status_code == 200
         assert httpx.get(f"{a.base}/ocpi/2.1.1", headers=b64).status_code == 401
+        # Token A is for versions, details and credentials only.
+        hci = f"{a.base}/ocpi/2.2.1/hubclientinfo/DE/XYZ"
+        assert httpx.get(hci, headers=b64).status_code == 401
         viewer = create_api_key(a.rt, role="viewer", account_name="acme")[1]
         res = httpx.post(f"{a.base}/v1/ocpi/tokens", json={},
                          headers={"Authorization": f"Bearer {viewer}"})  # fmt: skip

@@ -658,6 +658,14 @@ async def check_peers(rt: Runtime, transport: Transport, *, force: bool = False)
 CLIENT_STATUSES = (CONNECTED, OFFLINE, "PLANNED", SUSPENDED)
 
 
+def _registered(caller: Caller) -> Any:
+    """The partner behind the token; a token A is good for versions, details and credentials
+    only (401 anywhere else)."""
+    if caller.peer is None:
+        raise Unauthenticated("This token is for registering only.")
+    return caller.peer
+
+
 def _is_hub(peer: Any) -> bool:
     return any(r.get("role") == "HUB" for r in peer.roles)
 
@@ -666,8 +674,8 @@ def put_client_info(
     rt: Runtime, *, caller: Caller, country_code: str, party_id: str, body: Any
 ) -> dict[str, Any]:
     """A hub tells us the status of a party behind it (receiver interface)."""
-    hub = caller.peer
-    if hub is None or not _is_hub(hub):
+    hub = _registered(caller)
+    if not _is_hub(hub):
         raise PermissionDenied("Only a registered hub sends ClientInfo.")
     if not isinstance(body, dict):
         raise InvalidArgument.for_field("body", "must be a ClientInfo object")
@@ -696,8 +704,7 @@ def put_client_info(
 def get_client_info(
     rt: Runtime, *, caller: Caller, country_code: str, party_id: str
 ) -> dict[str, Any]:
-    if caller.peer is None:
-        raise PermissionDenied("Only a registered partner reads ClientInfo.")
+    _registered(caller)
     with rt.db.read() as conn:
         row = conn.execute(
             sa.select(ocpi_client_infos).filter_by(
@@ -727,10 +734,9 @@ def list_client_infos(
     rt: Runtime, *, caller: Caller, offset: int, limit: int
 ) -> tuple[list[dict[str, Any]], int]:
     """As a hub (sender interface): the parties connected to us, a page at a time."""
+    _registered(caller)
     if rt.ocpi.role != "HUB":
         raise NotFound("This platform is not a hub.", code="not_a_hub")
-    if caller.peer is None:
-        raise PermissionDenied("Only a registered partner reads ClientInfo.")
     with rt.db.read() as conn:
         query = sa.select(ocpi_peers).where(ocpi_peers.c.account_id == caller.account_id)
         total = conn.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
