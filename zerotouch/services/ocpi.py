@@ -341,28 +341,9 @@ async def register_outgoing(
         raise InvalidArgument.for_field("version", f"must be one of {', '.join(ocpi.SUPPORTED)}")
     found = await _discover(transport, url, token_a, version=wanted)
     version = found.version.version
-    incoming = new_token()
-    # The partner reads our versions with this token before it answers: it works from now on.
-    callback_id = _callback_token(rt, principal.account_id, incoming)
-    try:
-        status, answer = await _call(
-            transport,
-            "POST",
-            found.credentials_url,
-            token=token_a,
-            version=version,
-            body=ocpi.build_credentials(our_credentials(rt, incoming), version),
-        )
-        data = _data(status, answer, "credentials")
-        try:
-            theirs = ocpi.parse_credentials(data, version)
-        except ocpi.OcpiError as exc:
-            raise PeerFailed(
-                f"The partner's credentials are not valid: {exc}", code="ocpi_3001"
-            ) from None
-    except BaseException:
-        _drop_token(rt, callback_id)
-        raise
+    incoming, theirs, callback_id = await _exchange(
+        rt, transport, principal.account_id, "POST", found.credentials_url, token_a, version
+    )
     now = rt.clock()
     with rt.db.write() as conn:
         conn.execute(ocpi_tokens.delete().where(ocpi_tokens.c.id == callback_id))
@@ -378,6 +359,46 @@ async def register_outgoing(
         )
         row = conn.execute(sa.select(ocpi_peers).where(ocpi_peers.c.id == peer_id)).one()
     return _view(row)
+
+
+async def _exchange(
+    rt: Runtime,
+    transport: Transport,
+    account_id: int,
+    method: str,
+    url: str,
+    token: str,
+    version: str,
+    *,
+    same_party: Any = None,
+) -> tuple[str, ocpi.Credentials, str]:
+    """Send our credentials with a new incoming token (POST to register, PUT to rotate) and
+    read theirs. The new token works for the partner's callback reads from the start; it is
+    forgotten again when the exchange fails. Returns (incoming token, theirs, callback id)."""
+    incoming = new_token()
+    callback_id = _callback_token(rt, account_id, incoming)
+    try:
+        status, answer = await _call(
+            transport,
+            method,
+            url,
+            token=token,
+            version=version,
+            body=ocpi.build_credentials(our_credentials(rt, incoming), version),
+        )
+        data = _data(status, answer, "credentials")
+        try:
+            theirs = ocpi.parse_credentials(data, version)
+            if same_party is not None:
+                _same_party(same_party, theirs)
+        except (ocpi.OcpiError, InvalidArgument) as exc:
+            raise PeerFailed(
+                f"The partner's credentials are not valid: {exc}", code="ocpi_2001"
+            ) from None
+    except BaseException:
+        _drop_token(rt, callback_id)
+        raise
+    return incoming, theirs, callback_id
 
 
 def _callback_token(rt: Runtime, account_id: int, token: str) -> str:
@@ -555,28 +576,16 @@ async def rotate(
     if peer.status == SUSPENDED or peer.outgoing_token_sealed is None:
         raise FailedPrecondition("The peer is not registered.", code="peer_not_registered")
     outgoing = rt.keyring.open_text(peer.outgoing_token_sealed, OUTGOING_PURPOSE)
-    incoming = new_token()
-    callback_id = _callback_token(rt, principal.account_id, incoming)
-    try:
-        status, answer = await _call(
-            transport,
-            "PUT",
-            peer.credentials_url,
-            token=outgoing,
-            version=peer.version,
-            body=ocpi.build_credentials(our_credentials(rt, incoming), peer.version),
-        )
-        data = _data(status, answer, "credentials")
-        try:
-            theirs = ocpi.parse_credentials(data, peer.version)
-            _same_party(peer, theirs)
-        except (ocpi.OcpiError, InvalidArgument) as exc:
-            raise PeerFailed(
-                f"The partner's credentials are not valid: {exc}", code="ocpi_2001"
-            ) from None
-    except BaseException:
-        _drop_token(rt, callback_id)
-        raise
+    incoming, theirs, callback_id = await _exchange(
+        rt,
+        transport,
+        principal.account_id,
+        "PUT",
+        peer.credentials_url,
+        outgoing,
+        peer.version,
+        same_party=peer,
+    )
     now = rt.clock()
     with rt.db.write() as conn:
         conn.execute(ocpi_tokens.delete().where(ocpi_tokens.c.id == callback_id))
