@@ -79,7 +79,7 @@ def test_versions_negotiation_with_a_2_2_peer() -> None:
     assert ocpi.highest_shared([ocpi.Version("3.0", "x")]) is None
 
 
-def test_endpoints_and_module_urls() -> None:
+def test_endpoints() -> None:
     endpoints = ocpi.parse_endpoints(
         {
             "version": "2.2.1",
@@ -91,9 +91,7 @@ def test_endpoints_and_module_urls() -> None:
         }
     )  # fmt: skip
     credentials = ocpi.find_endpoint(endpoints, "credentials", "RECEIVER")
-    assert credentials is not None
-    assert ocpi.module_url(credentials.url) == "https://p/ocpi/2.2.1/credentials"
-    assert ocpi.module_url("https://p/hci", "NL", "ZTP") == "https://p/hci/NL/ZTP"
+    assert credentials is not None and credentials.url.endswith("/credentials/")
     assert ocpi.find_endpoint(endpoints, "hubclientinfo", "RECEIVER") is None
     assert ocpi.find_endpoint(endpoints, "tokens") is None
 

@@ -204,11 +204,6 @@ def find_endpoint(
     return None
 
 
-def module_url(url: str, *parts: str) -> str:
-    """``url`` with ``parts`` appended, whether or not the peer ended it with a slash."""
-    return "/".join([url.rstrip("/"), *(p.strip("/") for p in parts)])
-
-
 # --- credentials -------------------------------------------------------------------------------
 
 
