@@ -19,26 +19,23 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 
+from zerotouch import demo
+
 sys.path.insert(0, str(Path(__file__).parent))
 import loadgen
-from common import database, free_port
+from common import database
 
-ROOT = Path(__file__).resolve().parents[1]
 console = Console()
 
 
@@ -53,50 +50,6 @@ class Result:
     health_s: float
     health_p99_ms: float
     failures: int
-
-
-@contextmanager
-def server(env: dict[str, str], port: int, workers: int) -> Iterator[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "zerotouch",
-        "serve",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--workers",
-        str(workers),
-    ]
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("zerotouch serve did not start")
-            time.sleep(0.1)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def create_key(env: dict[str, str], role: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "zerotouch", "keys", "create", "--role", role],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.strip().splitlines()[-1]
 
 
 def records(start: int, count: int, run: str) -> list[dict[str, object]]:
@@ -197,14 +150,9 @@ def run_backend(backend: str, args: argparse.Namespace) -> Result:
         with database(backend, data_dir) as url:
             env = {**os.environ, "ZEROTOUCH_DATA_DIR": str(data_dir), "ZEROTOUCH_DATABASE_URL": url}
             env.pop("ZEROTOUCH_MASTER_KEY", None)
-            subprocess.run(
-                [sys.executable, "-m", "zerotouch", "db", "upgrade"],
-                env=env,
-                check=True,
-                capture_output=True,
-            )
-            factory, owner = create_key(env, "manufacturer"), create_key(env, "owner")
-            with server(env, free_port(), args.workers) as base:
+            keys = demo.create_keys(env)  # Migrates the database too.
+            factory, owner = keys.manufacturer, keys.owner
+            with demo.server(env, workers=args.workers) as (base, _process):
                 console.print(
                     f"[{backend}] importing {args.devices:,} devices "
                     f"({args.uploaders} uploaders) ..."

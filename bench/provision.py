@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from zerotouch import demo
-from zerotouch.agent.simulate import simulate
+from zerotouch.agent.simulate import percentile, simulate
 from zerotouch.crypto import ca, device_side
 from zerotouch.domain.commands import KEY_USAGE_BITS
 
@@ -98,8 +98,8 @@ def run_backend(backend: str, devices: int, workers: int) -> Result:
             workers,
             devices,
             len(seconds) / elapsed,
-            demo.percentile(seconds, 50),
-            demo.percentile(seconds, 99),
+            percentile(seconds, 50),
+            percentile(seconds, 99),
             server_cpu / devices * 1000,
             client_cpu / devices * 1000,
             devices - len(seconds),

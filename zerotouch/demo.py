@@ -226,10 +226,3 @@ def status_counts(base: str, keys: Keys) -> dict[str, int]:
             )
             counts[status] = int(page["total"])
     return counts
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return 0.0
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))]

@@ -89,8 +89,6 @@ def run_simulation(
 
 
 def summary_table(result: simulate.Simulation, total: int, elapsed_s: float) -> Table:
-    from zerotouch.demo import percentile
-
     seconds = list(result.seconds.values())
     table = Table(title="simulated devices")
     table.add_column("metric")
@@ -98,8 +96,8 @@ def summary_table(result: simulate.Simulation, total: int, elapsed_s: float) -> 
     table.add_row("provisioned", f"{len(seconds)} of {total}")
     table.add_row("not provisioned", str(len(result.errors)))
     table.add_row("devices/s", f"{len(seconds) / elapsed_s:,.1f}" if elapsed_s else "-")
-    table.add_row("time to PROVISIONED p50", f"{percentile(seconds, 50):.2f} s")
-    table.add_row("time to PROVISIONED p99", f"{percentile(seconds, 99):.2f} s")
+    table.add_row("time to PROVISIONED p50", f"{simulate.percentile(seconds, 50):.2f} s")
+    table.add_row("time to PROVISIONED p99", f"{simulate.percentile(seconds, 99):.2f} s")
     table.add_row("requests sent", f"{result.requests:,}")
     table.add_row("keystores", str(result.keystores))
     return table

@@ -124,3 +124,11 @@ async def simulate(
             task.result()
     result.requests = sum(api.attempts for api in apis)
     return result
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (nearest rank) of ``values``; 0 for none."""
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))]

@@ -83,6 +83,7 @@ class PeerView:
 class Caller:
     """Who presented a token on the OCPI endpoints: a token A, or a registered partner."""
 
+    token: str
     account_id: int
     token_a_id: str | None = None
     peer: Any = None
@@ -140,15 +141,15 @@ def authenticate(rt: Runtime, token: str) -> Caller:
             sa.select(ocpi_peers).where(ocpi_peers.c.incoming_token_hash == digest)
         ).first()
         if peer is not None:
-            return Caller(peer.account_id, peer=peer)
+            return Caller(token, peer.account_id, peer=peer)
         row = conn.execute(sa.select(ocpi_tokens).where(ocpi_tokens.c.token_hash == digest)).first()
     if row is None or row.used_at is not None:
         raise Unauthenticated("The OCPI token is not known.")
     if row.expires_at is not None and row.expires_at <= rt.clock():
         raise Unauthenticated("The OCPI token has expired.")
     if row.purpose == CALLBACK:
-        return Caller(row.account_id, callback=True)
-    return Caller(row.account_id, token_a_id=row.id)
+        return Caller(token, row.account_id, callback=True)
+    return Caller(token, row.account_id, token_a_id=row.id)
 
 
 def our_credentials(rt: Runtime, token: str) -> ocpi.Credentials:

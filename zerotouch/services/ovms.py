@@ -51,13 +51,6 @@ class OvmsView:
     updated_at: Any
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """What to answer a car: the AP-S answer, or None for AP-X."""
-
-    answer: ovms.Answer | None
-
-
 def _record(body: dict[str, Any]) -> tuple[str, bool]:
     if ("parameters" in body) == ("record" in body):
         raise InvalidArgument.for_field("parameters", "give exactly one of parameters and record")
@@ -235,10 +228,10 @@ _SET_STATUS = FastStatement(
 )
 
 
-def answer_requests(rt: Runtime, requests: list[tuple[str, str]]) -> list[Delivery]:
-    """Answers to cars' AP-C, (apkey, source address) each, in one transaction: AP-S with the
-    record, or AP-X (no record, a blocked device, a one-time record delivered already). Every
-    delivery is an audit event, written before any answer goes out."""
+def answer_requests(rt: Runtime, requests: list[tuple[str, str]]) -> list[ovms.Answer | None]:
+    """Answers to cars' AP-C, (apkey, source address) each, in one transaction: the AP-S
+    answer with the record, or None for AP-X (no record, a blocked device, a one-time record
+    delivered already). Every delivery is an audit event, written before any answer goes out."""
     if not requests:
         return []
     with rt.db.write() as conn:
@@ -248,21 +241,21 @@ def answer_requests(rt: Runtime, requests: list[tuple[str, str]]) -> list[Delive
             if found:
                 rows[apkey] = found[0]
         now = rt.clock()
-        deliveries: list[Delivery] = []
+        deliveries: list[ovms.Answer | None] = []
         counts: dict[int, int] = {}
         events: list[tuple[int, str, str, str, bool]] = []
         for apkey, source in requests:
             row = rows.get(apkey)
             if row is None or row.status == DeviceStatus.BLOCKED.value or row.account_id is None:
-                deliveries.append(Delivery(None))
+                deliveries.append(None)
                 continue
             if row.one_time and not _take_once(conn, row, now):
-                deliveries.append(Delivery(None))
+                deliveries.append(None)
                 continue
             counts[row.device_pk] = counts.get(row.device_pk, 0) + 1
             events.append((row.account_id, row.device_id, apkey, source, row.one_time))
             line = rt.keyring.open(row.answer_sealed, ANSWER_PURPOSE)
-            deliveries.append(Delivery(ovms.parse_answer(line.rstrip(b"\r\n"))))
+            deliveries.append(ovms.parse_answer(line.rstrip(b"\r\n")))
         for device_pk, n in counts.items():
             _DELIVERED.run(conn, {"device_pk": device_pk, "n": n, "now": now})
         for account_id, device_id, apkey, source, one_time in events:

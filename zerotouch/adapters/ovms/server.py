@@ -146,9 +146,9 @@ class OvmsFrontend:
             )
         except ZerotouchError as exc:
             log.warning("ovms: %d cars got AP-X: %s", len(allowed), exc.message)
-            deliveries = [ovms_service.Delivery(None)] * len(allowed)
-        for (car, _), delivery in zip(allowed, deliveries, strict=True):
-            car.answer(delivery.answer)
+            deliveries = [None] * len(allowed)
+        for (car, _), answer in zip(allowed, deliveries, strict=True):
+            car.answer(answer)
 
     def _allowed(self, peer: str, apkey: str) -> bool:
         if self.limiter.allow("ip:" + peer) and self.limiter.allow(apkey):

@@ -138,24 +138,27 @@ async def get_credentials(version: str, request: Request) -> JSONResponse:
     rt: Runtime = request.app.state.runtime
     try:
         version = _version(version)
-        _caller(request, version)
+        caller = _caller(request, version)
     except ZerotouchError as exc:
         return _refusal(request, exc)
-    header = request.headers.get("authorization", "")
-    token = ocpi.token_from_header(header, version, accept_raw=True).token
-    return _reply(request, ocpi.build_credentials(ocpi_service.our_credentials(rt, token), version))
+    ours = ocpi_service.our_credentials(rt, caller.token)
+    return _reply(request, ocpi.build_credentials(ours, version))
 
 
 @router.post("/{version}/credentials", summary="RegisterOcpiPartner")
 async def post_credentials(version: str, request: Request) -> JSONResponse:
+    """A partner registers with a token A; it gets our credentials and a new token."""
+    return await _exchange(request, version, ocpi_service.register_incoming)
+
+
+async def _exchange(request: Request, version: str, handle: Any) -> JSONResponse:
+    """POST or PUT of a partner's credentials: checked out by ``handle``, answered with ours."""
     rt: Runtime = request.app.state.runtime
     try:
         version = _version(version)
         caller = _caller(request, version)
         body = await _credentials_body(request)
-        ours = await ocpi_service.register_incoming(
-            rt, HttpTransport(), caller=caller, version=version, body=body
-        )
+        ours = await handle(rt, HttpTransport(), caller=caller, version=version, body=body)
     except ZerotouchError as exc:
         return _refusal(request, exc)
     return _reply(request, ocpi.build_credentials(ours, version))
@@ -172,17 +175,7 @@ async def _credentials_body(request: Request) -> Any:
 @router.put("/{version}/credentials", summary="UpdateOcpiCredentials")
 async def put_credentials(version: str, request: Request) -> JSONResponse:
     """A registered partner gives us new credentials; it gets a new token from us."""
-    rt: Runtime = request.app.state.runtime
-    try:
-        version = _version(version)
-        caller = _caller(request, version)
-        body = await _credentials_body(request)
-        ours = await ocpi_service.update_incoming(
-            rt, HttpTransport(), caller=caller, version=version, body=body
-        )
-    except ZerotouchError as exc:
-        return _refusal(request, exc)
-    return _reply(request, ocpi.build_credentials(ours, version))
+    return await _exchange(request, version, ocpi_service.update_incoming)
 
 
 @router.delete("/{version}/credentials", summary="UnregisterOcpiPartner")
