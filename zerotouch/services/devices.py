@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,6 +16,7 @@ from zerotouch.domain.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    ZerotouchError,
 )
 from zerotouch.domain.lifecycle import DeviceEvent, DeviceStatus, device_transition
 from zerotouch.domain.records import IDENTIFIER_FIELDS
@@ -25,12 +28,13 @@ from zerotouch.services.manufacturing import label_for
 from zerotouch.services.plans import queue_commands
 from zerotouch.services.runtime import Principal, Runtime
 from zerotouch.store import paging
-from zerotouch.store.fast import FastStatement
+from zerotouch.store.fast import FastStatement, MultiInsert
 from zerotouch.store.queries import (
     command_counts,
     device_for_account,
+    event_row,
     record_event,
-    send_event,
+    send_events,
     tags_of,
 )
 from zerotouch.store.schema import commands, device_tags, devices, ovms_records
@@ -42,21 +46,72 @@ _IDENTIFIER_COLUMNS = dict(
 
 # Claims are the hot path: their statements are built once (building one costs more than
 # running it).
-_BY_TOKEN_HASH = sa.select(devices).where(devices.c.owner_token_hash == sa.bindparam("hash"))
-_INSERT_TAG = FastStatement(
-    device_tags.insert().values(device_pk=sa.bindparam("device_pk"), tag=sa.bindparam("tag"))
-)
-_CLAIM = FastStatement(
-    devices.update()
-    .where(devices.c.owner_token_hash == sa.bindparam("hash"), devices.c.account_id.is_(None))
-    .values(
-        account_id=sa.bindparam("account"),
-        status=sa.bindparam("status"),
-        claimed_at=sa.bindparam("now"),
-        updated_at=sa.bindparam("now"),
+_BY_TOKEN_HASH = FastStatement(
+    sa.select(devices.c.device_id, devices.c.dev_eui, devices.c.join_eui).where(
+        devices.c.owner_token_hash == sa.bindparam("hash")
     )
-    .returning(*devices.c)
 )
+_TAGS = MultiInsert(device_tags, ("device_pk", "tag"))
+
+
+def _claim_statement(*label: sa.ColumnElement[bool]) -> FastStatement:
+    """The conditional UPDATE that claims a device: of racing claims exactly one matches. What
+    a QR label names must match the device too."""
+    return FastStatement(
+        devices.update()
+        .where(
+            devices.c.owner_token_hash == sa.bindparam("hash"),
+            devices.c.account_id.is_(None),
+            *label,
+        )
+        .values(
+            account_id=sa.bindparam("account"),
+            status=sa.bindparam("status"),
+            claimed_at=sa.bindparam("now"),
+            updated_at=sa.bindparam("now"),
+        )
+        .returning(*devices.c)
+    )
+
+
+_CLAIM = _claim_statement()
+_CLAIM_TR005 = _claim_statement(
+    devices.c.dev_eui == sa.bindparam("dev_eui"), devices.c.join_eui == sa.bindparam("join_eui")
+)
+_CLAIM_LABELLED = _claim_statement(devices.c.device_id == sa.bindparam("device_id"))
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """One claim as a caller asked for it: an owner token or a QR payload, and extra tags."""
+
+    principal: Principal
+    owner_token: Any = None
+    qr: Any = None
+    tags: Any = None
+
+
+@dataclass(slots=True)
+class _Claim:
+    index: int
+    principal: Principal
+    token: str
+    digest: str
+    label: tr005.Tr005Payload | tr005.ZerotouchLabel | None
+    extra_tags: list[str]
+    row: Any = None
+    tags: list[str] = field(default_factory=list)
+
+    def statement_params(self) -> tuple[FastStatement, dict[str, Any]]:
+        params = {"hash": self.digest, "account": self.principal.account_id}
+        if isinstance(self.label, tr005.Tr005Payload):
+            return _CLAIM_TR005, params | {
+                "dev_eui": self.label.dev_eui,
+                "join_eui": self.label.join_eui,
+            }
+        if isinstance(self.label, tr005.ZerotouchLabel):
+            return _CLAIM_LABELLED, params | {"device_id": self.label.device_id}
+        return _CLAIM, params
 
 
 def _view(row: Any, tags: list[str], counts: dict[str, int]) -> DeviceView:
@@ -97,6 +152,10 @@ def _claim_input(
         raise InvalidArgument.for_field(field, str(exc)) from None
 
 
+def _invalid_token() -> PermissionDenied:
+    return PermissionDenied("The owner token is not valid.", code="invalid_owner_token")
+
+
 def _label_matches(row: Any, label: tr005.Tr005Payload | tr005.ZerotouchLabel | None) -> bool:
     if isinstance(label, tr005.Tr005Payload):
         return (row.dev_eui, row.join_eui) == (label.dev_eui, label.join_eui)
@@ -109,80 +168,149 @@ def claim_device(
     rt: Runtime, *, principal: Principal, owner_token: Any = None, qr: Any = None, tags: Any = None
 ) -> DeviceView:
     """Claim the device the token belongs to; the database lets exactly one claim win."""
-    principal.require(Permission.WRITE_DEVICES)
-    token, label = _claim_input(owner_token, qr)
+    outcome = claim_devices(rt, [ClaimRequest(principal, owner_token, qr, tags)])[0]
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def claim_devices(rt: Runtime, requests: Sequence[ClaimRequest]) -> list[DeviceView | Exception]:
+    """Claim devices for several callers at once: a view or an error for each, in order.
+
+    Claims that arrive together share one transaction (group commit: one commit, and on
+    PostgreSQL a few round trips, serve them all). If anything fails in the shared
+    transaction, nothing of it stays and each claim runs again in a transaction of its own, so
+    one claim's failure is only ever its own. Two claims of one token in a group run one after
+    the other, and the database lets exactly one claim of a device win.
+    """
+    outcomes: list[DeviceView | Exception | None] = [None] * len(requests)
+    first: list[_Claim] = []
+    later: list[_Claim] = []
+    digests: set[str] = set()
+    for index, request in enumerate(requests):
+        try:
+            claim = _checked(index, request)
+        except ZerotouchError as exc:
+            outcomes[index] = exc
+            continue
+        (later if claim.digest in digests else first).append(claim)
+        digests.add(claim.digest)
+    groups = [first] + [[claim] for claim in later]
+    for group in groups:
+        if not group:
+            continue
+        try:
+            _claim_together(rt, group, outcomes)
+        except Exception as exc:
+            if len(group) == 1:
+                outcomes[group[0].index] = exc
+                continue
+            for claim in group:
+                try:
+                    _claim_together(rt, [claim], outcomes)
+                except Exception as alone:
+                    outcomes[claim.index] = alone
+    done: list[DeviceView | Exception] = []
+    for outcome in outcomes:
+        assert outcome is not None
+        if isinstance(outcome, ZerotouchError):
+            label = outcome.code
+        else:
+            label = "internal_error" if isinstance(outcome, Exception) else "claimed"
+        rt.metrics.claims.labels(outcome=label).inc()
+        done.append(outcome)
+    return done
+
+
+def _checked(index: int, request: ClaimRequest) -> _Claim:
+    request.principal.require(Permission.WRITE_DEVICES)
+    token, label = _claim_input(request.owner_token, request.qr)
     try:
-        extra_tags = check_tags(tags if tags is not None else [])
+        extra_tags = check_tags(request.tags if request.tags is not None else [])
     except ValueError as exc:
         raise InvalidArgument("tags: " + str(exc), errors=[FieldError("tags", str(exc))]) from None
-    try:
-        return _claim(rt, principal, token, label, extra_tags)
-    except (PermissionDenied, AlreadyExists) as exc:
-        rt.metrics.claims.labels(outcome=exc.code).inc()
-        raise
+    return _Claim(index, request.principal, token, secret_hash(token), label, extra_tags)
 
 
-def _claim(
-    rt: Runtime, principal: Principal, token: str, label: Any, extra_tags: list[str]
-) -> DeviceView:
-    status = device_transition(DeviceStatus.UNCLAIMED, DeviceEvent.CLAIM)
-    digest = secret_hash(token)
+def _claim_together(
+    rt: Runtime, claims: list[_Claim], outcomes: list[DeviceView | Exception | None]
+) -> None:
+    """Claim each of ``claims`` in one transaction; its outcomes are set only if it commits."""
+    status = device_transition(DeviceStatus.UNCLAIMED, DeviceEvent.CLAIM).value
+    failures: dict[int, ZerotouchError] = {}
     with rt.db.write() as conn:
         now = rt.clock()
         with rt.db.batch(conn):
-            # One conditional UPDATE claims the device: of two racing claims the database lets
-            # exactly one match. The account's rules travel with it, and the tag and event rows
-            # with the commit: a claim waits for the database three times.
-            claimed = _CLAIM.send(
-                conn,
-                {
-                    "hash": digest,
-                    "account": principal.account_id,
-                    "status": status.value,
-                    "now": now,
-                },
-            )
-            active_rules = rules.ACTIVE_RULES.send(conn, {"account": principal.account_id})
-            found, rule_rows = claimed.rows(), active_rules.rows()
-            row: Any = found[0] if found else None
-            valid = (
-                row is not None
-                and matches(row.owner_token_hash, token)
-                and _label_matches(row, label)
-            )
-            all_tags: list[str] = []
-            matched: list[Any] = []
-            if valid:
+            # The claims, and each account's rules, in one round trip; the tag and event rows
+            # go with the commit.
+            sent = []
+            for claim in claims:
+                statement, params = claim.statement_params()
+                sent.append(statement.send(conn, params | {"status": status, "now": now}))
+            accounts = {claim.principal.account_id for claim in claims}
+            rules_sent = {a: rules.ACTIVE_RULES.send(conn, {"account": a}) for a in accounts}
+            for claim, pending in zip(claims, sent, strict=True):
+                found = pending.rows()
+                claim.row = found[0] if found else None
+            active_rules = {account: pending.rows() for account, pending in rules_sent.items()}
+            claimed = [claim for claim in claims if claim.row is not None]
+            lookups = [
+                (claim, _BY_TOKEN_HASH.send(conn, {"hash": claim.digest}))
+                for claim in claims
+                if claim.row is None
+            ]
+            for claim in claimed:
+                if not matches(claim.row.owner_token_hash, claim.token):
+                    raise _invalid_token()
                 # Tags are indexed (device_tags) from the claim on: only claimed devices are
                 # listed and matched against rules. The factory's tags stay on the device for
                 # the next owner.
-                all_tags = list(dict.fromkeys([*row.factory_tags, *extra_tags]))
-                for tag in all_tags:
-                    _INSERT_TAG.send(conn, {"device_pk": row.id, "tag": tag})
-                send_event(
-                    conn,
-                    account_id=principal.account_id,
-                    actor=principal.actor,
-                    at=now,
-                    event=("device.claimed", row.device_id, {"tags": all_tags}),
-                )
-                matched = rules.matching(rule_rows, all_tags)
-        if row is None:
-            # Why nothing matched is looked up only now.
-            existing = conn.execute(_BY_TOKEN_HASH, {"hash": digest}).first()
-            if existing is not None and _label_matches(existing, label):
-                raise AlreadyExists("The device is claimed already.", code="already_claimed")
-            raise PermissionDenied("The owner token is not valid.", code="invalid_owner_token")
-        if not valid:
-            # Rolls the claim back with the transaction.
-            raise PermissionDenied("The owner token is not valid.", code="invalid_owner_token")
-        queued = _apply_rules(rt, conn, principal, row, matched, now)
-    rt.metrics.claims.labels(outcome="claimed").inc()
-    if queued:
-        rt.wakeups.notify(row.id)
-    # RETURNING gave the row as claimed; the plan holds just what the rules queued.
-    counts = {"total": queued, "pending": queued, "succeeded": 0, "failed": 0}
-    return _view(row, sorted(all_tags), counts)
+                claim.tags = list(dict.fromkeys([*claim.row.factory_tags, *claim.extra_tags]))
+            _TAGS.send(
+                conn,
+                [{"device_pk": c.row.id, "tag": tag} for c in claimed for tag in c.tags],
+            )
+            send_events(
+                conn,
+                [
+                    event_row(
+                        c.principal.account_id,
+                        c.principal.actor,
+                        now,
+                        ("device.claimed", c.row.device_id, {"tags": c.tags}),
+                    )
+                    for c in claimed
+                ],
+            )
+            for claim, pending in lookups:
+                # Why nothing matched: a device the token (and label) names is claimed already.
+                existing = pending.rows()
+                if existing and _label_matches(existing[0], claim.label):
+                    failures[claim.index] = AlreadyExists(
+                        "The device is claimed already.", code="already_claimed"
+                    )
+                else:
+                    failures[claim.index] = _invalid_token()
+        queued = {
+            claim.index: _apply_rules(
+                rt,
+                conn,
+                claim.principal,
+                claim.row,
+                rules.matching(active_rules[claim.principal.account_id], claim.tags),
+                now,
+            )
+            for claim in claimed
+        }
+    for claim in claimed:
+        if queued[claim.index]:
+            rt.wakeups.notify(claim.row.id)
+        # RETURNING gave the row as claimed; the plan holds just what the rules queued.
+        n = queued[claim.index]
+        counts = {"total": n, "pending": n, "succeeded": 0, "failed": 0}
+        outcomes[claim.index] = _view(claim.row, sorted(claim.tags), counts)
+    for index, failure in failures.items():
+        outcomes[index] = failure
 
 
 def _apply_rules(

@@ -12,7 +12,7 @@ from sqlalchemy import exc
 
 from zerotouch.domain.errors import NotFound, ZerotouchError
 from zerotouch.store.db import is_unique_violation
-from zerotouch.store.fast import FastStatement
+from zerotouch.store.fast import FastStatement, MultiInsert
 from zerotouch.store.schema import commands, device_tags, devices, events
 
 
@@ -40,7 +40,7 @@ _INSERT_EVENT = FastStatement(
 Event = tuple[str, str | None, dict[str, Any]]  # (type, deviceId, data)
 
 
-def _event_row(account_id: int | None, actor: str, at: dt.datetime, event: Event) -> dict[str, Any]:
+def event_row(account_id: int | None, actor: str, at: dt.datetime, event: Event) -> dict[str, Any]:
     kind, device_id, data = event
     return {
         "account_id": account_id,
@@ -56,24 +56,10 @@ def record_event(
     conn: sa.Connection, *, account_id: int | None, actor: str, at: dt.datetime, event: Event
 ) -> None:
     """Write one audit event (type, deviceId, data) in the caller's transaction."""
-    _INSERT_EVENT.run(conn, _event_row(account_id, actor, at, event))
+    _INSERT_EVENT.run(conn, event_row(account_id, actor, at, event))
 
 
-_EVENT_COLUMNS = ("account_id", "at", "actor", "type", "device_id", "data")
-MAX_EVENTS_PER_INSERT = 16
-_insert_events: dict[int, FastStatement] = {}
-
-
-def _insert_of(count: int) -> FastStatement:
-    """One INSERT of ``count`` events (a multi-row VALUES), built once per count."""
-    statement = _insert_events.get(count)
-    if statement is None:
-        rows: list[dict[str, Any]] = [
-            {c: sa.bindparam(f"{c}_{i}", type_=events.c[c].type) for c in _EVENT_COLUMNS}
-            for i in range(count)
-        ]
-        statement = _insert_events[count] = FastStatement(events.insert().values(rows))
-    return statement
+_EVENTS = MultiInsert(events, ("account_id", "at", "actor", "type", "device_id", "data"))
 
 
 def record_events(
@@ -86,21 +72,19 @@ def record_events(
 ) -> None:
     """Write several audit events of one call in the caller's transaction, in order, as one
     statement (on PostgreSQL each statement costs a trip to the server)."""
-    for start in range(0, len(events), MAX_EVENTS_PER_INSERT):
-        chunk = events[start : start + MAX_EVENTS_PER_INSERT]
-        params = {
-            f"{name}_{i}": value
-            for i, event in enumerate(chunk)
-            for name, value in _event_row(account_id, actor, at, event).items()
-        }
-        _insert_of(len(chunk)).send(conn, params)
+    _EVENTS.send(conn, [event_row(account_id, actor, at, event) for event in events])
+
+
+def send_events(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Write audit events of several callers (rows from ``event_row``) as one statement."""
+    _EVENTS.send(conn, rows)
 
 
 def send_event(
     conn: sa.Connection, *, account_id: int | None, actor: str, at: dt.datetime, event: Event
 ) -> None:
     """``record_event`` without waiting for the server (inside ``Database.batch``)."""
-    _INSERT_EVENT.send(conn, _event_row(account_id, actor, at, event))
+    _INSERT_EVENT.send(conn, event_row(account_id, actor, at, event))
 
 
 def device_for_account(

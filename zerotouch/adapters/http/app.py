@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
@@ -13,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zerotouch import __version__
+from zerotouch.adapters.group_commit import GroupCommit
 from zerotouch.adapters.http import problems
 from zerotouch.adapters.http.metrics import RequestMetrics
 from zerotouch.adapters.http.peers import HttpTransport
@@ -29,6 +31,7 @@ from zerotouch.adapters.http.routes import (
 )
 from zerotouch.bootstrap import build_runtime
 from zerotouch.domain.errors import ZerotouchError
+from zerotouch.services import devices as devices_service
 from zerotouch.services import ocpi as ocpi_service
 from zerotouch.services.device_auth import purge_token_ids
 from zerotouch.services.runtime import Runtime
@@ -38,6 +41,8 @@ log = logging.getLogger(__name__)
 
 
 HOUSEKEEPING_INTERVAL_S = 60
+# While claims arrive together, a group waits this long for more (one commit serves them all).
+CLAIM_WINDOW_S = 0.0
 
 
 async def _housekeeping(rt: Runtime) -> None:
@@ -69,6 +74,9 @@ def create_app(
         config = settings or Settings()
         rt = runtime or build_runtime(config)
         app.state.runtime = rt
+        app.state.claims = GroupCommit(
+            functools.partial(devices_service.claim_devices, rt), window_s=CLAIM_WINDOW_S
+        )
         housekeeping = asyncio.create_task(_housekeeping(rt))
         try:
             async with frontends(rt, config) if frontends else contextlib.nullcontext():

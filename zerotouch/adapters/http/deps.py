@@ -18,8 +18,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from zerotouch.adapters.group_commit import GroupCommit
 from zerotouch.domain.errors import InvalidArgument, Unauthenticated
+from zerotouch.domain.views import DeviceView
 from zerotouch.services.accounts import authenticate
+from zerotouch.services.devices import ClaimRequest
 from zerotouch.services.runtime import Principal, Runtime
 
 T = TypeVar("T")
@@ -66,6 +69,15 @@ async def get_caller(
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+async def get_claims(request: Request) -> GroupCommit[ClaimRequest, DeviceView]:
+    claims: GroupCommit[ClaimRequest, DeviceView] = request.app.state.claims
+    return claims
+
+
+# Claims go through group commit (see services.devices.claim_devices).
+ClaimsDep = Annotated[GroupCommit[ClaimRequest, DeviceView], Depends(get_claims)]
 
 
 def reply(body: BaseModel, status_code: int = 200) -> Response:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import cast
 
+from zerotouch.adapters.group_commit import GroupCommit
 from zerotouch.domain.errors import ZerotouchError
 from zerotouch.protocols import ovms
 from zerotouch.services import ovms as ovms_service
@@ -108,47 +109,37 @@ class CarConnection(asyncio.Protocol):
 class OvmsFrontend:
     """The listeners of one server process; they share its runtime and rate limits.
 
-    The AP-C requests that arrive in one turn of the event loop are answered together, with one
-    database transaction (the deliveries' audit events are written before any answer goes
-    out): under load a commit serves many cars.
+    AP-C requests that arrive together are answered together, with one database transaction
+    (the deliveries' audit events are written before any answer goes out): under load a commit
+    serves many cars (see adapters/group_commit.py).
     """
 
     def __init__(self, runtime: Runtime, *, rate_limit: int) -> None:
         self.runtime = runtime
         self.limiter = RateLimiter(rate_limit)
         self.servers: list[asyncio.Server] = []
-        self._pending: list[tuple[CarConnection, ovms.Request]] = []
-        self._last_batch = 0
+        self._answers: GroupCommit[tuple[str, ovms.Request], ovms.Answer | None] = GroupCommit(
+            self._answer_all, window_s=BATCH_WINDOW_S
+        )
 
     def submit(self, car: CarConnection, request: ovms.Request) -> None:
-        if not self._pending:
-            loop = asyncio.get_running_loop()
-            if self._last_batch > 1:
-                # Cars are arriving together: gather them a moment longer, so that one commit
-                # serves more of them (group commit).
-                loop.call_later(BATCH_WINDOW_S, self._answer_pending)
-            else:
-                loop.call_soon(self._answer_pending)
-        self._pending.append((car, request))
+        self._answers.submit((car.peer, request), lambda answer: car.answer(_or_refusal(answer)))
 
-    def _answer_pending(self) -> None:
-        batch, self._pending = self._pending, []
-        self._last_batch = len(batch)
-        allowed = []
-        for car, request in batch:
-            if self._allowed(car.peer, request.apkey):
-                allowed.append((car, request))
-            else:
-                car.answer(None)
-        try:
-            deliveries = ovms_service.answer_requests(
-                self.runtime, [(request.apkey, car.peer) for car, request in allowed]
-            )
-        except ZerotouchError as exc:
-            log.warning("ovms: %d cars got AP-X: %s", len(allowed), exc.message)
-            deliveries = [None] * len(allowed)
-        for (car, _), answer in zip(allowed, deliveries, strict=True):
-            car.answer(answer)
+    def _answer_all(
+        self, requests: list[tuple[str, ovms.Request]]
+    ) -> list[ovms.Answer | Exception | None]:
+        answers: list[ovms.Answer | Exception | None] = [None] * len(requests)
+        allowed = [
+            (i, request.apkey, peer)
+            for i, (peer, request) in enumerate(requests)
+            if self._allowed(peer, request.apkey)
+        ]
+        deliveries = ovms_service.answer_requests(
+            self.runtime, [(apkey, peer) for _, apkey, peer in allowed]
+        )
+        for (i, _, _), answer in zip(allowed, deliveries, strict=True):
+            answers[i] = answer
+        return answers
 
     def _allowed(self, peer: str, apkey: str) -> bool:
         if self.limiter.allow("ip:" + peer) and self.limiter.allow(apkey):
@@ -171,3 +162,14 @@ class OvmsFrontend:
             server.close()
         for server in self.servers:
             await server.wait_closed()
+
+
+def _or_refusal(answer: ovms.Answer | Exception | None) -> ovms.Answer | None:
+    """A failed lookup is answered with AP-X (the car retries later)."""
+    if not isinstance(answer, Exception):
+        return answer
+    if isinstance(answer, ZerotouchError):
+        log.warning("ovms: a car got AP-X: %s", answer.message)
+    else:
+        log.error("ovms: a car got AP-X", exc_info=answer)
+    return None

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from zerotouch.adapters.http import schemas
-from zerotouch.adapters.http.deps import CallerDep, reply
+from zerotouch.adapters.http.deps import CallerDep, ClaimsDep, reply
 from zerotouch.services import devices
 from zerotouch.store.paging import DEFAULT_PAGE_LIMIT
 
@@ -17,10 +17,9 @@ Device = schemas.DevicePublic
 
 
 @router.post("", status_code=201, response_model=Device, summary="ClaimDevice")
-async def claim_device(body: schemas.ClaimCreate, caller: CallerDep) -> Response:
-    view = caller.run(
-        devices.claim_device, owner_token=body.owner_token, qr=body.qr, tags=body.tags
-    )
+async def claim_device(body: schemas.ClaimCreate, caller: CallerDep, claims: ClaimsDep) -> Response:
+    request = devices.ClaimRequest(caller.principal(), body.owner_token, body.qr, body.tags)
+    view = await claims(request)
     return reply(Device.of(view), 201)
 
 
