@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from zerotouch.domain.values import OwnerToken, Permission, check_tags
 from zerotouch.domain.views import DeviceView, ImportedDevice, Page
 from zerotouch.protocols import tr005
 from zerotouch.services import rules
+from zerotouch.services.grouping import in_groups
 from zerotouch.services.manufacturing import label_for
 from zerotouch.services.plans import queue_commands
 from zerotouch.services.runtime import Principal, Runtime
@@ -93,7 +95,6 @@ class ClaimRequest:
 
 @dataclass(slots=True)
 class _Claim:
-    index: int
     principal: Principal
     token: str
     digest: str
@@ -101,6 +102,7 @@ class _Claim:
     extra_tags: list[str]
     row: Any = None
     tags: list[str] = field(default_factory=list)
+    queued: int = 0
 
     def statement_params(self) -> tuple[FastStatement, dict[str, Any]]:
         params = {"hash": self.digest, "account": self.principal.account_id}
@@ -177,67 +179,44 @@ def claim_device(
 def claim_devices(rt: Runtime, requests: Sequence[ClaimRequest]) -> list[DeviceView | Exception]:
     """Claim devices for several callers at once: a view or an error for each, in order.
 
-    Claims that arrive together share one transaction (group commit: one commit, and on
-    PostgreSQL a few round trips, serve them all). If anything fails in the shared
-    transaction, nothing of it stays and each claim runs again in a transaction of its own, so
-    one claim's failure is only ever its own. Two claims of one token in a group run one after
-    the other, and the database lets exactly one claim of a device win.
+    Claims that arrive together share one transaction (see services/grouping.py); two claims
+    of one token run one after the other, and the database lets exactly one claim of a device
+    win.
     """
-    outcomes: list[DeviceView | Exception | None] = [None] * len(requests)
-    first: list[_Claim] = []
-    later: list[_Claim] = []
-    digests: set[str] = set()
-    for index, request in enumerate(requests):
+    checked: list[_Claim | ZerotouchError] = []
+    for request in requests:
         try:
-            claim = _checked(index, request)
+            checked.append(_checked(request))
         except ZerotouchError as exc:
-            outcomes[index] = exc
-            continue
-        (later if claim.digest in digests else first).append(claim)
-        digests.add(claim.digest)
-    groups = [first] + [[claim] for claim in later]
-    for group in groups:
-        if not group:
-            continue
-        try:
-            _claim_together(rt, group, outcomes)
-        except Exception as exc:
-            if len(group) == 1:
-                outcomes[group[0].index] = exc
-                continue
-            for claim in group:
-                try:
-                    _claim_together(rt, [claim], outcomes)
-                except Exception as alone:
-                    outcomes[claim.index] = alone
-    done: list[DeviceView | Exception] = []
+            checked.append(exc)
+    claims = [claim for claim in checked if isinstance(claim, _Claim)]
+    claimed = iter(
+        in_groups(claims, lambda claim: claim.digest, functools.partial(_claim_together, rt))
+    )
+    outcomes = [claim if isinstance(claim, Exception) else next(claimed) for claim in checked]
     for outcome in outcomes:
-        assert outcome is not None
         if isinstance(outcome, ZerotouchError):
             label = outcome.code
         else:
             label = "internal_error" if isinstance(outcome, Exception) else "claimed"
         rt.metrics.claims.labels(outcome=label).inc()
-        done.append(outcome)
-    return done
+    return outcomes
 
 
-def _checked(index: int, request: ClaimRequest) -> _Claim:
+def _checked(request: ClaimRequest) -> _Claim:
     request.principal.require(Permission.WRITE_DEVICES)
     token, label = _claim_input(request.owner_token, request.qr)
     try:
         extra_tags = check_tags(request.tags if request.tags is not None else [])
     except ValueError as exc:
         raise InvalidArgument("tags: " + str(exc), errors=[FieldError("tags", str(exc))]) from None
-    return _Claim(index, request.principal, token, secret_hash(token), label, extra_tags)
+    return _Claim(request.principal, token, secret_hash(token), label, extra_tags)
 
 
-def _claim_together(
-    rt: Runtime, claims: list[_Claim], outcomes: list[DeviceView | Exception | None]
-) -> None:
-    """Claim each of ``claims`` in one transaction; its outcomes are set only if it commits."""
+def _claim_together(rt: Runtime, claims: list[_Claim]) -> list[DeviceView | Exception]:
+    """Claim each of ``claims`` (of distinct tokens) in one transaction."""
     status = device_transition(DeviceStatus.UNCLAIMED, DeviceEvent.CLAIM).value
-    failures: dict[int, ZerotouchError] = {}
+    failures: dict[int, Exception] = {}
     with rt.db.write() as conn:
         now = rt.clock()
         with rt.db.batch(conn):
@@ -286,31 +265,26 @@ def _claim_together(
                 # Why nothing matched: a device the token (and label) names is claimed already.
                 existing = pending.rows()
                 if existing and _label_matches(existing[0], claim.label):
-                    failures[claim.index] = AlreadyExists(
+                    failures[id(claim)] = AlreadyExists(
                         "The device is claimed already.", code="already_claimed"
                     )
                 else:
-                    failures[claim.index] = _invalid_token()
-        queued = {
-            claim.index: _apply_rules(
-                rt,
-                conn,
-                claim.principal,
-                claim.row,
-                rules.matching(active_rules[claim.principal.account_id], claim.tags),
-                now,
-            )
-            for claim in claimed
-        }
-    for claim in claimed:
-        if queued[claim.index]:
+                    failures[id(claim)] = _invalid_token()
+        for claim in claimed:
+            matched = rules.matching(active_rules[claim.principal.account_id], claim.tags)
+            claim.queued = _apply_rules(rt, conn, claim.principal, claim.row, matched, now)
+    outcomes: list[DeviceView | Exception] = []
+    for claim in claims:
+        if claim.row is None:
+            outcomes.append(failures[id(claim)])
+            continue
+        if claim.queued:
             rt.wakeups.notify(claim.row.id)
         # RETURNING gave the row as claimed; the plan holds just what the rules queued.
-        n = queued[claim.index]
+        n = claim.queued
         counts = {"total": n, "pending": n, "succeeded": 0, "failed": 0}
-        outcomes[claim.index] = _view(claim.row, sorted(claim.tags), counts)
-    for index, failure in failures.items():
-        outcomes[index] = failure
+        outcomes.append(_view(claim.row, sorted(claim.tags), counts))
+    return outcomes
 
 
 def _apply_rules(
