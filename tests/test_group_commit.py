@@ -4,6 +4,8 @@ every claim's outcome its own."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import time
 from typing import Any
 
 import pytest
@@ -11,12 +13,26 @@ import sqlalchemy as sa
 
 from tests.conftest import Api
 from zerotouch.adapters.group_commit import GroupCommit
-from zerotouch.domain.errors import AlreadyExists, NotFound, PermissionDenied, ZerotouchError
+from zerotouch.crypto import device_tokens
+from zerotouch.domain.errors import (
+    AlreadyExists,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    ZerotouchError,
+)
 from zerotouch.domain.views import DeviceView
 from zerotouch.services import devices
 from zerotouch.services.accounts import authenticate
+from zerotouch.services.device_auth import (
+    DeviceCaller,
+    DeviceWork,
+    authenticate_device,
+    run_device_calls,
+)
+from zerotouch.services.dispatch import fetch_commands
 from zerotouch.services.runtime import Runtime
-from zerotouch.store.schema import device_tags, events
+from zerotouch.store.schema import device_tags, device_token_ids, events
 from zerotouch.store.schema import devices as devices_table
 
 LORA = {"devEui": "0011223344556677", "joinEui": "70B3D57ED0000000", "profileId": "AABB1122"}
@@ -170,3 +186,41 @@ def test_a_claim_failing_inside_the_group_leaves_nothing_and_fails_alone(
     # The failed claim can be made again.
     monkeypatch.setattr(devices, "_apply_rules", apply_rules)
     assert devices.claim_device(rt, principal=owner, owner_token=tokens[2]).status == "READY"
+
+
+def test_grouped_device_calls_keep_their_own_outcomes(api: Api, rt: Runtime) -> None:
+    secret = "A1" * 16
+    for name in ("a", "b", "c"):
+        api.claimed(name, deviceSecret=secret)
+        res = api.call(
+            "POST",
+            f"/v1/claimed-devices/{name}/provisioning",
+            json={"request": {"config": {"a": "1"}}},
+        )
+        assert res.status_code == 201
+
+    def token(name: str) -> str:
+        return device_tokens.issue(name, secret=bytes.fromhex(secret), now=time.time())
+
+    def caller(name: str, presented: str | None = None) -> DeviceCaller:
+        return authenticate_device(rt, presented or token(name))
+
+    replayed = token("b")
+    first_b = caller("b", replayed)
+    run_device_calls(
+        rt, [DeviceWork(first_b, functools.partial(fetch_commands, rt, first_b, None, 10))]
+    )
+    a, b, c = caller("a"), caller("b", replayed), caller("c")
+    works = [
+        DeviceWork(call, functools.partial(fetch_commands, rt, call, None, 10))
+        for call in (a, b, c, a)  # The second call of "a" runs after the first commits.
+    ]
+    first_a, refused, for_c, again_a = run_device_calls(rt, works)
+    assert isinstance(refused, Unauthenticated) and refused.code == "token_replayed"
+    assert isinstance(first_a, list) and isinstance(for_c, list) and isinstance(again_a, list)
+    assert [c.type for c in first_a] == ["config"] and [c.type for c in for_c] == ["config"]
+    assert [c.id for c in again_a] == [c.id for c in first_a]  # IN_PROGRESS, given again.
+    assert a.consumed and c.consumed and not b.consumed
+    with rt.db.read() as conn:
+        jtis = conn.execute(sa.select(device_token_ids.c.jti)).scalars().all()
+    assert sorted(jtis) == sorted([first_b.jti, a.jti, c.jti])

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 
@@ -22,6 +23,7 @@ from zerotouch.crypto import device_tokens
 from zerotouch.crypto.envelope import KeyringError
 from zerotouch.domain.errors import PermissionDenied, Unauthenticated
 from zerotouch.domain.lifecycle import DeviceStatus
+from zerotouch.services.grouping import in_groups
 from zerotouch.services.runtime import Runtime
 from zerotouch.store.fast import FastStatement, Pending
 from zerotouch.store.queries import unique_violation_as
@@ -214,6 +216,32 @@ def device_call(conn: sa.Connection, caller: DeviceCaller) -> Iterator[DeviceHol
                 {"device_pk": caller.device_pk, "jti": caller.jti, "expires_at": caller.expires_at},
             )
         yield DeviceHold(caller, _LOCK.send(conn, {"device_pk": caller.device_pk}))
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceWork(Generic[T]):
+    """A device call's work, run inside a write transaction (see ``run_device_calls``)."""
+
+    caller: DeviceCaller
+    run: Callable[[sa.Connection], T]
+
+
+def run_device_calls(rt: Runtime, works: Sequence[DeviceWork[Any]]) -> list[Any | Exception]:
+    """Device calls that arrive together, in one write transaction (services/grouping.py):
+    a result or an error for each, in order. Calls of one device run one after the other; a
+    token's jti counts as recorded once its call has committed."""
+    return in_groups(works, lambda work: work.caller.device_pk, functools.partial(_together, rt))
+
+
+def _together(rt: Runtime, works: list[DeviceWork[Any]]) -> list[Any | Exception]:
+    with rt.db.write_batched() as conn:
+        results = [work.run(conn) for work in works]
+    for work in works:
+        work.caller.consumed = True
+    return results
 
 
 def purge_token_ids(rt: Runtime) -> int:

@@ -2,9 +2,9 @@
 
 API.md, Device API. Commands after the cursor go out in order, at most ``limit``, and a CSR the
 account CA is to sign ends its batch (its certificate comes in the next one). A device that
-fetches again after a crash gets its IN_PROGRESS commands again. A fetch is one transaction in
-which PostgreSQL is waited for twice: the reads (with the jti and the device lock) go out
-together, then the writes with the commit.
+fetches again after a crash gets its IN_PROGRESS commands again. A fetch's reads (with the jti and
+the device lock) go out together, then its writes; fetches that arrive together share one
+transaction (see run_device_calls).
 """
 
 from __future__ import annotations
@@ -96,25 +96,24 @@ def check_limit(limit: int) -> int:
 
 
 def fetch_commands(
-    rt: Runtime, *, caller: DeviceCaller, after: str | None, limit: int
+    rt: Runtime, caller: DeviceCaller, after: str | None, limit: int, conn: sa.Connection
 ) -> list[CommandOut]:
     """The next commands after ``after``, marked IN_PROGRESS; empty when there is nothing to do
-    (also while the device is in ERROR)."""
+    (also while the device is in ERROR). Runs in a device call's write transaction (see
+    run_device_calls)."""
     check_limit(limit)
     params = {"device_pk": caller.device_pk, "after": after, "limit": limit}
-    with rt.db.write_batched() as conn:
-        with device_call(conn, caller) as hold:
-            upcoming = _NEXT.send(conn, params)
-            device = hold.row()
-            rows = upcoming.rows()
-        if not rows and after is not None and not _POSITION.run(conn, params):
-            raise InvalidArgument.for_field("after", "is not a command of this device")
-        batch = _cut(rows)
-        if device.status == DeviceStatus.ERROR.value:
-            batch = []
-        if batch:
-            _dispatch(rt, conn, caller, device, batch)
-    caller.consumed = True
+    with device_call(conn, caller) as hold:
+        upcoming = _NEXT.send(conn, params)
+        device = hold.row()
+        rows = upcoming.rows()
+    if not rows and after is not None and not _POSITION.run(conn, params):
+        raise InvalidArgument.for_field("after", "is not a command of this device")
+    batch = _cut(rows)
+    if device.status == DeviceStatus.ERROR.value:
+        batch = []
+    if batch:
+        _dispatch(rt, conn, caller, device, batch)
     return [_command_out(rt, row) for row in batch]
 
 

@@ -4,8 +4,8 @@ Responses count only for commands IN_PROGRESS, so a device that reports twice (a
 delivery) changes nothing the second time. A failure marks the command FAILED and the device
 ERROR and puts the commands behind it back to PENDING. A key generation registers the device's
 new public key; a CSR the account CA is to sign gets its certificate queued right behind it.
-A report is one transaction in which PostgreSQL is waited for twice: every read the results
-could need goes out first (with the jti and the device lock), then every write with the commit.
+Every read a report could need goes out first (with the jti and the device lock), then every
+write; reports that arrive together share one transaction (see run_device_calls).
 """
 
 from __future__ import annotations
@@ -104,50 +104,51 @@ class _Report:
         self.events.append((kind, self.caller.device_id, data))
 
 
-def submit_responses(rt: Runtime, *, caller: DeviceCaller, responses: list[DeviceResponse]) -> int:
-    """Apply the device's results in order; returns how many were accepted."""
+def submit_responses(
+    rt: Runtime, caller: DeviceCaller, responses: list[DeviceResponse], conn: sa.Connection
+) -> int:
+    """Apply the device's results in order; returns how many were accepted. Runs in a device
+    call's write transaction (see run_device_calls)."""
     pk = {"device_pk": caller.device_pk}
-    with rt.db.write_batched() as conn:
-        with device_call(conn, caller) as hold:
-            plan, keys = _PLAN.send(conn, pk), _KEYS.send(conn, pk)
-            # The CA is read only when a CSR could need signing.
-            authority = (
-                _AUTHORITY.send(conn, {"account_id": caller.account_id})
-                if any(r.result is not None and "csr" in r.result for r in responses)
-                else None
-            )
-            device = hold.row()
-            commands_now = plan.rows()
-            fingerprints = {k.fingerprint for k in keys.rows()}
-            authorities = authority.rows() if authority is not None else []
-        report = _Report(
-            rt=rt,
-            conn=conn,
-            caller=caller,
-            now=rt.clock(),
-            status=DeviceStatus(device.status),
-            in_progress={row.id: row for row in commands_now if row.status == IN_PROGRESS},
-            total=len(commands_now),
-            pending=sum(row.status == PENDING for row in commands_now),
-            keys=caller.keys | fingerprints,
-            authority=authorities[0] if authorities else None,
+    with device_call(conn, caller) as hold:
+        plan, keys = _PLAN.send(conn, pk), _KEYS.send(conn, pk)
+        # The CA is read only when a CSR could need signing.
+        authority = (
+            _AUTHORITY.send(conn, {"account_id": caller.account_id})
+            if any(r.result is not None and "csr" in r.result for r in responses)
+            else None
         )
-        for response in responses:
-            row = report.in_progress.pop(response.id, None)
-            if row is None:
-                continue  # Not this device's, or not IN_PROGRESS: ignored, not counted.
-            report.accepted += 1
-            if not _apply(report, row, response):
-                break
-        _settle_device(report, device.status)
-        record_events(
-            conn,
-            account_id=caller.account_id,
-            actor=caller.actor,
-            at=report.now,
-            events=report.events,
-        )
-    caller.consumed = True
+        device = hold.row()
+        commands_now = plan.rows()
+        fingerprints = {k.fingerprint for k in keys.rows()}
+        authorities = authority.rows() if authority is not None else []
+    report = _Report(
+        rt=rt,
+        conn=conn,
+        caller=caller,
+        now=rt.clock(),
+        status=DeviceStatus(device.status),
+        in_progress={row.id: row for row in commands_now if row.status == IN_PROGRESS},
+        total=len(commands_now),
+        pending=sum(row.status == PENDING for row in commands_now),
+        keys=caller.keys | fingerprints,
+        authority=authorities[0] if authorities else None,
+    )
+    for response in responses:
+        row = report.in_progress.pop(response.id, None)
+        if row is None:
+            continue  # Not this device's, or not IN_PROGRESS: ignored, not counted.
+        report.accepted += 1
+        if not _apply(report, row, response):
+            break
+    _settle_device(report, device.status)
+    record_events(
+        conn,
+        account_id=caller.account_id,
+        actor=caller.actor,
+        at=report.now,
+        events=report.events,
+    )
     return report.accepted
 
 

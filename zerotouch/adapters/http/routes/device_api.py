@@ -6,15 +6,18 @@ JSON by default; CBOR with ``Accept`` / ``Content-Type: application/cbor``.
 from __future__ import annotations
 
 import asyncio
+import functools
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from zerotouch.adapters.group_commit import GroupCommit
 from zerotouch.adapters.http.deps import read_body
 from zerotouch.domain.errors import InvalidArgument
 from zerotouch.protocols import device_messages as messages
 from zerotouch.services import dispatch
 from zerotouch.services import responses as responses_service
-from zerotouch.services.device_auth import DeviceCaller, authenticate_device
+from zerotouch.services.device_auth import DeviceCaller, DeviceWork, authenticate_device
 from zerotouch.services.runtime import Runtime
 from zerotouch.services.wakeups import RECHECK_S
 
@@ -44,6 +47,12 @@ def _reply(request: Request, body: object) -> Response:
     return Response(
         messages.encode(body, cbor=cbor), media_type=messages.CBOR if cbor else messages.JSON
     )
+
+
+def _calls(request: Request) -> GroupCommit[DeviceWork[Any], Any]:
+    """Device calls that arrive together share a transaction (see run_device_calls)."""
+    calls: GroupCommit[DeviceWork[Any], Any] = request.app.state.device_calls
+    return calls
 
 
 def _device(request: Request) -> DeviceCaller:
@@ -85,11 +94,13 @@ async def fetch_commands(request: Request) -> Response:
     seconds = _int_param("wait", wait, default=0, low=0, high=MAX_WAIT_S)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
-    batch = dispatch.fetch_commands(rt, caller=device, after=after, limit=count)
+    calls = _calls(request)
+    fetch = DeviceWork(device, functools.partial(dispatch.fetch_commands, rt, device, after, count))
+    batch = await calls(fetch)
     while not batch and loop.time() < deadline and not await request.is_disconnected():
         await rt.wakeups.wait(device.device_pk, min(RECHECK_S, deadline - loop.time()))
         if dispatch.has_commands(rt, caller=device, after=after):
-            batch = dispatch.fetch_commands(rt, caller=device, after=after, limit=count)
+            batch = await calls(fetch)
     if not batch:
         return Response(status_code=204)
     return _reply(request, messages.commands_body(batch))
@@ -102,5 +113,6 @@ async def submit_responses(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
     raw = await read_body(request, MAX_RESPONSE_BODY_BYTES)
     parsed = messages.parse_responses(messages.decode(raw, request.headers.get("content-type")))
-    accepted = responses_service.submit_responses(rt, caller=device, responses=parsed)
+    submit = functools.partial(responses_service.submit_responses, rt, device, parsed)
+    accepted = await _calls(request)(DeviceWork(device, submit))
     return _reply(request, {"accepted": accepted})
