@@ -103,6 +103,7 @@ class _Claim:
     row: Any = None
     tags: list[str] = field(default_factory=list)
     queued: int = 0
+    refusal: Exception | None = None  # Why no device matched.
 
     def statement_params(self) -> tuple[FastStatement, dict[str, Any]]:
         params = {"hash": self.digest, "account": self.principal.account_id}
@@ -216,7 +217,6 @@ def _checked(request: ClaimRequest) -> _Claim:
 def _claim_together(rt: Runtime, claims: list[_Claim]) -> list[DeviceView | Exception]:
     """Claim each of ``claims`` (of distinct tokens) in one transaction."""
     status = device_transition(DeviceStatus.UNCLAIMED, DeviceEvent.CLAIM).value
-    failures: dict[int, Exception] = {}
     with rt.db.write() as conn:
         now = rt.clock()
         with rt.db.batch(conn):
@@ -230,7 +230,7 @@ def _claim_together(rt: Runtime, claims: list[_Claim]) -> list[DeviceView | Exce
             rules_sent = {a: rules.ACTIVE_RULES.send(conn, {"account": a}) for a in accounts}
             for claim, pending in zip(claims, sent, strict=True):
                 found = pending.rows()
-                claim.row = found[0] if found else None
+                claim.row, claim.refusal = (found[0] if found else None), None
             active_rules = {account: pending.rows() for account, pending in rules_sent.items()}
             claimed = [claim for claim in claims if claim.row is not None]
             lookups = [
@@ -265,18 +265,18 @@ def _claim_together(rt: Runtime, claims: list[_Claim]) -> list[DeviceView | Exce
                 # Why nothing matched: a device the token (and label) names is claimed already.
                 existing = pending.rows()
                 if existing and _label_matches(existing[0], claim.label):
-                    failures[id(claim)] = AlreadyExists(
+                    claim.refusal = AlreadyExists(
                         "The device is claimed already.", code="already_claimed"
                     )
                 else:
-                    failures[id(claim)] = _invalid_token()
+                    claim.refusal = _invalid_token()
         for claim in claimed:
             matched = rules.matching(active_rules[claim.principal.account_id], claim.tags)
             claim.queued = _apply_rules(rt, conn, claim.principal, claim.row, matched, now)
     outcomes: list[DeviceView | Exception] = []
     for claim in claims:
-        if claim.row is None:
-            outcomes.append(failures[id(claim)])
+        if claim.refusal is not None:
+            outcomes.append(claim.refusal)
             continue
         if claim.queued:
             rt.wakeups.notify(claim.row.id)

@@ -72,7 +72,7 @@ def record_events(
 ) -> None:
     """Write several audit events of one call in the caller's transaction, in order, as one
     statement (on PostgreSQL each statement costs a trip to the server)."""
-    _EVENTS.send(conn, [event_row(account_id, actor, at, event) for event in events])
+    send_events(conn, [event_row(account_id, actor, at, event) for event in events])
 
 
 def send_events(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
