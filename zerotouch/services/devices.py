@@ -30,7 +30,7 @@ from zerotouch.services.manufacturing import label_for
 from zerotouch.services.plans import queue_commands
 from zerotouch.services.runtime import Principal, Runtime
 from zerotouch.store import paging
-from zerotouch.store.fast import FastStatement, MultiInsert
+from zerotouch.store.fast import FastStatement
 from zerotouch.store.queries import (
     command_counts,
     device_for_account,
@@ -40,6 +40,7 @@ from zerotouch.store.queries import (
     tags_of,
 )
 from zerotouch.store.schema import commands, device_tags, devices, ovms_records
+from zerotouch.store.sets import InsertRows
 
 _IDENTIFIER_COLUMNS = dict(
     zip(IDENTIFIER_FIELDS, ("dev_eui", "join_eui", "vin", "imei", "serial", "mac"), strict=True)
@@ -53,7 +54,7 @@ _BY_TOKEN_HASH = FastStatement(
         devices.c.owner_token_hash == sa.bindparam("hash")
     )
 )
-_TAGS = MultiInsert(device_tags, ("device_pk", "tag"))
+_TAGS = InsertRows(device_tags, ("device_pk", "tag"))
 
 
 def _claim_statement(*label: sa.ColumnElement[bool]) -> FastStatement:

@@ -10,7 +10,7 @@ where a request runs a handful of fixed statements many times a second.
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,10 +37,7 @@ _ALL: list[FastStatement] = []
 
 def prepare(dialect: sa.Dialect) -> None:
     """Compile every hot-path statement for ``dialect`` now (a server does this as it starts),
-    so that no request waits for a compilation: an INSERT of 32 events takes 10 ms to build."""
-    for multi in _MULTI_INSERTS:
-        for count in range(1, multi.max_rows + 1):
-            multi._of(count)
+    so that no request waits for a compilation."""
     for statement in list(_ALL):
         statement._plan(dialect)
 
@@ -110,38 +107,6 @@ class FastStatement:
     def run(self, conn: sa.Connection, params: Mapping[str, Any]) -> list[Any]:
         """Execute with ``params``; returns the result rows (attribute access by column key)."""
         return self.send(conn, params).rows()
-
-
-_MULTI_INSERTS: list[MultiInsert] = []
-
-
-class MultiInsert:
-    """An INSERT of several rows as one statement (a multi-row VALUES), built once per row count:
-    on PostgreSQL each statement costs a trip through the driver, whatever its size."""
-
-    def __init__(self, table: sa.Table, columns: Sequence[str], *, max_rows: int = 32) -> None:
-        self.table, self.columns, self.max_rows = table, tuple(columns), max_rows
-        self._statements: dict[int, FastStatement] = {}
-        _MULTI_INSERTS.append(self)
-
-    def _of(self, count: int) -> FastStatement:
-        statement = self._statements.get(count)
-        if statement is None:
-            rows: list[dict[str, Any]] = [
-                {c: sa.bindparam(f"{c}_{i}", type_=self.table.c[c].type) for c in self.columns}
-                for i in range(count)
-            ]
-            statement = FastStatement(self.table.insert().values(rows))
-            self._statements[count] = statement
-        return statement
-
-    def send(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Insert ``rows`` (each with every column), in order, without waiting for the server
-        inside ``Database.batch``."""
-        for start in range(0, len(rows), self.max_rows):
-            chunk = rows[start : start + self.max_rows]
-            params = {f"{c}_{i}": row[c] for i, row in enumerate(chunk) for c in self.columns}
-            self._of(len(chunk)).send(conn, params)
 
 
 class Pending:

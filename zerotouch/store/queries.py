@@ -12,8 +12,9 @@ from sqlalchemy import exc
 
 from zerotouch.domain.errors import NotFound, ZerotouchError
 from zerotouch.store.db import is_unique_violation
-from zerotouch.store.fast import FastStatement, MultiInsert
+from zerotouch.store.fast import FastStatement
 from zerotouch.store.schema import commands, device_tags, devices, events
+from zerotouch.store.sets import InsertRows
 
 
 @contextlib.contextmanager
@@ -59,7 +60,7 @@ def record_event(
     _INSERT_EVENT.run(conn, event_row(account_id, actor, at, event))
 
 
-_EVENTS = MultiInsert(events, ("account_id", "at", "actor", "type", "device_id", "data"))
+_EVENTS = InsertRows(events, ("account_id", "at", "actor", "type", "device_id", "data"))
 
 
 def record_events(
