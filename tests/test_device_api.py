@@ -238,6 +238,44 @@ def test_blocked_device_gets_403(api: Api) -> None:
     assert res.json()["code"] == "device_blocked"
 
 
+def test_unblocked_device_is_let_in_at_once(api: Api) -> None:
+    """Credentials are cached for minutes; the hold is checked on the device row every call."""
+    device = _claimed(api)
+    _add(api, "dev-1", CONFIG)
+    api.call("POST", "/v1/claimed-devices/dev-1/block")  # Before its credentials are read.
+    assert device.fetch().json()["code"] == "device_blocked"
+    api.call("POST", "/v1/claimed-devices/dev-1/unblock")
+    assert device.fetch(limit=1).status_code == 200  # Its credentials are cached now.
+    api.call("POST", "/v1/claimed-devices/dev-1/block")
+    assert device.fetch().json()["code"] == "device_blocked"
+    api.call("POST", "/v1/claimed-devices/dev-1/unblock")
+    assert device.fetch().status_code == 200
+
+
+def test_device_claimed_again_works_for_its_new_owner(api: Api) -> None:
+    token = api.import_devices({"deviceId": "dev-1", "deviceSecret": SECRET})["devices"][0][
+        "ownerToken"
+    ]
+    assert api.call("POST", "/v1/claimed-devices", json={"ownerToken": token}).status_code == 201
+    device = Device(api.client, "dev-1")
+    assert device.fetch().status_code == 204  # Cached: claimed by 'acme'.
+    assert api.call("DELETE", "/v1/claimed-devices/dev-1").status_code == 204
+    res = device.fetch()
+    assert res.status_code == 401 and res.json()["code"] == "device_not_claimed"
+    res = api.call("POST", "/v1/claimed-devices", "rival", json={"ownerToken": token})
+    assert res.status_code == 201
+    command = api.call(
+        "POST",
+        "/v1/claimed-devices/dev-1/provisioning",
+        "rival",
+        json={"request": CONFIG},
+    ).json()["id"]
+    assert [c["id"] for c in device.fetch().json()["commands"]] == [command]
+    events = api.call("GET", "/v1/events?deviceId=dev-1", "rival").json()["items"]
+    assert "commands.dispatched" in [e["type"] for e in events]
+    assert api.call("GET", "/v1/claimed-devices/dev-1", "owner").status_code == 404
+
+
 def test_es256_with_factory_key_and_with_generated_key(api: Api, tmp_path: Any) -> None:
     factory = device_side.generate_key_pair()
     api.claimed("dev-1", publicKey=factory.public_key_pem)

@@ -24,12 +24,8 @@ from zerotouch.domain.errors import (
 from zerotouch.domain.views import DeviceView
 from zerotouch.services import devices
 from zerotouch.services.accounts import authenticate
-from zerotouch.services.device_auth import (
-    DeviceCaller,
-    DeviceWork,
-    authenticate_device,
-    run_device_calls,
-)
+from zerotouch.services.device_auth import DeviceCaller, authenticate_device
+from zerotouch.services.device_calls import DeviceWork, run_device_calls
 from zerotouch.services.dispatch import fetch_commands
 from zerotouch.services.runtime import Runtime
 from zerotouch.store.schema import device_tags, device_token_ids, events
@@ -207,12 +203,10 @@ def test_grouped_device_calls_keep_their_own_outcomes(api: Api, rt: Runtime) -> 
 
     replayed = token("b")
     first_b = caller("b", replayed)
-    run_device_calls(
-        rt, [DeviceWork(first_b, functools.partial(fetch_commands, rt, first_b, None, 10))]
-    )
+    run_device_calls(rt, [DeviceWork(first_b, functools.partial(fetch_commands, rt, None, 10))])
     a, b, c = caller("a"), caller("b", replayed), caller("c")
     works = [
-        DeviceWork(call, functools.partial(fetch_commands, rt, call, None, 10))
+        DeviceWork(call, functools.partial(fetch_commands, rt, None, 10))
         for call in (a, b, c, a)  # The second call of "a" runs after the first commits.
     ]
     first_a, refused, for_c, again_a = run_device_calls(rt, works)

@@ -2,20 +2,16 @@
 
 The token is verified outside any write transaction (signature checks cost CPU, and SQLite has
 one writer). The jti is recorded, and the device's hold re-checked under a row lock, as the
-first step of the write transaction of the call itself (``device_call``), so a call is
+first step of the write transaction of the call itself (services/device_calls.py), so a call is
 one transaction and a replayed token changes nothing.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import functools
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 
@@ -23,16 +19,18 @@ from zerotouch.crypto import device_tokens
 from zerotouch.crypto.envelope import KeyringError
 from zerotouch.domain.errors import PermissionDenied, Unauthenticated
 from zerotouch.domain.lifecycle import DeviceStatus
-from zerotouch.services.grouping import in_groups
 from zerotouch.services.runtime import Runtime
-from zerotouch.store.fast import FastStatement, Pending
-from zerotouch.store.queries import unique_violation_as
+from zerotouch.store.fast import FastStatement
 from zerotouch.store.schema import device_keys, device_token_ids, devices
 
 log = logging.getLogger(__name__)
 
 DEVICE_SECRET_PURPOSE = "devices.device_secret"  # noqa: S105 - a sealing purpose, not a secret
-CREDENTIALS_CACHE_S = 5.0  # As for API keys: a device's next call within seconds skips a read.
+# A device's keys and secret only change by a key it generates, and a token signed by a key the
+# cache does not hold makes it read again; whether the device is still claimed and not blocked
+# is checked again in every call's own transaction. So its credentials are kept for as long as
+# one of its tokens lives, and a device reads them once per provisioning, not once per call.
+CREDENTIALS_CACHE_S = 300.0
 CREDENTIALS_CACHE_MAX = 100_000
 REFUSED = "The device token was refused: a JWT signed by the device, at most 300 s long, new jti."
 
@@ -47,19 +45,9 @@ _DEVICE = FastStatement(
     ).where(devices.c.device_id == sa.bindparam("device_id"))
 )
 _KEYS = FastStatement(
-    sa.select(device_keys.c.public_key).where(device_keys.c.device_pk == sa.bindparam("device_pk"))
-)
-_LOCK = FastStatement(
-    sa.select(devices.c.account_id, devices.c.status, devices.c.blocked_from)
-    .where(devices.c.id == sa.bindparam("device_pk"))
-    .with_for_update()
-)
-_RECORD_JTI = FastStatement(
-    device_token_ids.insert().values(
-        device_pk=sa.bindparam("device_pk"),
-        jti=sa.bindparam("jti"),
-        expires_at=sa.bindparam("expires_at"),
-    )
+    sa.select(device_keys.c.public_key)
+    .join(devices, devices.c.id == device_keys.c.device_pk)
+    .where(devices.c.device_id == sa.bindparam("device_id"))
 )
 
 
@@ -69,7 +57,6 @@ class DeviceCaller:
 
     device_pk: int
     device_id: str
-    account_id: int
     jti: str
     expires_at: dt.datetime
     # Fingerprints of the public keys registered for the device (factory and generated).
@@ -89,13 +76,14 @@ class DeviceCredentials:
     account_id: int | None
     status: str
     public_keys: tuple[str, ...]
+    fingerprints: frozenset[str]
     secret: bytes | None
     read_at: float
 
 
 def authenticate_device(rt: Runtime, token: str | None) -> DeviceCaller:
     """Verify the device's JWT (401 when it is missing, bad, expired or the device unclaimed;
-    403 when the device is blocked). The jti is recorded by ``device_call``."""
+    403 when the device is blocked). The jti is recorded by the call (services/device_calls.py)."""
     if not token:
         raise Unauthenticated("A device token is required: 'Authorization: Bearer <JWT>'.")
     try:
@@ -117,20 +105,20 @@ def authenticate_device(rt: Runtime, token: str | None) -> DeviceCaller:
             claims = _verify(rt, presented, credentials)
         except device_tokens.TokenError:
             raise Unauthenticated(REFUSED) from None
+    # Only claimed devices that were not blocked are cached: these two tell the truth as of
+    # this call or a moment ago, and the call's transaction checks both again.
     if credentials.account_id is None:
         raise Unauthenticated("The device is not claimed.", code="device_not_claimed")
     if credentials.status == DeviceStatus.BLOCKED.value:
         raise PermissionDenied("The device is blocked by its owner.", code="device_blocked")
     expires = dt.datetime.fromtimestamp(claims.expires_at + device_tokens.CLOCK_SKEW_S, dt.UTC)
-    fingerprints = {device_tokens.key_fingerprint(k) for k in credentials.public_keys}
     return DeviceCaller(
-        credentials.device_pk, device_id, credentials.account_id, claims.jti, expires, fingerprints
+        credentials.device_pk, device_id, claims.jti, expires, set(credentials.fingerprints)
     )
 
 
 def _cached(rt: Runtime, device_id: str) -> DeviceCredentials | None:
-    """Credentials read within CREDENTIALS_CACHE_S, if any. Only claimed devices are kept, and
-    every call re-checks the device's hold in its own transaction (``device_call``)."""
+    """Credentials read within CREDENTIALS_CACHE_S, if any."""
     credentials: DeviceCredentials | None = rt.device_credentials.get(device_id)
     if credentials is None or time.monotonic() - credentials.read_at > CREDENTIALS_CACHE_S:
         return None
@@ -138,10 +126,11 @@ def _cached(rt: Runtime, device_id: str) -> DeviceCredentials | None:
 
 
 def _load(rt: Runtime, device_id: str) -> DeviceCredentials:
-    with rt.db.read() as conn:
-        found = _DEVICE.run(conn, {"device_id": device_id})
-        row = found[0] if found else None
-        keys = [k.public_key for k in _KEYS.run(conn, {"device_pk": row.id})] if row else []
+    params = {"device_id": device_id}
+    with rt.db.read() as conn, rt.db.batch(conn):
+        device, generated = _DEVICE.send(conn, params), _KEYS.send(conn, params)
+        found, keys = device.rows(), [k.public_key for k in generated.rows()]
+    row = found[0] if found else None
     if row is None:
         log.info("device token refused: unknown device %r", device_id)
         raise Unauthenticated(REFUSED)
@@ -153,16 +142,18 @@ def _load(rt: Runtime, device_id: str) -> DeviceCredentials:
             )
         except KeyringError:
             log.error("the device secret of device pk %s did not open", row.id)
+    public_keys = tuple(([row.public_key] if row.public_key else []) + keys)
     credentials = DeviceCredentials(
         device_pk=row.id,
         account_id=row.account_id,
         status=row.status,
-        public_keys=tuple(([row.public_key] if row.public_key else []) + keys),
+        public_keys=public_keys,
+        fingerprints=frozenset(device_tokens.key_fingerprint(k) for k in public_keys),
         secret=secret,
         read_at=time.monotonic(),
     )
     cache = rt.device_credentials
-    if row.account_id is not None:
+    if row.account_id is not None and row.status != DeviceStatus.BLOCKED.value:
         if len(cache) >= CREDENTIALS_CACHE_MAX:
             cache.clear()
         cache[device_id] = credentials
@@ -184,64 +175,6 @@ def _verify(
     except device_tokens.TokenError as exc:
         log.info("device token refused for %r: %s", presented.device_id, exc)
         raise
-
-
-class DeviceHold:
-    """The device row locked for the call; ``row()`` waits for it and checks the hold."""
-
-    def __init__(self, caller: DeviceCaller, lock: Pending) -> None:
-        self._caller, self._lock = caller, lock
-
-    def row(self) -> Any:
-        """The locked row (account_id, status, blocked_from); raises when the device is no
-        longer this account's or is blocked."""
-        (row,) = self._lock.rows()
-        if row.account_id != self._caller.account_id:
-            raise Unauthenticated("The device is not claimed.", code="device_not_claimed")
-        if row.status == DeviceStatus.BLOCKED.value:
-            raise PermissionDenied("The device is blocked by its owner.", code="device_blocked")
-        return row
-
-
-@contextlib.contextmanager
-def device_call(conn: sa.Connection, caller: DeviceCaller) -> Iterator[DeviceHold]:
-    """The first reads of a device call's write transaction: record the jti (once per token)
-    and lock the device row. The call sends its own reads inside the block; in a pipeline they
-    all go out together, and a replayed jti can surface at any of them, so the whole block
-    turns a unique violation into 401 ``token_replayed`` (its only write is the jti)."""
-    with unique_violation_as(Unauthenticated(REFUSED, code="token_replayed")):
-        if not caller.consumed:
-            _RECORD_JTI.send(
-                conn,
-                {"device_pk": caller.device_pk, "jti": caller.jti, "expires_at": caller.expires_at},
-            )
-        yield DeviceHold(caller, _LOCK.send(conn, {"device_pk": caller.device_pk}))
-
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceWork(Generic[T]):
-    """A device call's work, run inside a write transaction (see ``run_device_calls``)."""
-
-    caller: DeviceCaller
-    run: Callable[[sa.Connection], T]
-
-
-def run_device_calls(rt: Runtime, works: Sequence[DeviceWork[Any]]) -> list[Any | Exception]:
-    """Device calls that arrive together, in one write transaction (services/grouping.py):
-    a result or an error for each, in order. Calls of one device run one after the other; a
-    token's jti counts as recorded once its call has committed."""
-    return in_groups(works, lambda work: work.caller.device_pk, functools.partial(_together, rt))
-
-
-def _together(rt: Runtime, works: list[DeviceWork[Any]]) -> list[Any | Exception]:
-    with rt.db.write_batched() as conn:
-        results = [work.run(conn) for work in works]
-    for work in works:
-        work.caller.consumed = True
-    return results
 
 
 def purge_token_ids(rt: Runtime) -> int:

@@ -2,9 +2,8 @@
 
 API.md, Device API. Commands after the cursor go out in order, at most ``limit``, and a CSR the
 account CA is to sign ends its batch (its certificate comes in the next one). A device that
-fetches again after a crash gets its IN_PROGRESS commands again. A fetch's reads (with the jti and
-the device lock) go out together, then its writes; fetches that arrive together share one
-transaction (see run_device_calls).
+fetches again after a crash gets its IN_PROGRESS commands again. A fetch works on the plan read
+for it by its group of device calls, and stages its changes there (services/device_calls.py).
 """
 
 from __future__ import annotations
@@ -25,39 +24,23 @@ from zerotouch.domain.lifecycle import (
     device_transition,
 )
 from zerotouch.protocols.device_messages import CommandOut
-from zerotouch.services.device_auth import DeviceCaller, device_call
+from zerotouch.services.device_auth import DeviceCaller
+from zerotouch.services.device_calls import OPEN, Call
 from zerotouch.services.plans import SECRETS_PURPOSE
 from zerotouch.services.runtime import Runtime
 from zerotouch.store.fast import FastStatement
-from zerotouch.store.queries import send_event
 from zerotouch.store.schema import commands, devices
 
 MAX_LIMIT = 20
 DEFAULT_LIMIT = 10
 PENDING, IN_PROGRESS = CommandStatus.PENDING.value, CommandStatus.IN_PROGRESS.value
-OPEN_STATUSES = [sa.literal(PENDING), sa.literal(IN_PROGRESS)]
 
-# Devices call these many times a second: built once (see store/fast.py).
+# A long poll asks these while it waits (see has_commands): built once (see store/fast.py).
 _b = sa.bindparam
 _cursor = commands.alias("cursor")
-# What a device call needs of a command (the rest, such as its times, costs conversions).
-COMMAND_COLUMNS = (
-    commands.c.id,
-    commands.c.position,
-    commands.c.type,
-    commands.c.request,
-    commands.c.secrets_sealed,
-    commands.c.status,
-)
-_POSITION = FastStatement(
-    sa.select(commands.c.position).where(
-        commands.c.id == _b("after"), commands.c.device_pk == _b("device_pk")
-    )
-)
-# Open commands after the cursor. No cursor (NULL) means from the start; an unknown one
-# finds nothing, and only then is the cursor looked up (to answer 422 rather than 204).
+# Whether an open command follows the cursor (none: from the start).
 _NEXT = FastStatement(
-    sa.select(*COMMAND_COLUMNS)
+    sa.select(commands.c.id)
     .where(
         commands.c.device_pk == _b("device_pk"),
         commands.c.position
@@ -67,24 +50,9 @@ _NEXT = FastStatement(
             .where(_cursor.c.id == _b("after"), _cursor.c.device_pk == _b("device_pk"))
             .scalar_subquery(),
         ),
-        commands.c.status.in_(OPEN_STATUSES),
+        commands.c.status.in_([sa.literal(status) for status in OPEN]),
     )
-    .order_by(commands.c.position)
-    .limit(_b("limit"))
-)
-_MARK_DISPATCHED = FastStatement(
-    commands.update()
-    .where(
-        commands.c.device_pk == _b("device_pk"),
-        commands.c.status == PENDING,
-        commands.c.position.between(_b("first"), _b("last")),
-    )
-    .values(status=IN_PROGRESS, updated_at=_b("now"))
-)
-SET_DEVICE_STATUS = FastStatement(
-    devices.update()
-    .where(devices.c.id == _b("device_pk"))
-    .values(status=_b("status"), updated_at=_b("now"))
+    .limit(1)
 )
 _DEVICE_STATUS = FastStatement(sa.select(devices.c.status).where(devices.c.id == _b("device_pk")))
 
@@ -95,25 +63,23 @@ def check_limit(limit: int) -> int:
     return limit
 
 
-def fetch_commands(
-    rt: Runtime, caller: DeviceCaller, after: str | None, limit: int, conn: sa.Connection
-) -> list[CommandOut]:
+def fetch_commands(rt: Runtime, after: str | None, limit: int, call: Call) -> list[CommandOut]:
     """The next commands after ``after``, marked IN_PROGRESS; empty when there is nothing to do
-    (also while the device is in ERROR). Runs in a device call's write transaction (see
-    run_device_calls)."""
+    (also while the device is in ERROR). Runs in its group of device calls (services/
+    device_calls.py), on the plan read for it."""
     check_limit(limit)
-    params = {"device_pk": caller.device_pk, "after": after, "limit": limit}
-    with device_call(conn, caller) as hold:
-        upcoming = _NEXT.send(conn, params)
-        device = hold.row()
-        rows = upcoming.rows()
-    if not rows and after is not None and not _POSITION.run(conn, params):
-        raise InvalidArgument.for_field("after", "is not a command of this device")
-    batch = _cut(rows)
-    if device.status == DeviceStatus.ERROR.value:
+    start = 0
+    if after is not None:
+        cursor = next((row for row in call.plan if row.id == after), None)
+        if cursor is None:
+            raise InvalidArgument.for_field("after", "is not a command of this device")
+        start = cursor.position
+    upcoming = [row for row in call.plan if row.position > start and row.status in OPEN][:limit]
+    batch = _cut(upcoming)
+    if call.device.status == DeviceStatus.ERROR.value:
         batch = []
     if batch:
-        _dispatch(rt, conn, caller, device, batch)
+        _dispatch(call, batch)
     return [_command_out(rt, row) for row in batch]
 
 
@@ -123,7 +89,7 @@ def has_commands(rt: Runtime, *, caller: DeviceCaller, after: str | None) -> boo
         (row,) = _DEVICE_STATUS.run(conn, {"device_pk": caller.device_pk})
         if row.status in (DeviceStatus.ERROR.value, DeviceStatus.BLOCKED.value):
             return False
-        return bool(_NEXT.run(conn, {"device_pk": caller.device_pk, "after": after, "limit": 1}))
+        return bool(_NEXT.run(conn, {"device_pk": caller.device_pk, "after": after}))
 
 
 def params_of(row: Any) -> dict[str, Any]:
@@ -139,39 +105,19 @@ def _cut(rows: list[Any]) -> list[Any]:
     return rows
 
 
-def _dispatch(
-    rt: Runtime, conn: sa.Connection, caller: DeviceCaller, device: Any, batch: list[Any]
-) -> None:
-    now = rt.clock()
+def _dispatch(call: Call, batch: list[Any]) -> None:
     for row in batch:
         event = CommandEvent.DISPATCH if row.status == PENDING else CommandEvent.REDISPATCH
-        command_transition(CommandStatus(row.status), event)
-    # The batch is every open command between its first and last: one UPDATE marks them all.
-    _MARK_DISPATCHED.send(
-        conn,
-        {
-            "device_pk": caller.device_pk,
-            "first": batch[0].position,
-            "last": batch[-1].position,
-            "now": now,
-        },
-    )
-    was = DeviceStatus(device.status)
+        dispatched = command_transition(CommandStatus(row.status), event)
+        if dispatched.value != row.status:
+            call.change(row.id, status=dispatched.value)
+    was = DeviceStatus(call.device.status)
     status = device_transition(was, DeviceEvent.FETCH)
     if status is not was:
-        SET_DEVICE_STATUS.send(
-            conn, {"device_pk": caller.device_pk, "status": status.value, "now": now}
-        )
-    send_event(
-        conn,
-        account_id=caller.account_id,
-        actor=caller.actor,
-        at=now,
-        event=(
-            "commands.dispatched",
-            caller.device_id,
-            {"commandIds": [r.id for r in batch], "from": was.value, "to": status.value},
-        ),
+        call.move_device(status)
+    call.event(
+        "commands.dispatched",
+        {"commandIds": [r.id for r in batch], "from": was.value, "to": status.value},
     )
 
 

@@ -4,18 +4,15 @@ Responses count only for commands IN_PROGRESS, so a device that reports twice (a
 delivery) changes nothing the second time. A failure marks the command FAILED and the device
 ERROR and puts the commands behind it back to PENDING. A key generation registers the device's
 new public key; a CSR the account CA is to sign gets its certificate queued right behind it.
-Every read a report could need goes out first (with the jti and the device lock), then every
-write; reports that arrive together share one transaction (see run_device_calls).
+A report works on the plan, keys and CA read for it by its group of device calls, and stages
+its changes there (services/device_calls.py).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-
-import sqlalchemy as sa
 
 from zerotouch.crypto import ca, device_tokens, pem
 from zerotouch.domain.commands import KEY_USAGE_BITS, MAX_COMMANDS_PER_DEVICE, CommandType
@@ -28,55 +25,14 @@ from zerotouch.domain.lifecycle import (
     device_transition,
 )
 from zerotouch.protocols.device_messages import DeviceResponse
-from zerotouch.services.authority import KEY_PURPOSE as CA_KEY_PURPOSE
-from zerotouch.services.device_auth import DeviceCaller, device_call
-from zerotouch.services.dispatch import (
-    COMMAND_COLUMNS,
-    IN_PROGRESS,
-    PENDING,
-    SET_DEVICE_STATUS,
-    params_of,
-)
+from zerotouch.services.device_calls import Call
+from zerotouch.services.dispatch import IN_PROGRESS, PENDING, params_of
 from zerotouch.services.runtime import Runtime
-from zerotouch.store.fast import FastStatement
-from zerotouch.store.queries import Event, record_events
-from zerotouch.store.schema import certificate_authorities, commands, device_keys
 
-_b = sa.bindparam
-# The device's whole plan (at most 20 commands): the ones IN_PROGRESS, and the counts.
-_PLAN = FastStatement(sa.select(*COMMAND_COLUMNS).where(commands.c.device_pk == _b("device_pk")))
-_KEYS = FastStatement(
-    sa.select(device_keys.c.fingerprint).where(device_keys.c.device_pk == _b("device_pk"))
-)
-_AUTHORITY = FastStatement(
-    sa.select(
-        certificate_authorities.c.certificate_pem, certificate_authorities.c.private_key_sealed
-    ).where(certificate_authorities.c.account_id == _b("account_id"))
-)
-_FINISH = FastStatement(
-    commands.update()
-    .where(commands.c.id == _b("id"))
-    .values(status=_b("status"), response=_b("response"), updated_at=_b("now"))
-)
-_REQUEUE = FastStatement(
-    commands.update()
-    .where(commands.c.device_pk == _b("device_pk"), commands.c.status == IN_PROGRESS)
-    .values(status=PENDING, updated_at=_b("now"))
-)
-_INSERT_KEY = FastStatement(
-    device_keys.insert().values(
-        {
-            **{name: _b(name) for name in ("device_pk", "fingerprint", "public_key", "command_id")},
-            "created_at": _b("now"),
-        }
-    )
-)
-_SHIFT = FastStatement(
-    commands.update()
-    .where(commands.c.device_pk == _b("device_pk"), commands.c.position > _b("position"))
-    .values(position=commands.c.position + 1)
-)
-_INSERT_COMMAND = FastStatement(commands.insert().values({c.name: _b(c.name) for c in commands.c}))
+
+def needs_authority(responses: list[DeviceResponse]) -> bool:
+    """Whether a report could need the account CA (a result carries a CSR)."""
+    return any(r.result is not None and "csr" in r.result for r in responses)
 
 
 class ResultRefused(Exception):
@@ -85,54 +41,29 @@ class ResultRefused(Exception):
 
 @dataclass
 class _Report:
-    """One POST of responses: what the reads found, and what the responses did."""
+    """One POST of responses: the commands it can act on, and where the device stands."""
 
     rt: Runtime
-    conn: sa.Connection
-    caller: DeviceCaller
-    now: dt.datetime
+    call: Call
     status: DeviceStatus
     in_progress: dict[str, Any]
     total: int
     pending: int
-    keys: set[str]
-    authority: Any
+    known_keys: set[str]
     accepted: int = 0
-    events: list[Event] = field(default_factory=list)
-
-    def event(self, kind: str, data: dict[str, Any]) -> None:
-        self.events.append((kind, self.caller.device_id, data))
 
 
-def submit_responses(
-    rt: Runtime, caller: DeviceCaller, responses: list[DeviceResponse], conn: sa.Connection
-) -> int:
-    """Apply the device's results in order; returns how many were accepted. Runs in a device
-    call's write transaction (see run_device_calls)."""
-    pk = {"device_pk": caller.device_pk}
-    with device_call(conn, caller) as hold:
-        plan, keys = _PLAN.send(conn, pk), _KEYS.send(conn, pk)
-        # The CA is read only when a CSR could need signing.
-        authority = (
-            _AUTHORITY.send(conn, {"account_id": caller.account_id})
-            if any(r.result is not None and "csr" in r.result for r in responses)
-            else None
-        )
-        device = hold.row()
-        commands_now = plan.rows()
-        fingerprints = {k.fingerprint for k in keys.rows()}
-        authorities = authority.rows() if authority is not None else []
+def submit_responses(rt: Runtime, responses: list[DeviceResponse], call: Call) -> int:
+    """Apply the device's results in order; returns how many were accepted."""
+    plan = call.plan
     report = _Report(
         rt=rt,
-        conn=conn,
-        caller=caller,
-        now=rt.clock(),
-        status=DeviceStatus(device.status),
-        in_progress={row.id: row for row in commands_now if row.status == IN_PROGRESS},
-        total=len(commands_now),
-        pending=sum(row.status == PENDING for row in commands_now),
-        keys=caller.keys | fingerprints,
-        authority=authorities[0] if authorities else None,
+        call=call,
+        status=DeviceStatus(call.device.status),
+        in_progress={row.id: row for row in plan if row.status == IN_PROGRESS},
+        total=len(plan),
+        pending=sum(row.status == PENDING for row in plan),
+        known_keys=call.caller.keys | call.keys,
     )
     for response in responses:
         row = report.in_progress.pop(response.id, None)
@@ -141,14 +72,7 @@ def submit_responses(
         report.accepted += 1
         if not _apply(report, row, response):
             break
-    _settle_device(report, device.status)
-    record_events(
-        conn,
-        account_id=caller.account_id,
-        actor=caller.actor,
-        at=report.now,
-        events=report.events,
-    )
+    _settle_device(report, call.device.status)
     return report.accepted
 
 
@@ -160,14 +84,19 @@ def _apply(report: _Report, row: Any, response: DeviceResponse) -> bool:
             _accept_result(report, row, response.result)
         except ResultRefused as exc:
             message = f"The result was refused: {exc}"
+    call = report.call
     if message is not None:
         _finish_command(report, row, CommandEvent.FAIL, {"error": {"message": message}})
-        report.event("command.failed", {"commandId": row.id, "message": message})
+        call.event("command.failed", {"commandId": row.id, "message": message})
         report.status = device_transition(report.status, DeviceEvent.FAIL)
-        _REQUEUE.send(report.conn, {"device_pk": report.caller.device_pk, "now": report.now})
+        # The rest of the batch goes back to PENDING, behind the failed command.
+        for other in report.in_progress:
+            call.change(other, status=PENDING)
+        report.pending += len(report.in_progress)
+        report.in_progress.clear()
         return False
     _finish_command(report, row, CommandEvent.SUCCEED, response.result)
-    report.event("command.succeeded", {"commandId": row.id})
+    call.event("command.succeeded", {"commandId": row.id})
     if row.type == CommandType.FINISHED:
         report.status = device_transition(report.status, DeviceEvent.FINISH)
     return True
@@ -175,23 +104,21 @@ def _apply(report: _Report, row: Any, response: DeviceResponse) -> bool:
 
 def _finish_command(report: _Report, row: Any, event: CommandEvent, response: Any) -> None:
     status = command_transition(CommandStatus(row.status), event)
-    _FINISH.send(
-        report.conn, {"id": row.id, "status": status.value, "response": response, "now": report.now}
-    )
+    report.call.change(row.id, status=status.value, response=response)
 
 
 def _settle_device(report: _Report, was: str) -> None:
-    """Write the device's new status; with every command done and no ``finished``, AWAITING."""
+    """Move the device to its new status; with every command done and no ``finished``,
+    AWAITING."""
     still_open = report.pending + len(report.in_progress)
     if report.status is DeviceStatus.PROVISIONING and not still_open:
         report.status = device_transition(report.status, DeviceEvent.DRAIN)
     if report.status.value == was:
         return
-    SET_DEVICE_STATUS.send(
-        report.conn,
-        {"device_pk": report.caller.device_pk, "status": report.status.value, "now": report.now},
+    report.call.move_device(report.status)
+    report.call.event(
+        f"device.{report.status.value.lower()}", {"from": was, "to": report.status.value}
     )
-    report.event(f"device.{report.status.value.lower()}", {"from": was, "to": report.status.value})
 
 
 def _accept_result(report: _Report, row: Any, result: dict[str, Any]) -> None:
@@ -212,30 +139,21 @@ def _register_key(report: _Report, row: Any, result: dict[str, Any]) -> None:
     except ValueError as exc:
         raise ResultRefused(f"publicKey: {exc}") from None
     fingerprint = device_tokens.key_fingerprint(public_key)
-    if fingerprint not in report.keys:
-        _INSERT_KEY.send(
-            report.conn,
-            {
-                "device_pk": report.caller.device_pk,
-                "fingerprint": fingerprint,
-                "public_key": public_key,
-                "command_id": row.id,
-                "now": report.now,
-            },
-        )
-        report.keys.add(fingerprint)
-    report.caller.keys.add(fingerprint)
+    if fingerprint not in report.call.keys:
+        report.call.add_key(fingerprint, public_key, row.id)
+    report.known_keys.add(fingerprint)
 
 
 def _issue_certificate(report: _Report, row: Any, csr: str) -> None:
     """Sign the CSR with the account CA and queue the certificate right behind the CSR."""
-    if report.authority is None:
+    authority = report.call.authority
+    if authority is None:
         raise ResultRefused("the account has no certificate authority to sign the CSR")
     try:
         request = ca.load_csr(csr)
     except ValueError as exc:
         raise ResultRefused(f"csr: {exc}") from None
-    if device_tokens.key_fingerprint(request.public_key_pem) not in report.keys:
+    if device_tokens.key_fingerprint(request.public_key_pem) not in report.known_keys:
         raise ResultRefused("csr: its key is not a key this device registered")
     if report.total >= MAX_COMMANDS_PER_DEVICE:
         raise ResultRefused(
@@ -245,15 +163,13 @@ def _issue_certificate(report: _Report, row: Any, csr: str) -> None:
     usage = {name: bit == "1" for name, bit in zip(KEY_USAGE_BITS, params["keyUsage"], strict=True)}
     try:
         certificate = ca.sign_csr(
-            ca_certificate_pem=report.authority.certificate_pem,
-            ca_private_key_pem=report.rt.keyring.open_text(
-                report.authority.private_key_sealed, CA_KEY_PURPOSE
-            ),
+            ca_certificate_pem=authority.certificate_pem,
+            ca_private_key_pem=authority.private_key_pem,
             csr=request,
             subject=params["attributes"],
             key_usage=usage,
             validity=report.rt.certificate_validity,
-            now=report.now,
+            now=report.call.now,
         )
     except ValueError as exc:
         raise ResultRefused(f"csr: {exc}") from None
@@ -261,26 +177,26 @@ def _issue_certificate(report: _Report, row: Any, csr: str) -> None:
 
 
 def _queue_after(report: _Report, csr_row: Any, sec_tag: int, certificate: str) -> None:
-    device_pk = report.caller.device_pk
-    _SHIFT.send(report.conn, {"device_pk": device_pk, "position": csr_row.position})
+    call = report.call
+    position = call.position(csr_row)
+    call.shift_after(position)
     command_id = str(uuid.uuid4())
     kind = CommandType.CLIENT_CERTIFICATE.value
-    _INSERT_COMMAND.send(
-        report.conn,
+    call.add_command(
         {
             "id": command_id,
-            "device_pk": device_pk,
-            "position": csr_row.position + 1,
+            "device_pk": call.caller.device_pk,
+            "position": position + 1,
             "description": f"Certificate issued by the account CA for command {csr_row.id}",
             "type": kind,
             "request": {kind: {"secTag": sec_tag, "content": certificate}},
             "secrets_sealed": None,
             "status": PENDING,
             "response": None,
-            "created_at": report.now,
-            "updated_at": report.now,
-        },
+            "created_at": call.now,
+            "updated_at": call.now,
+        }
     )
     report.total += 1
     report.pending += 1
-    report.event("certificate.issued", {"csrCommandId": csr_row.id, "commandId": command_id})
+    call.event("certificate.issued", {"csrCommandId": csr_row.id, "commandId": command_id})

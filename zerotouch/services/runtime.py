@@ -47,6 +47,8 @@ class Runtime:
     auth_cache: dict[str, tuple[float, Principal]] = field(init=False, default_factory=dict)
     # Device id -> token-verifying credentials (see services.device_auth).
     device_credentials: dict[str, Any] = field(init=False, default_factory=dict)
+    # Account id -> its CA, unsealed, as device calls last found it (services/device_calls.py).
+    authorities: dict[int, Any] = field(init=False, default_factory=dict)
     # Long-polling device fetches waiting in this process (see services/wakeups.py).
     wakeups: Wakeups = field(init=False, default_factory=Wakeups)
 

@@ -81,13 +81,6 @@ def send_events(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
     _EVENTS.send(conn, rows)
 
 
-def send_event(
-    conn: sa.Connection, *, account_id: int | None, actor: str, at: dt.datetime, event: Event
-) -> None:
-    """``record_event`` without waiting for the server (inside ``Database.batch``)."""
-    _INSERT_EVENT.send(conn, event_row(account_id, actor, at, event))
-
-
 def device_for_account(
     conn: sa.Connection, *, account_id: int, device_id: str, lock: bool = False
 ) -> sa.Row[Any]:

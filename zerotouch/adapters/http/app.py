@@ -33,7 +33,8 @@ from zerotouch.bootstrap import build_runtime
 from zerotouch.domain.errors import ZerotouchError
 from zerotouch.services import devices as devices_service
 from zerotouch.services import ocpi as ocpi_service
-from zerotouch.services.device_auth import purge_token_ids, run_device_calls
+from zerotouch.services.device_auth import purge_token_ids
+from zerotouch.services.device_calls import run_device_calls
 from zerotouch.services.runtime import Runtime
 from zerotouch.settings import Settings
 

@@ -17,7 +17,8 @@ from zerotouch.domain.errors import InvalidArgument
 from zerotouch.protocols import device_messages as messages
 from zerotouch.services import dispatch
 from zerotouch.services import responses as responses_service
-from zerotouch.services.device_auth import DeviceCaller, DeviceWork, authenticate_device
+from zerotouch.services.device_auth import DeviceCaller, authenticate_device
+from zerotouch.services.device_calls import DeviceWork
 from zerotouch.services.runtime import Runtime
 from zerotouch.services.wakeups import RECHECK_S
 
@@ -50,7 +51,7 @@ def _reply(request: Request, body: object) -> Response:
 
 
 def _calls(request: Request) -> GroupCommit[DeviceWork[Any], Any]:
-    """Device calls that arrive together share a transaction (see run_device_calls)."""
+    """Device calls that arrive together share a transaction (services/device_calls.py)."""
     calls: GroupCommit[DeviceWork[Any], Any] = request.app.state.device_calls
     return calls
 
@@ -95,7 +96,7 @@ async def fetch_commands(request: Request) -> Response:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     calls = _calls(request)
-    fetch = DeviceWork(device, functools.partial(dispatch.fetch_commands, rt, device, after, count))
+    fetch = DeviceWork(device, functools.partial(dispatch.fetch_commands, rt, after, count))
     batch = await calls(fetch)
     while not batch and loop.time() < deadline and not await request.is_disconnected():
         await rt.wakeups.wait(device.device_pk, min(RECHECK_S, deadline - loop.time()))
@@ -113,6 +114,7 @@ async def submit_responses(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
     raw = await read_body(request, MAX_RESPONSE_BODY_BYTES)
     parsed = messages.parse_responses(messages.decode(raw, request.headers.get("content-type")))
-    submit = functools.partial(responses_service.submit_responses, rt, device, parsed)
-    accepted = await _calls(request)(DeviceWork(device, submit))
+    submit = functools.partial(responses_service.submit_responses, rt, parsed)
+    work = DeviceWork(device, submit, authority=responses_service.needs_authority(parsed))
+    accepted = await _calls(request)(work)
     return _reply(request, {"accepted": accepted})
