@@ -72,6 +72,11 @@ def process_tree_cpu_s(pid: int) -> float:
 
 def run_backend(backend: str, devices: int, workers: int) -> Result:
     root = Path(tempfile.mkdtemp(prefix=f"zt-bench-provision-{backend}-"))
+    # The simulated devices' keystores stand for the flash of thousands of devices: in memory
+    # where the machine has a RAM disk. On the disk, creating their ~12,000 small files goes
+    # through one shared ext4 journal, next to PostgreSQL's fsyncs, and costs more CPU than
+    # the server spends (the same writes: 3.9 ms of CPU per device on ext4, 0.6 on tmpfs).
+    keystores = Path(tempfile.mkdtemp(prefix="zt-bench-keystores-", dir=_memory_dir()))
     try:
         with database(backend, root) as url:
             env = {k: v for k, v in os.environ.items() if not k.startswith("ZEROTOUCH_")}
@@ -85,7 +90,7 @@ def run_backend(backend: str, devices: int, workers: int) -> Result:
                 server_before = process_tree_cpu_s(process.pid)
                 client_before = time.process_time()
                 started = time.perf_counter()
-                outcome = asyncio.run(simulate(identities, {"server-url": base}, root / "ks"))
+                outcome = asyncio.run(simulate(identities, {"server-url": base}, keystores))
                 elapsed = time.perf_counter() - started
                 server_cpu = process_tree_cpu_s(process.pid) - server_before
                 client_cpu = time.process_time() - client_before
@@ -106,6 +111,12 @@ def run_backend(backend: str, devices: int, workers: int) -> Result:
         )
     finally:
         shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(keystores, ignore_errors=True)
+
+
+def _memory_dir() -> str | None:
+    shm = Path("/dev/shm")  # noqa: S108 - only a parent for mkdtemp (own name, mode 0700)
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
 def signing_ceiling(seconds: float = 2.0) -> float:
@@ -161,6 +172,8 @@ def report(results: list[Result], ceiling: float) -> None:
             "yes" if r.rate >= TARGET and not r.failures else "NO",
         )
     console.print(table)
+    where = "in memory (/dev/shm)" if _memory_dir() else "on disk"
+    console.print(f"simulated devices' keystores: {where}")
     console.print(
         f"ceiling: `cryptography` signs {ceiling:,.0f} CSRs/s on one core "
         "(parse, verify, build, sign), measured in this run."
@@ -173,7 +186,7 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument(
         "--workers",
-        default="sqlite=1,postgresql=2",
+        default="sqlite=2,postgresql=2",
         help="zerotouch serve --workers per backend",
     )
     args = parser.parse_args()
