@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import cbor2
+import pytest
 import sqlalchemy as sa
 from cryptography import x509
 from fastapi.testclient import TestClient
@@ -18,8 +19,10 @@ from zerotouch.agent.executor import execute
 from zerotouch.agent.keystore import Keystore
 from zerotouch.crypto import device_side, device_tokens
 from zerotouch.domain.commands import KEY_USAGE_BITS
-from zerotouch.services.device_auth import purge_token_ids
+from zerotouch.domain.errors import Unauthenticated
+from zerotouch.services.device_auth import DeviceCredentials, load_credentials, purge_token_ids
 from zerotouch.services.runtime import Runtime
+from zerotouch.store.fast import FastStatement
 from zerotouch.store.schema import device_token_ids
 
 SECRET = "A1" * 16
@@ -291,6 +294,45 @@ def test_es256_with_factory_key_and_with_generated_key(api: Api, tmp_path: Any) 
     assert device.fetch(after=command).status_code == 200
     device.key = device_side.generate_key_pair().private_key_pem  # Never registered.
     assert device.fetch(after=command).status_code == 401
+
+
+def test_credentials_of_devices_that_call_together_are_read_at_once(
+    api: Api, rt: Runtime, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    factory = device_side.generate_key_pair()
+    api.claimed("dev-k", publicKey=factory.public_key_pem)
+    keyed = Device(api.client, "dev-k")
+    keyed.key = factory.private_key_pem
+    command = _add(api, "dev-k", {"clientPrivateKeyGeneration": {"secTag": 7}})
+    (fetched,) = keyed.fetch().json()["commands"]
+    keystore = Keystore(tmp_path)
+    keyed.respond({"id": command, "result": execute(keystore, fetched["type"], fetched["params"])})
+    _claimed(api, "dev-s")
+    _claimed(api, "dev-b")
+    api.call("POST", "/v1/claimed-devices/dev-b/block")
+    rt.device_credentials.clear()
+    sent: list[FastStatement] = []
+    send = FastStatement.send
+
+    def record(statement: FastStatement, conn: sa.Connection, params: Any) -> Any:
+        sent.append(statement)
+        return send(statement, conn, params)
+
+    monkeypatch.setattr(FastStatement, "send", record)
+    found = load_credentials(rt, ["dev-s", "nobody", "dev-k", "dev-s", "dev-b"])
+    monkeypatch.undo()
+    # One statement for the devices and one for their generated keys, however many devices.
+    assert len(sent) == 2
+    secret, nobody, keys, again, blocked = found
+    assert isinstance(nobody, Unauthenticated)
+    assert isinstance(secret, DeviceCredentials) and secret.secret == bytes.fromhex(SECRET)
+    assert again == secret
+    generated = keystore.read(7, "public.pem")
+    assert isinstance(keys, DeviceCredentials) and keys.secret is None
+    assert keys.public_keys == (factory.public_key_pem, generated)
+    assert isinstance(blocked, DeviceCredentials) and blocked.status == "BLOCKED"
+    # Blocked devices are read every time: only the other two are kept.
+    assert sorted(rt.device_credentials) == ["dev-k", "dev-s"]
 
 
 def test_bad_key_generation_result_fails_the_command(api: Api) -> None:

@@ -24,7 +24,12 @@ from zerotouch.domain.errors import (
 from zerotouch.domain.views import DeviceView
 from zerotouch.services import devices
 from zerotouch.services.accounts import authenticate
-from zerotouch.services.device_auth import DeviceCaller, authenticate_device
+from zerotouch.services.device_auth import (
+    DeviceCaller,
+    DeviceCredentials,
+    authenticate_device,
+    load_credentials,
+)
 from zerotouch.services.device_calls import DeviceWork, run_device_calls
 from zerotouch.services.dispatch import fetch_commands
 from zerotouch.services.runtime import Runtime
@@ -198,8 +203,14 @@ def test_grouped_device_calls_keep_their_own_outcomes(api: Api, rt: Runtime) -> 
     def token(name: str) -> str:
         return device_tokens.issue(name, secret=bytes.fromhex(secret), now=time.time())
 
+    async def load(device_id: str) -> DeviceCredentials:
+        (found,) = load_credentials(rt, [device_id])
+        if isinstance(found, Exception):
+            raise found
+        return found
+
     def caller(name: str, presented: str | None = None) -> DeviceCaller:
-        return authenticate_device(rt, presented or token(name))
+        return asyncio.run(authenticate_device(rt, presented or token(name), load))
 
     replayed = token("b")
     first_b = caller("b", replayed)

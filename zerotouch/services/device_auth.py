@@ -11,7 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -22,6 +24,7 @@ from zerotouch.domain.lifecycle import DeviceStatus
 from zerotouch.services.runtime import Runtime
 from zerotouch.store.fast import FastStatement
 from zerotouch.store.schema import device_keys, device_token_ids, devices
+from zerotouch.store.sets import one_of
 
 log = logging.getLogger(__name__)
 
@@ -34,20 +37,22 @@ CREDENTIALS_CACHE_S = 300.0
 CREDENTIALS_CACHE_MAX = 100_000
 REFUSED = "The device token was refused: a JWT signed by the device, at most 300 s long, new jti."
 
-# Every device call runs these: built once.
-_DEVICE = FastStatement(
+# Every device's first call in a process reads these, for all devices that call together.
+_DEVICES = FastStatement(
     sa.select(
         devices.c.id,
+        devices.c.device_id,
         devices.c.account_id,
         devices.c.status,
         devices.c.public_key,
         devices.c.device_secret_sealed,
-    ).where(devices.c.device_id == sa.bindparam("device_id"))
+    ).where(one_of(devices.c.device_id, "device_ids"))
 )
 _KEYS = FastStatement(
-    sa.select(device_keys.c.public_key)
+    sa.select(device_keys.c.device_pk, device_keys.c.public_key)
     .join(devices, devices.c.id == device_keys.c.device_pk)
-    .where(devices.c.device_id == sa.bindparam("device_id"))
+    .where(one_of(devices.c.device_id, "device_ids"))
+    .order_by(device_keys.c.device_pk, device_keys.c.created_at)
 )
 
 
@@ -81,7 +86,12 @@ class DeviceCredentials:
     read_at: float
 
 
-def authenticate_device(rt: Runtime, token: str | None) -> DeviceCaller:
+# Reads the credentials of a device the process has not cached (``load_credentials`` for a
+# group of them, as the HTTP front-end does): the credentials or the refusal.
+Loader = Callable[[str], Awaitable[DeviceCredentials]]
+
+
+async def authenticate_device(rt: Runtime, token: str | None, load: Loader) -> DeviceCaller:
     """Verify the device's JWT (401 when it is missing, bad, expired or the device unclaimed;
     403 when the device is blocked). The jti is recorded by the call (services/device_calls.py)."""
     if not token:
@@ -93,14 +103,14 @@ def authenticate_device(rt: Runtime, token: str | None) -> DeviceCaller:
         raise Unauthenticated(REFUSED) from None
     device_id = presented.device_id
     cached = _cached(rt, device_id)
-    credentials = cached or _load(rt, device_id)
+    credentials = cached or await load(device_id)
     try:
         claims = _verify(rt, presented, credentials)
     except device_tokens.TokenError:
         if cached is None:
             raise Unauthenticated(REFUSED) from None
         # Maybe a key registered since the credentials were cached: look again, then refuse.
-        credentials = _load(rt, device_id)
+        credentials = await load(device_id)
         try:
             claims = _verify(rt, presented, credentials)
         except device_tokens.TokenError:
@@ -125,15 +135,38 @@ def _cached(rt: Runtime, device_id: str) -> DeviceCredentials | None:
     return credentials
 
 
-def _load(rt: Runtime, device_id: str) -> DeviceCredentials:
-    params = {"device_id": device_id}
-    with rt.db.read() as conn, rt.db.batch(conn):
-        device, generated = _DEVICE.send(conn, params), _KEYS.send(conn, params)
-        found, keys = device.rows(), [k.public_key for k in generated.rows()]
-    row = found[0] if found else None
-    if row is None:
-        log.info("device token refused: unknown device %r", device_id)
-        raise Unauthenticated(REFUSED)
+def load_credentials(rt: Runtime, device_ids: Sequence[str]) -> list[DeviceCredentials | Exception]:
+    """The credentials of each device in ``device_ids``, read in one round trip, and cached
+    for those claimed and not blocked; an unknown device gets a refusal."""
+    params = {"device_ids": sorted(set(device_ids))}
+    with rt.db.read_batched() as conn:
+        found, generated = _DEVICES.send(conn, params), _KEYS.send(conn, params)
+    keys: dict[int, list[str]] = {}
+    for key in generated.rows():
+        keys.setdefault(key.device_pk, []).append(key.public_key)
+    read_at = time.monotonic()
+    loaded = {
+        row.device_id: _credentials(rt, row, keys.get(row.id, []), read_at) for row in found.rows()
+    }
+    cache = rt.device_credentials
+    results: list[DeviceCredentials | Exception] = []
+    for device_id in device_ids:
+        credentials = loaded.get(device_id)
+        if credentials is None:
+            log.info("device token refused: unknown device %r", device_id)
+            results.append(Unauthenticated(REFUSED))
+            continue
+        if credentials.account_id is not None and credentials.status != DeviceStatus.BLOCKED.value:
+            if len(cache) >= CREDENTIALS_CACHE_MAX:
+                cache.clear()
+            cache[device_id] = credentials
+        else:
+            cache.pop(device_id, None)
+        results.append(credentials)
+    return results
+
+
+def _credentials(rt: Runtime, row: Any, keys: list[str], read_at: float) -> DeviceCredentials:
     secret = None
     if row.device_secret_sealed:
         try:
@@ -143,23 +176,15 @@ def _load(rt: Runtime, device_id: str) -> DeviceCredentials:
         except KeyringError:
             log.error("the device secret of device pk %s did not open", row.id)
     public_keys = tuple(([row.public_key] if row.public_key else []) + keys)
-    credentials = DeviceCredentials(
+    return DeviceCredentials(
         device_pk=row.id,
         account_id=row.account_id,
         status=row.status,
         public_keys=public_keys,
         fingerprints=frozenset(device_tokens.key_fingerprint(k) for k in public_keys),
         secret=secret,
-        read_at=time.monotonic(),
+        read_at=read_at,
     )
-    cache = rt.device_credentials
-    if row.account_id is not None and row.status != DeviceStatus.BLOCKED.value:
-        if len(cache) >= CREDENTIALS_CACHE_MAX:
-            cache.clear()
-        cache[device_id] = credentials
-    else:
-        cache.pop(device_id, None)
-    return credentials
 
 
 def _verify(

@@ -112,16 +112,27 @@ class Database:
         still queued are read and dropped) and the transaction rolled back after it, so the
         block's own error is the one raised.
         """
-        with self._writer_turn(), self._connect("IMMEDIATE") as conn:
-            transaction = conn.begin()
-            try:
-                with self.batch(conn):
-                    yield conn
-                    transaction.commit()
-            except BaseException:
-                if transaction.is_active:
-                    transaction.rollback()
-                raise
+        with self._writer_turn(), self._connect("IMMEDIATE") as conn, self._batched(conn):
+            yield conn
+
+    @contextlib.contextmanager
+    def read_batched(self) -> Iterator[sa.Connection]:
+        """A read transaction whose statements and COMMIT go out in one pipeline (see
+        ``write_batched``): one round trip on PostgreSQL."""
+        with self._connect("DEFERRED") as conn, self._batched(conn):
+            yield conn
+
+    @contextlib.contextmanager
+    def _batched(self, conn: sa.Connection) -> Iterator[None]:
+        transaction = conn.begin()
+        try:
+            with self.batch(conn):
+                yield
+                transaction.commit()
+        except BaseException:
+            if transaction.is_active:
+                transaction.rollback()
+            raise
 
     @contextlib.contextmanager
     def _writer_turn(self) -> Iterator[None]:

@@ -33,7 +33,7 @@ from zerotouch.bootstrap import build_runtime
 from zerotouch.domain.errors import ZerotouchError
 from zerotouch.services import devices as devices_service
 from zerotouch.services import ocpi as ocpi_service
-from zerotouch.services.device_auth import purge_token_ids
+from zerotouch.services.device_auth import load_credentials, purge_token_ids
 from zerotouch.services.device_calls import run_device_calls
 from zerotouch.services.runtime import Runtime
 from zerotouch.settings import Settings
@@ -81,6 +81,9 @@ def create_app(
         )
         app.state.device_calls = GroupCommit(
             functools.partial(run_device_calls, rt), window_s=GROUP_WINDOW_S
+        )
+        app.state.device_credentials = GroupCommit(
+            functools.partial(load_credentials, rt), window_s=GROUP_WINDOW_S
         )
         housekeeping = asyncio.create_task(_housekeeping(rt))
         try:

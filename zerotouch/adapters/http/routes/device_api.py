@@ -17,7 +17,7 @@ from zerotouch.domain.errors import InvalidArgument
 from zerotouch.protocols import device_messages as messages
 from zerotouch.services import dispatch
 from zerotouch.services import responses as responses_service
-from zerotouch.services.device_auth import DeviceCaller, authenticate_device
+from zerotouch.services.device_auth import DeviceCaller, DeviceCredentials, authenticate_device
 from zerotouch.services.device_calls import DeviceWork
 from zerotouch.services.runtime import Runtime
 from zerotouch.services.wakeups import RECHECK_S
@@ -56,16 +56,20 @@ def _calls(request: Request) -> GroupCommit[DeviceWork[Any], Any]:
     return calls
 
 
-def _device(request: Request) -> DeviceCaller:
+async def _device(request: Request) -> DeviceCaller:
     """The device whose JWT verified, before anything else of the request is looked at.
 
     Read here rather than through FastAPI's dependency injection: devices call these two routes
     several times each, and resolving dependencies and parameters cost a tenth of the server's
-    time per device (py-spy under bench/provision.py).
+    time per device (py-spy under bench/provision.py). The credentials of devices this process
+    has not seen yet are read for all of those that call together, in one round trip.
     """
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return authenticate_device(
-        request.app.state.runtime, token.strip() if scheme.lower() == "bearer" else None
+    credentials: GroupCommit[str, DeviceCredentials] = request.app.state.device_credentials
+    return await authenticate_device(
+        request.app.state.runtime,
+        token.strip() if scheme.lower() == "bearer" else None,
+        credentials,
     )
 
 
@@ -85,7 +89,7 @@ _FETCH_PARAMETERS = [
 async def fetch_commands(request: Request) -> Response:
     """The next commands after the cursor, marked IN_PROGRESS; ``wait`` holds the request (at
     most 60 s) until there is something to do."""
-    device = _device(request)
+    device = await _device(request)
     rt: Runtime = request.app.state.runtime
     query = request.query_params
     after, limit, wait = query.get("after"), query.get("limit"), query.get("wait")
@@ -110,7 +114,7 @@ async def fetch_commands(request: Request) -> Response:
 @router.post("/responses", summary="SubmitResponses")
 async def submit_responses(request: Request) -> Response:
     """Results of commands this device holds IN_PROGRESS; others are ignored and not counted."""
-    device = _device(request)
+    device = await _device(request)
     rt: Runtime = request.app.state.runtime
     raw = await read_body(request, MAX_RESPONSE_BODY_BYTES)
     parsed = messages.parse_responses(messages.decode(raw, request.headers.get("content-type")))
