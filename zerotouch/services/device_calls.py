@@ -88,7 +88,18 @@ _READ = FastStatement(
         sa.case((_is_open, commands.c.secrets_sealed), else_=sa.null()).label("secrets_sealed"),
         commands.c.status,
     )
-    .select_from(_locked.outerjoin(commands, commands.c.device_pk == _locked.c.device_pk))
+    .select_from(
+        _locked.outerjoin(
+            commands,
+            sa.and_(
+                commands.c.device_pk == _locked.c.device_pk,
+                # Without statistics (a table just filled, not analyzed yet) PostgreSQL guesses
+                # that each device has a two-hundredth of all commands, and scans the whole
+                # table for every group: the list lets it look the plans up by index instead.
+                lookup_hint(commands.c.device_pk, "pks"),
+            ),
+        )
+    )
     .order_by(_locked.c.device_pk, commands.c.position)
 )
 _AUTHORITIES = FastStatement(

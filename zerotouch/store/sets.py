@@ -118,11 +118,11 @@ def one_of(column: sa.ColumnElement[Any], name: str) -> OneOf:
 
 
 def lookup_hint(column: sa.ColumnElement[Any], name: str) -> OneOf:
-    """For ``UPDATE ... FROM`` a ``Rows``: the keys of the rows once more, as a list, so that
-    PostgreSQL's planner finds the rows to change by index whatever it guesses of the rows
-    parameter's size (it guesses 100 rows, and scans a small table whole). On SQLite it is
-    nothing: its planner already drives the join from the rows, and would instead scan them
-    once per row found by the list."""
+    """The keys of a join once more, as a list, so that PostgreSQL's planner finds the rows by
+    index whatever it guesses: of a ``Rows`` parameter's size in ``UPDATE ... FROM`` (it
+    guesses 100 rows, and scans a small table whole), or, without statistics, of how many rows
+    a join matches. On SQLite it is nothing: its planner already drives the join from the
+    rows, and would instead scan them once per row found by the list."""
     return OneOf(column, name, hint=True)
 
 
