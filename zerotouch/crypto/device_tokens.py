@@ -55,11 +55,15 @@ class DeviceClaims:
 
 @dataclass(frozen=True, slots=True)
 class Presented:
-    """A token as presented, parsed but not verified: which device, which algorithm."""
+    """A token as presented, parsed once but not verified: which device, which algorithm, and
+    what ``verify`` checks the signature of."""
 
     token: str
     algorithm: str
     device_id: str
+    claims: dict[str, Any]  # Trusted only once the signature verified.
+    signing_input: bytes
+    signature: bytes
 
 
 def presented(token: str) -> Presented:
@@ -71,10 +75,12 @@ def presented(token: str) -> Presented:
     alg = decoded["header"].get("alg")
     if alg not in ALGORITHMS:
         raise TokenError(f"algorithm {alg!r} is not accepted (ES256 or HS256)")
-    sub = _claims(decoded).get("sub")
+    claims = _claims(decoded)
+    sub = claims.get("sub")
     if not isinstance(sub, str) or not sub:
         raise TokenError("no sub claim")
-    return Presented(token, alg, sub)
+    signing_input = token.rsplit(".", 1)[0].encode()
+    return Presented(token, alg, sub, claims, signing_input, decoded["signature"])
 
 
 @functools.lru_cache(maxsize=4096)
@@ -110,10 +116,19 @@ def verify(
         if secret is None:
             raise TokenError("HS256 token, but the device has no device secret")
         keys = [secret]
-    claims = _decode(token.token, token.algorithm, keys)
-    if claims.get("sub") != token.device_id:
-        raise TokenError("sub changed between parsing and verifying")
-    return _checked(claims, now)
+    # The signature of what ``presented`` parsed, checked as PyJWT's decode would check it
+    # (without parsing the token a second time).
+    algorithm = _jws.get_algorithm_by_name(token.algorithm)
+    for key in keys:
+        try:
+            prepared = algorithm.prepare_key(key)
+        except jwt.PyJWTError as exc:
+            raise TokenError(f"bad key: {exc}") from None
+        if problem := algorithm.check_key_length(prepared):
+            raise TokenError(f"bad key: {problem}")
+        if algorithm.verify(token.signing_input, prepared, token.signature):
+            return _checked(token.claims, now)
+    raise TokenError("the signature matches no key of the device")
 
 
 def _claims(decoded: dict[str, Any]) -> dict[str, Any]:
@@ -124,17 +139,6 @@ def _claims(decoded: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(claims, dict):
         raise TokenError("the payload is not a JSON object")
     return claims
-
-
-def _decode(token: str, alg: str, keys: list[Any]) -> dict[str, Any]:
-    for key in keys:
-        try:
-            return _claims(_jws.decode_complete(token, key, algorithms=[alg]))
-        except jwt.InvalidSignatureError:
-            continue
-        except jwt.PyJWTError as exc:
-            raise TokenError(f"bad token: {exc}") from None
-    raise TokenError("the signature matches no key of the device")
 
 
 def _checked(claims: dict[str, Any], now: float) -> DeviceClaims:
