@@ -20,6 +20,7 @@ from zerotouch.agent.keystore import Keystore
 from zerotouch.crypto import device_side, device_tokens
 from zerotouch.domain.commands import KEY_USAGE_BITS
 from zerotouch.domain.errors import Unauthenticated
+from zerotouch.services import dispatch
 from zerotouch.services.device_auth import DeviceCredentials, load_credentials, purge_token_ids
 from zerotouch.services.runtime import Runtime
 from zerotouch.store.fast import FastStatement
@@ -231,6 +232,31 @@ def test_authentication_comes_before_checking_the_request(api: Api) -> None:
     res = api.client.post("/device/v1/responses", content=b"not json", headers=bad.auth())
     assert res.status_code == 401
     assert device.fetch(limit="many").status_code == 422
+
+
+def test_device_routes_are_counted_documented_and_fail_cleanly(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    device = _claimed(api)
+    assert device.fetch().status_code == 204
+    assert device.fetch(token="not-a-jwt").status_code == 401
+    metrics = api.client.get("/metrics").text
+    for status in (204, 401):
+        label = f'method="GET",route="/device/v1/commands",status="{status}"'
+        assert f"zerotouch_http_requests_total{{{label}}} 1.0" in metrics
+    # Other methods go on to the application, which documents both routes.
+    refused = api.client.put("/device/v1/commands", headers=device.auth())
+    assert (refused.status_code, refused.json()["code"]) == (405, "method_not_allowed")
+    paths = api.client.get("/openapi.json").json()["paths"]
+    assert {"/device/v1/commands", "/device/v1/responses"} <= set(paths)
+
+    def broken(*_args: Any) -> None:
+        raise RuntimeError("a fault inside the server")
+
+    monkeypatch.setattr(dispatch, "fetch_commands", broken)
+    failed = device.fetch()
+    assert (failed.status_code, failed.json()["code"]) == (500, "internal_error")
+    assert "fault" not in failed.text
 
 
 def test_blocked_device_gets_403(api: Api) -> None:

@@ -119,5 +119,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, problems.on_validation_error)
     app.add_exception_handler(StarletteHTTPException, problems.on_http_error)
     app.add_exception_handler(Exception, problems.on_unexpected)
+    # The last middleware added is the outermost: the metrics count the devices' direct calls.
+    app.add_middleware(device_api.DirectRoutes)
     app.add_middleware(RequestMetrics, runtime=lambda: app.state.runtime)
     return app
