@@ -412,9 +412,7 @@ def test_signed_csr_queues_the_certificate_next(api: Api, rt: Runtime, tmp_path:
     assert not usage.content_commitment and not usage.key_cert_sign
     lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
     assert lifetime == rt.certificate_validity + dt.timedelta(minutes=5)
-    assert device_side.certificate_matches_key(
-        certificate, keystore.read(SEC_TAG, "private.pem") or ""
-    )
+    assert device_side.certificate_matches_key(cert, keystore.read(SEC_TAG, "private.pem") or "")
 
 
 def test_csr_to_sign_without_a_ca_fails(api: Api, tmp_path: Any) -> None:

@@ -61,10 +61,10 @@ def _server_certificate(keystore: Keystore, params: dict[str, Any]) -> dict[str,
 
 def _client_certificate(keystore: Keystore, params: dict[str, Any]) -> dict[str, Any]:
     sec_tag, content = int(params["secTag"]), str(params["content"])
+    leaf = device_side.check_certificates(content)[0]
     private = keystore.read(sec_tag, "private.pem")
-    if private is not None and not device_side.certificate_matches_key(content, private):
+    if private is not None and not device_side.certificate_matches_key(leaf, private):
         raise ValueError(f"the certificate is not for the key in secTag {sec_tag}")
-    device_side.check_certificates(content)
     keystore.write(sec_tag, "client.pem", content)
     return {}
 

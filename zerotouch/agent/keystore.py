@@ -23,36 +23,39 @@ class Keystore:
         loses power keeps its keys); simulated devices turn it off."""
         self.root = root
         self.durable = durable
-        self._made: set[Path] = set()
+        # Folders as text: a simulator writes thousands of keystores next to the server, and
+        # Path objects cost more than the system calls they make.
+        self._root = os.fspath(root)
+        self._made: set[str] = set()
 
     def path(self, sec_tag: int, name: str) -> Path:
         return self.root / str(sec_tag) / name
 
-    def write(self, sec_tag: int | None, name: str, text: str, *, private: bool = False) -> Path:
-        folder = self.root if sec_tag is None else self.root / str(sec_tag)
+    def write(self, sec_tag: int | None, name: str, text: str, *, private: bool = False) -> None:
+        folder = self._root if sec_tag is None else os.path.join(self._root, str(sec_tag))
         if folder not in self._made:
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.makedirs(folder, mode=0o700, exist_ok=True)
             self._made.add(folder)
-        target = folder / name
-        tmp = folder / f".{name}.tmp"
+        tmp = os.path.join(folder, f".{name}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE if private else PUBLIC)
         with os.fdopen(fd, "w") as out:
             out.write(text)
             if self.durable:
                 out.flush()
                 os.fsync(out.fileno())
-        os.replace(tmp, target)
-        return target
+        os.replace(tmp, os.path.join(folder, name))
 
     def read(self, sec_tag: int, name: str) -> str | None:
         try:
-            return self.path(sec_tag, name).read_text()
+            with open(os.path.join(self._root, str(sec_tag), name)) as file:
+                return file.read()
         except FileNotFoundError:
             return None
 
     def config(self) -> dict[str, Any]:
         try:
-            value: dict[str, Any] = json.loads((self.root / "config.json").read_text())
+            with open(os.path.join(self._root, "config.json")) as file:
+                value: dict[str, Any] = json.load(file)
             return value
         except FileNotFoundError:
             return {}

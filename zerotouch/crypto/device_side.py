@@ -96,8 +96,7 @@ def check_certificates(pem: str) -> list[x509.Certificate]:
     return certs
 
 
-def certificate_matches_key(certificate_pem: str, private_key_pem: str) -> bool:
-    cert = check_certificates(certificate_pem)[0]
+def certificate_matches_key(certificate: x509.Certificate, private_key_pem: str) -> bool:
     der = serialization.PublicFormat.SubjectPublicKeyInfo
     mine = _load_private(private_key_pem).public_key().public_bytes(serialization.Encoding.DER, der)
-    return cert.public_key().public_bytes(serialization.Encoding.DER, der) == mine
+    return certificate.public_key().public_bytes(serialization.Encoding.DER, der) == mine
