@@ -28,7 +28,8 @@ class _Plan:
     bind: tuple[Processor, ...]
     # Values of the parameters the statement carries itself (literals such as status == 'X').
     defaults: dict[str, Any]
-    result: tuple[Processor, ...]
+    # Result columns that need converting: (position, processor); most need none.
+    result: tuple[tuple[int, Callable[[Any], Any]], ...]
     row: Any
 
 
@@ -66,9 +67,10 @@ class FastStatement:
             columns = list(getattr(self.statement, "selected_columns", [])) or list(
                 getattr(self.statement, "_returning", ())
             )
-            result = tuple(
+            processors = (
                 c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
             )
+            result = tuple((i, p) for i, p in enumerate(processors) if p is not None)
             row = namedtuple("Row", [c.key for c in columns]) if columns else None
             defaults = {
                 name: b.effective_value for name, b in compiled.binds.items() if not b.required
@@ -127,10 +129,16 @@ class Pending:
             raise _translated(plan.sql, error, self._error) from error
         finally:
             cursor.close()
-        return [
-            plan.row(*(p(v) if p is not None else v for p, v in zip(plan.result, r, strict=True)))
-            for r in raw
-        ]
+        make = plan.row._make
+        if not plan.result:
+            return [make(r) for r in raw]
+        rows = []
+        for r in raw:
+            values = list(r)
+            for i, p in plan.result:
+                values[i] = p(values[i])
+            rows.append(make(values))
+        return rows
 
 
 def _translated(sql: str, error: Exception, dbapi_error: type[Exception]) -> Exception:
