@@ -60,6 +60,16 @@ def test_garbage_gets_a_clean_error(raw: bytes, media: str) -> None:
         pass
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"responses": NaN}', b'{"responses": Infinity}', b"[" * 5_000 + b"]" * 5_000, b"{", b""],
+)
+def test_json_outside_the_standard_is_refused_by_name(raw: bytes) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        messages.decode(raw, messages.JSON)
+    assert refused.value.errors[0].field == "body"
+
+
 def test_cbor_tags_and_bytes_are_refused() -> None:
     raw = cbor2.dumps({"responses": [{"id": "a", "result": {"x": b"\x00"}}]})
     with pytest.raises(InvalidArgument, match="bytes"):

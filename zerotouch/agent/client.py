@@ -12,7 +12,6 @@ refuses raises DeviceApiError at once: retrying would not change the answer.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import ssl
 import time
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import orjson
 
 from zerotouch.agent.settings import AgentSettings
 from zerotouch.crypto import device_tokens
@@ -59,7 +59,7 @@ class Answer:
     body: bytes
 
     def json(self) -> Any:
-        return json.loads(self.body)
+        return orjson.loads(self.body)
 
 
 class DeviceApi:
@@ -89,7 +89,7 @@ class DeviceApi:
         return commands
 
     async def respond(self, responses: list[dict[str, Any]]) -> int:
-        body = json.dumps({"responses": responses}).encode()
+        body = orjson.dumps({"responses": responses})
         headers = {"Content-Type": "application/json"}
         response = await self._send("POST", "/device/v1/responses", data=body, headers=headers)
         return int(response.json()["accepted"])

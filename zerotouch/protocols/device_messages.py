@@ -4,12 +4,12 @@ what it gets. Pure functions: no sockets, no database.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import cbor2
+import orjson
 
 from zerotouch.domain.errors import FieldError, InvalidArgument
 
@@ -42,7 +42,7 @@ def wants_cbor(accept: str | None) -> bool:
 def encode(body: object, *, cbor: bool) -> bytes:
     if cbor:
         return bytes(cbor2.dumps(body))
-    return json.dumps(body, separators=(",", ":")).encode()
+    return orjson.dumps(body)
 
 
 def commands_body(commands: Sequence[CommandOut]) -> dict[str, Any]:
@@ -59,8 +59,8 @@ def decode(raw: bytes, content_type: str | None) -> Any:
             raise InvalidArgument.for_field("body", "is not valid CBOR") from None
     elif media in (JSON, ""):
         try:
-            value = json.loads(raw)
-        except (ValueError, RecursionError):
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
             raise InvalidArgument.for_field("body", "is not valid JSON") from None
     else:
         raise InvalidArgument.for_field("Content-Type", f"must be {JSON} or {CBOR}")
