@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import cbor2
 import pytest
 from hypothesis import given
@@ -68,6 +70,14 @@ def test_json_outside_the_standard_is_refused_by_name(raw: bytes) -> None:
     with pytest.raises(InvalidArgument) as refused:
         messages.decode(raw, messages.JSON)
     assert refused.value.errors[0].field == "body"
+
+
+def test_integers_beyond_64_bits_stay_exact_both_ways() -> None:
+    big = 2**70 + 1
+    body = messages.commands_body([messages.CommandOut("c1", "config", {"config": {"n": big}})])
+    assert json.loads(messages.encode(body, cbor=False)) == body
+    raw = json.dumps({"responses": [{"id": "c1", "result": {"n": big}}]}).encode()
+    assert messages.decode(raw, messages.JSON)["responses"][0]["result"]["n"] == big
 
 
 def test_cbor_tags_and_bytes_are_refused() -> None:

@@ -12,6 +12,7 @@ refuses raises DeviceApiError at once: retrying would not change the answer.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import ssl
 import time
@@ -59,7 +60,8 @@ class Answer:
     body: bytes
 
     def json(self) -> Any:
-        return orjson.loads(self.body)
+        # The standard library: a config value beyond 64 bits stays exact.
+        return json.loads(self.body)
 
 
 class DeviceApi:

@@ -4,6 +4,7 @@ what it gets. Pure functions: no sockets, no database.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +43,12 @@ def wants_cbor(accept: str | None) -> bool:
 def encode(body: object, *, cbor: bool) -> bytes:
     if cbor:
         return bytes(cbor2.dumps(body))
-    return orjson.dumps(body)
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        # An integer beyond 64 bits (an operator's config may hold one): the standard library
+        # writes it exactly.
+        return json.dumps(body, separators=(",", ":")).encode()
 
 
 def commands_body(commands: Sequence[CommandOut]) -> dict[str, Any]:
@@ -59,13 +65,19 @@ def decode(raw: bytes, content_type: str | None) -> Any:
             raise InvalidArgument.for_field("body", "is not valid CBOR") from None
     elif media in (JSON, ""):
         try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError:
+            # The standard library keeps every integer exact (orjson turns those beyond 64 bits
+            # into floats); NaN and Infinity are not JSON.
+            value = json.loads(raw, parse_constant=_not_json)
+        except (ValueError, RecursionError):
             raise InvalidArgument.for_field("body", "is not valid JSON") from None
     else:
         raise InvalidArgument.for_field("Content-Type", f"must be {JSON} or {CBOR}")
     _check_plain(value, "body", 0)
     return value
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _check_plain(value: Any, path: str, depth: int) -> None:
