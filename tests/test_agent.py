@@ -138,6 +138,44 @@ def test_key_generation_csr_and_certificate(tmp_path: Path) -> None:
         execute(keystore, "clientCertificate", {"secTag": 5, "content": certificate})
 
 
+def _csr_key(keystore: Keystore, sec_tag: int) -> str:
+    csr = execute(
+        keystore,
+        "certificateSigningRequest",
+        {"secTag": sec_tag, "attributes": "CN=x", "keyUsage": USAGE},
+    )["csr"]
+    return device_side.public_pem(x509.load_pem_x509_csr(csr.encode()).public_key())
+
+
+def test_the_key_a_csr_uses_is_the_one_in_the_keystore_now(tmp_path: Path) -> None:
+    keystore = Keystore(tmp_path)
+    generated = execute(keystore, "clientPrivateKeyGeneration", {"secTag": 6})["publicKey"]
+    assert _csr_key(keystore, 6) == generated
+    execute(
+        keystore,
+        "clientPrivateKey",
+        {"secTag": 6, "content": encrypted_key("pw"), "password": "pw"},
+    )
+    replaced = (tmp_path / "6" / "public.pem").read_text()
+    assert replaced != generated
+    assert _csr_key(keystore, 6) == replaced
+    # A key another process wrote (a second keystore on the same folder) is read from disk.
+    other = Keystore(tmp_path)
+    regenerated = execute(other, "clientPrivateKeyGeneration", {"secTag": 8})["publicKey"]
+    assert _csr_key(Keystore(tmp_path), 8) == regenerated
+
+
+def test_a_leftover_temporary_file_does_not_loosen_a_private_file(tmp_path: Path) -> None:
+    folder = tmp_path / "2"
+    folder.mkdir()
+    leftover = folder / ".private.pem.tmp"
+    leftover.write_text("half a key")
+    leftover.chmod(0o644)
+    execute(Keystore(tmp_path), "clientPrivateKeyGeneration", {"secTag": 2})
+    assert stat.S_IMODE((folder / "private.pem").stat().st_mode) == 0o600
+    assert not leftover.exists()
+
+
 def test_csr_without_a_key_fails_clearly(tmp_path: Path) -> None:
     with pytest.raises(CommandFailed, match="no private key in secTag 9"):
         execute(

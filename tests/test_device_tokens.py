@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
+import jwt
 import pytest
 
 from zerotouch.crypto import device_side, device_tokens
@@ -39,6 +41,42 @@ def test_hs256_and_es256_verify() -> None:
     assert _verify(signed, keys=[other, pair.public_key_pem]).device_id == "d1"
     with pytest.raises(TokenError, match="no key"):
         _verify(signed, keys=[other])
+
+
+def test_pyjwt_reads_the_tokens_the_signer_makes() -> None:
+    """The signer writes what PyJWT's own encode would: the library decodes them as its own."""
+    secret = bytes(range(32))  # PyJWT's own minimum for HS256 (the factory's may be shorter).
+    now = time.time()  # PyJWT checks the times against the clock.
+    token = device_tokens.Signer(secret=secret).issue("d1", now=now)
+    header = jwt.get_unverified_header(token)
+    assert header == {"alg": "HS256", "typ": "JWT"}
+    claims = jwt.decode(token, secret, algorithms=["HS256"])
+    assert claims["sub"] == "d1" and claims["exp"] - claims["iat"] == 120
+    pair = device_side.generate_key_pair()
+    signer = device_tokens.Signer(private_key_pem=pair.private_key_pem)
+    first, second = signer.issue("d2", now=now), signer.issue("d2", now=now)
+    assert jwt.get_unverified_header(first)["kid"] == device_tokens.key_fingerprint(
+        pair.public_key_pem
+    )
+    for token in (first, second):
+        decoded = jwt.decode(
+            token,
+            pair.private_key.public_key(),
+            algorithms=["ES256"],
+            options={"verify_exp": False},
+        )
+        assert decoded["sub"] == "d2"
+    assert (
+        jwt.decode(first, options={"verify_signature": False})["jti"]
+        != jwt.decode(second, options={"verify_signature": False})["jti"]
+    )
+
+
+def test_a_signer_needs_a_usable_key() -> None:
+    with pytest.raises(ValueError, match="private key or a secret"):
+        device_tokens.Signer()
+    with pytest.raises(ValueError, match="16 bytes"):
+        device_tokens.Signer(secret=b"short")
 
 
 def test_time_rules() -> None:

@@ -69,16 +69,14 @@ class DeviceApi:
         self.settings = settings
         self.http = http
         self.base = settings.server_url.rstrip("/")
-        self._private_key = settings.jwt_key.read_text() if settings.jwt_key else None
+        key = settings.jwt_key.read_text() if settings.jwt_key else None
+        self._signer = device_tokens.Signer(
+            private_key_pem=key, secret=settings.secret if key is None else None
+        )
         self.attempts = 0  # Requests sent, retries included (for the simulator's numbers).
 
     def token(self) -> str:
-        return device_tokens.issue(
-            self.settings.device_id,
-            private_key_pem=self._private_key,
-            secret=self.settings.secret if self._private_key is None else None,
-            now=time.time(),
-        )
+        return self._signer.issue(self.settings.device_id, now=time.time())
 
     async def fetch(self, *, after: str | None, limit: int, wait: int) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"limit": limit, "wait": wait}

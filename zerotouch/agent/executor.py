@@ -37,14 +37,13 @@ def execute(keystore: Keystore, command_type: str, params: dict[str, Any]) -> di
 def _key_generation(keystore: Keystore, params: dict[str, Any]) -> dict[str, Any]:
     sec_tag = int(params["secTag"])
     pair = device_side.generate_key_pair()
-    keystore.write(sec_tag, "private.pem", pair.private_key_pem, private=True)
-    keystore.write(sec_tag, "public.pem", pair.public_key_pem)
+    keystore.store_private_key(sec_tag, pair)
     return {"publicKey": pair.public_key_pem}
 
 
 def _csr(keystore: Keystore, params: dict[str, Any]) -> dict[str, Any]:
     sec_tag = int(params["secTag"])
-    private = keystore.read(sec_tag, "private.pem")
+    private = keystore.private_key(sec_tag)
     if private is None:
         raise ValueError(f"no private key in secTag {sec_tag}: generate one first")
     bits = str(params["keyUsage"])
@@ -62,7 +61,7 @@ def _server_certificate(keystore: Keystore, params: dict[str, Any]) -> dict[str,
 def _client_certificate(keystore: Keystore, params: dict[str, Any]) -> dict[str, Any]:
     sec_tag, content = int(params["secTag"]), str(params["content"])
     leaf = device_side.check_certificates(content)[0]
-    private = keystore.read(sec_tag, "private.pem")
+    private = keystore.private_key(sec_tag)
     if private is not None and not device_side.certificate_matches_key(leaf, private):
         raise ValueError(f"the certificate is not for the key in secTag {sec_tag}")
     keystore.write(sec_tag, "client.pem", content)
@@ -71,9 +70,7 @@ def _client_certificate(keystore: Keystore, params: dict[str, Any]) -> dict[str,
 
 def _client_private_key(keystore: Keystore, params: dict[str, Any]) -> dict[str, Any]:
     key = device_side.decrypt_private_key(str(params["content"]), str(params["password"]))
-    sec_tag = int(params["secTag"])
-    keystore.write(sec_tag, "private.pem", key, private=True)
-    keystore.write(sec_tag, "public.pem", device_side.public_key_of(key))
+    keystore.store_private_key(int(params["secTag"]), key)
     return {}
 
 

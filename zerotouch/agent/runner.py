@@ -69,7 +69,7 @@ async def run(
         after = last_done or after
         if finished:
             if settings_path is not None:
-                agent_settings.mark_provisioned(settings_path)
+                agent_settings.mark_provisioned(settings_path, durable=keystore.durable)
             report.outcome = Outcome.PROVISIONED
             notify("provisioned", {})
             return report

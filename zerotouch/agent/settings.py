@@ -17,6 +17,8 @@ from typing import Any
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from zerotouch.agent import files
+
 ENV_PREFIX = "ZEROTOUCH_AGENT_"
 # MQTT 3.1.1, 3.1.3.1: every server must accept 1-23 characters of 0-9 a-z A-Z as a client id.
 CLIENT_ID = re.compile(r"[0-9a-zA-Z]{1,23}")
@@ -125,17 +127,16 @@ def load(
         raise SettingsError(_errors(exc)) from None
 
 
-def mark_provisioned(path: Path) -> None:
+def mark_provisioned(path: Path, *, durable: bool = True) -> None:
     """After ``finished``: ``provisioned = true`` and ``enabled = false`` in the settings file
-    (made, readable by its owner only, when there was none). Other settings are kept."""
-    data: dict[str, Any] = tomllib.loads(path.read_text()) if path.exists() else {}
+    (made, readable by its owner only, when there was none). Other settings are kept.
+    ``durable``: on disk before this returns (a device that loses power stays provisioned)."""
+    where = os.fspath(path)
+    raw = files.read_whole(where)
+    data: dict[str, Any] = tomllib.loads(raw.decode()) if raw is not None else {}
     data.update(provisioned=True, enabled=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        tomli_w.dump(data, out)
-    os.replace(tmp, path)
+    os.makedirs(os.path.dirname(where) or ".", exist_ok=True)
+    files.write_whole(where, tomli_w.dumps(data).encode(), private=True, sync=durable)
 
 
 class HostFacts:

@@ -1,7 +1,9 @@
 """What a device does with keys and certificates: the agent's recipes over `cryptography`.
 
-Private keys never leave the device; every function here returns PEM text for the keystore.
-Failures raise ValueError with a reason a person can act on.
+Private keys never leave the device; what goes to the keystore or the service is PEM text. A
+private key is taken as PEM or as the key itself (the agent keeps the keys it has loaded:
+reading one back from PEM costs as much as signing with it). Failures raise ValueError with a
+reason a person can act on.
 """
 
 from __future__ import annotations
@@ -13,20 +15,24 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+
+PrivateKey = str | ec.EllipticCurvePrivateKey  # PEM text, or the key.
 
 
 @dataclass(frozen=True, slots=True)
 class KeyPair:
+    private_key: ec.EllipticCurvePrivateKey
     private_key_pem: str
     public_key_pem: str
 
 
-def _public_pem(key: ec.EllipticCurvePrivateKey) -> str:
-    return (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
+def public_pem(key: ec.EllipticCurvePrivateKey | PublicKeyTypes) -> str:
+    """The public key (of a private key, or itself) as SubjectPublicKeyInfo PEM."""
+    public = key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
+    return public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
 
 
 def _private_pem(key: ec.EllipticCurvePrivateKey) -> str:
@@ -38,7 +44,12 @@ def _private_pem(key: ec.EllipticCurvePrivateKey) -> str:
 def generate_key_pair() -> KeyPair:
     """A new EC P-256 key pair."""
     key = ec.generate_private_key(ec.SECP256R1())
-    return KeyPair(_private_pem(key), _public_pem(key))
+    return KeyPair(key, _private_pem(key), public_pem(key))
+
+
+def load_private_key(key: PrivateKey) -> ec.EllipticCurvePrivateKey:
+    """The key, from PEM (unencrypted) or as given."""
+    return key if isinstance(key, ec.EllipticCurvePrivateKey) else _load_private(key)
 
 
 def _load_private(pem: str, password: bytes | None = None) -> ec.EllipticCurvePrivateKey:
@@ -54,12 +65,12 @@ def _load_private(pem: str, password: bytes | None = None) -> ec.EllipticCurvePr
 
 
 def public_key_of(private_key_pem: str) -> str:
-    return _public_pem(_load_private(private_key_pem))
+    return public_pem(_load_private(private_key_pem))
 
 
-def build_csr(private_key_pem: str, subject: str, key_usage: Mapping[str, bool]) -> str:
+def build_csr(private_key: PrivateKey, subject: str, key_usage: Mapping[str, bool]) -> str:
     """A CSR for the key, with the subject (RFC 4514) and key usage the command asks for."""
-    key = _load_private(private_key_pem)
+    key = load_private_key(private_key)
     try:
         name = _name(subject)
         usage = x509.KeyUsage(**key_usage)
@@ -80,10 +91,10 @@ def _name(subject: str) -> x509.Name:
     return x509.Name.from_rfc4514_string(subject)
 
 
-def decrypt_private_key(pem: str, password: str) -> str:
-    """An encrypted PEM private key opened with its password, as unencrypted PKCS#8."""
+def decrypt_private_key(pem: str, password: str) -> KeyPair:
+    """An encrypted PEM private key opened with its password (kept as unencrypted PKCS#8)."""
     key = _load_private(pem, password.encode())
-    return _private_pem(key)
+    return KeyPair(key, _private_pem(key), public_pem(key))
 
 
 def check_certificates(pem: str) -> list[x509.Certificate]:
@@ -96,7 +107,6 @@ def check_certificates(pem: str) -> list[x509.Certificate]:
     return certs
 
 
-def certificate_matches_key(certificate: x509.Certificate, private_key_pem: str) -> bool:
-    der = serialization.PublicFormat.SubjectPublicKeyInfo
-    mine = _load_private(private_key_pem).public_key().public_bytes(serialization.Encoding.DER, der)
-    return certificate.public_key().public_bytes(serialization.Encoding.DER, der) == mine
+def certificate_matches_key(certificate: x509.Certificate, private_key: PrivateKey) -> bool:
+    """Whether the certificate is for this key pair (its public key is the key's)."""
+    return certificate.public_key() == load_private_key(private_key).public_key()

@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
+from zerotouch.crypto import device_side
+
 ALGORITHMS = ("ES256", "HS256")
 MAX_LIFETIME_S = 300  # API.md: exp at most 300 s after iat.
 CLOCK_SKEW_S = 30  # Device clocks drift; a token may look this far ahead or behind.
@@ -158,6 +160,47 @@ def _checked(claims: dict[str, Any], now: float) -> DeviceClaims:
     return DeviceClaims(sub, jti, iat, exp)
 
 
+class Signer:
+    """Signs one device's tokens: ES256 with its private key, or HS256 with its secret.
+
+    The key is prepared and the header encoded once: a device sends a new token with every
+    call, and a simulator thousands of them (PyJWT's ``encode`` prepares the key anew each
+    time, which costs more than the signature). The signing itself is PyJWT's algorithm's.
+    """
+
+    def __init__(self, *, private_key_pem: str | None = None, secret: bytes | None = None):
+        header: dict[str, str] = {"typ": "JWT"}
+        self._key: Any
+        if private_key_pem is not None:
+            key = _private_key(private_key_pem)
+            header.update(alg="ES256", kid=key_fingerprint(device_side.public_pem(key)))
+            self._algorithm = _jws.get_algorithm_by_name("ES256")
+            self._key = key
+        elif secret is not None:
+            header.update(alg="HS256")
+            self._algorithm = _jws.get_algorithm_by_name("HS256")
+            self._key = self._algorithm.prepare_key(secret)
+            if problem := self._algorithm.check_key_length(self._key):
+                raise ValueError(problem)
+        else:
+            raise ValueError("a private key or a secret is needed")
+        # As PyJWT writes it: compact, keys sorted.
+        encoded = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
+        self._header = jwt.utils.base64url_encode(encoded)
+
+    def issue(self, device_id: str, *, now: float, lifetime: int = 120) -> str:
+        claims = {
+            "sub": device_id,
+            "iat": int(now),
+            "exp": int(now) + lifetime,
+            "jti": secrets.token_urlsafe(16),
+        }
+        payload = json.dumps(claims, separators=(",", ":")).encode()
+        signing_input = self._header + b"." + jwt.utils.base64url_encode(payload)
+        signature = self._algorithm.sign(signing_input, self._key)
+        return (signing_input + b"." + jwt.utils.base64url_encode(signature)).decode()
+
+
 def issue(
     device_id: str,
     *,
@@ -167,26 +210,8 @@ def issue(
     lifetime: int = 120,
 ) -> str:
     """A token for ``device_id``: ES256 with the device's private key, or HS256 with its secret."""
-    claims = {
-        "sub": device_id,
-        "iat": int(now),
-        "exp": int(now) + lifetime,
-        "jti": secrets.token_urlsafe(16),
-    }
-    payload = json.dumps(claims, separators=(",", ":")).encode()
-    if private_key_pem is not None:
-        key = _private_key(private_key_pem)
-        kid = key_fingerprint(
-            key.public_key()
-            .public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-            .decode()
-        )
-        return _jws.encode(payload, key, algorithm="ES256", headers={"kid": kid})
-    if secret is None:
-        raise ValueError("a private key or a secret is needed")
-    return _jws.encode(payload, secret, algorithm="HS256")
+    signer = Signer(private_key_pem=private_key_pem, secret=secret)
+    return signer.issue(device_id, now=now, lifetime=lifetime)
 
 
 @functools.lru_cache(maxsize=64)
