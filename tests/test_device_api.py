@@ -451,6 +451,33 @@ def test_csr_for_a_key_the_device_never_registered_fails(api: Api) -> None:
     assert "not a key this device registered" in rows[1]["response"]["error"]["message"]
 
 
+def test_results_that_hold_no_key_or_csr_fail_with_the_reason(api: Api) -> None:
+    """Keys and CSRs are checked before the report's transaction; a result without one, or
+    with one that does not parse, fails its command all the same."""
+    fleet = make_fleet(api, 1)
+    identity = fleet.identities[0]
+    device = Device(api.client, identity.device_id, identity.device_secret)
+    batch = device.fetch().json()["commands"]
+    device.respond({"id": batch[0]["id"], "result": {"public": "no publicKey field"}})
+    rows = _commands(api, identity.device_id)
+    assert rows[0]["status"] == "FAILED"
+    assert "publicKey: must be a PEM string" in rows[0]["response"]["error"]["message"]
+    reset = api.call(
+        "POST", f"/v1/claimed-devices/{identity.device_id}/provisioning/{rows[0]['id']}/reset"
+    )
+    assert reset.status_code == 200
+    batch = device.fetch().json()["commands"]
+    key = device_side.generate_key_pair()
+    device.respond(
+        {"id": batch[0]["id"], "result": {"publicKey": key.public_key_pem}},
+        {"id": batch[1]["id"], "result": {"csr": "-----BEGIN CERTIFICATE REQUEST-----\nAAAA"}},
+    )
+    rows = _commands(api, identity.device_id)
+    assert [r["status"] for r in rows[:2]] == ["SUCCEEDED", "FAILED"]
+    message = rows[1]["response"]["error"]["message"]
+    assert "csr: is not a PEM certificate signing request" in message
+
+
 def test_secret_params_reach_the_device_but_never_the_operator(api: Api) -> None:
     device = _claimed(api)
     _add(api, "dev-1", {"preSharedKey": {"secTag": 3, "identity": "me", "secret": "0A0B0C0D"}})

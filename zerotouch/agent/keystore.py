@@ -48,12 +48,7 @@ class Keystore:
             if name == PRIVATE_KEY:
                 self._keys.pop(sec_tag, None)
         if folder not in self._made:
-            try:
-                os.mkdir(folder, 0o700)  # The usual case: the root is there, the folder not.
-            except FileExistsError:
-                pass
-            except FileNotFoundError:
-                os.makedirs(folder, mode=0o700, exist_ok=True)
+            os.makedirs(folder, mode=0o700, exist_ok=True)
             self._made.add(folder)
         write_whole(os.path.join(folder, name), text.encode(), private=private, sync=self.durable)
 
