@@ -31,10 +31,13 @@ def test_agents_provision_every_device(api: Api, rt: Runtime, tmp_path: Path) ->
     listed = api.call("GET", "/v1/claimed-devices", params={"status": "PROVISIONED"}).json()
     assert listed["total"] == 8
     ca = x509.load_pem_x509_certificate(fleet.ca_pem.encode())
+    ca_key_id = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     for identity in fleet.identities:
         folder = tmp_path / identity.device_id
         cert = x509.load_pem_x509_certificate((folder / str(SEC_TAG) / "client.pem").read_bytes())
         cert.verify_directly_issued_by(ca)  # Raises unless the account CA signed it.
+        issuer_id = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+        assert issuer_id.key_identifier == ca_key_id  # Chain builders find the CA by it.
         key_file = folder / str(SEC_TAG) / "private.pem"
         key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
         spki = serialization.PublicFormat.SubjectPublicKeyInfo

@@ -137,15 +137,22 @@ def load_csr(pem: str) -> Csr:
     return Csr(csr, public_pem)
 
 
+@dataclass(frozen=True, slots=True)
+class _Authority:
+    certificate: x509.Certificate
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+    key_identifier: x509.AuthorityKeyIdentifier  # What every certificate it signs names.
+
+
 @functools.lru_cache(maxsize=64)
-def _authority(
-    certificate_pem: str, private_key_pem: str
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey]:
+def _authority(certificate_pem: str, private_key_pem: str) -> _Authority:
     # Parsing the CA costs more than signing with it; an account signs many CSRs.
     cert = x509.load_pem_x509_certificate(certificate_pem.encode())
     key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
     assert isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey))
-    return cert, key
+    return _Authority(
+        cert, key, x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
+    )
 
 
 @functools.lru_cache(maxsize=256)
@@ -171,7 +178,7 @@ def sign_csr(
     is invalid.
     """
     now = now or dt.datetime.now(dt.UTC)
-    ca_cert, ca_key = _authority(ca_certificate_pem, ca_private_key_pem)
+    authority = _authority(ca_certificate_pem, ca_private_key_pem)
     public = csr.request.public_key()
     assert isinstance(public, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey))
     try:
@@ -181,7 +188,7 @@ def sign_csr(
     cert = (
         x509.CertificateBuilder()
         .subject_name(_subject(subject))
-        .issuer_name(ca_cert.subject)
+        .issuer_name(authority.certificate.subject)
         .public_key(public)
         .serial_number(_random_serial())
         .not_valid_before(now - dt.timedelta(minutes=5))
@@ -190,11 +197,8 @@ def sign_csr(
         .add_extension(usage, critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
+        .add_extension(authority.key_identifier, critical=False)
+        .sign(authority.key, hashes.SHA256())
     )
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
