@@ -122,7 +122,8 @@ def test_key_generation_csr_and_certificate(tmp_path: Path) -> None:
     result = execute(keystore, "clientPrivateKeyGeneration", {"secTag": 5})
     private = tmp_path / "5" / "private.pem"
     assert stat.S_IMODE(private.stat().st_mode) == 0o600
-    assert result["publicKey"] == device_side.public_key_of(private.read_text())
+    key = device_side.load_private_key(private.read_text())
+    assert result["publicKey"] == device_side.public_pem(key)
     csr_pem = execute(
         keystore,
         "certificateSigningRequest",

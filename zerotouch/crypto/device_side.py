@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-PrivateKey = str | ec.EllipticCurvePrivateKey  # PEM text, or the key.
+EcPrivateKey = ec.EllipticCurvePrivateKey  # The key type, for callers outside crypto/.
+PrivateKey = str | EcPrivateKey  # PEM text, or the key.
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +63,6 @@ def _load_private(pem: str, password: bytes | None = None) -> ec.EllipticCurvePr
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise ValueError("must be an EC private key")
     return key
-
-
-def public_key_of(private_key_pem: str) -> str:
-    return public_pem(_load_private(private_key_pem))
 
 
 def build_csr(private_key: PrivateKey, subject: str, key_usage: Mapping[str, bool]) -> str:
