@@ -1,4 +1,4 @@
-"""TR005 QR payloads against the shared known-answer vectors, plus round trips."""
+"""TR005 QR payloads against known-answer vectors, plus round trips."""
 
 from __future__ import annotations
 
@@ -12,10 +12,8 @@ from hypothesis import strategies as st
 
 from zerotouch.protocols import tr005
 
-# The shared vectors live beside the checkout (../shared), loaded as they are.
-VECTORS = json.loads(
-    (Path(__file__).resolve().parents[2] / "shared/vectors/tr005/tr005_vectors.json").read_text()
-)
+# Known-answer vectors with their sources (tests/vectors/README.md), loaded as they are.
+VECTORS = json.loads((Path(__file__).parent / "vectors/tr005/tr005_vectors.json").read_text())
 FIELD_NAMES = {
     "joinEui": "join_eui",
     "devEui": "dev_eui",
