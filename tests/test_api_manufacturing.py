@@ -186,15 +186,17 @@ def test_device_imported_concurrently_is_reported_not_lost(
 def test_body_checks_come_after_the_key_and_stop_at_the_limit(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from zerotouch.adapters.http.routes import manufacturing as route
+    from zerotouch.settings import Settings
 
-    monkeypatch.setattr(route, "MAX_BODY_BYTES", 1000)
+    app: Any = api.client.app
+    app.state.body_limits = Settings(max_import_bytes=1024)
     big = {"devices": [{"deviceId": f"d{i}"} for i in range(100)]}
     assert api.client.post("/v1/manufacturing/devices", json=big).status_code == 401
     assert api.call("POST", "/v1/manufacturing/devices", "viewer", json=big).status_code == 403
     res = api.call("POST", "/v1/manufacturing/devices", "manufacturer", json=big)
-    assert res.status_code == 422
-    assert res.json()["errors"] == [{"field": "body", "message": "must be at most 1000 bytes"}]
+    assert res.status_code == 413
+    assert res.headers["content-type"] == "application/problem+json"
+    assert res.json()["errors"] == [{"field": "body", "message": "must be at most 1024 bytes"}]
     small = {"devices": [{"deviceId": "d1"}]}
     assert (
         api.call("POST", "/v1/manufacturing/devices", "manufacturer", json=small).json()["imported"]

@@ -12,19 +12,24 @@ from hypothesis import strategies as st
 from zerotouch.domain.errors import InvalidArgument
 from zerotouch.protocols import device_messages as messages
 
-text = st.text(min_size=1, max_size=40)
+# Text a database can store (no NUL, no lone surrogate): what a message may carry.
+storable = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+text = st.text(storable, min_size=1, max_size=40)
 plain = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=30),
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(storable, max_size=30),
     lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(storable, max_size=10), inner, max_size=4)
     ),
     max_leaves=12,
 )
-results = st.dictionaries(st.text(max_size=10), plain, max_size=4)
+results = st.dictionaries(st.text(storable, max_size=10), plain, max_size=4)
 response = st.one_of(
     st.builds(lambda i, r: {"id": i, "result": r}, text, results),
     st.builds(
-        lambda i, m: {"id": i, "error": {"message": m}}, text, st.text(min_size=1, max_size=200)
+        lambda i, m: {"id": i, "error": {"message": m}},
+        text,
+        st.text(storable, min_size=1, max_size=200),
     ),
 )
 
@@ -101,3 +106,20 @@ def test_unknown_media_type_is_named() -> None:
     with pytest.raises(InvalidArgument) as caught:
         messages.decode(b"{}", "text/plain")
     assert caught.value.errors[0].field == "Content-Type"
+
+
+# CBOR text is UTF-8, which cannot hold a lone surrogate at all.
+@pytest.mark.parametrize(
+    ("bad", "media"),
+    [("\x00", messages.JSON), ("\ud800", messages.JSON), ("\x00", messages.CBOR)],
+)
+def test_text_no_database_stores_is_refused_by_name(bad: str, media: str) -> None:
+    body = {"responses": [{"id": "c1", "result": {"note": f"a{bad}b"}}]}
+    raw = (
+        cbor2.dumps(body)
+        if media == messages.CBOR
+        else json.dumps(body).encode()  # Escaped: JSON text itself stays valid.
+    )
+    with pytest.raises(InvalidArgument) as refused:
+        messages.decode(raw, media)
+    assert refused.value.errors[0].field == "body.responses[0].result.note"

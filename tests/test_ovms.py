@@ -112,6 +112,14 @@ class Wire(asyncio.Transport):
         return (self.peer, 40000) if name == "peername" else default
 
 
+async def _answered(car: CarConnection) -> None:
+    """Until the car's AP-C is answered (its group went to the database on a thread)."""
+    for _ in range(500):
+        if car.conn.answered or (car.transport is not None and car.transport.is_closing()):
+            return
+        await asyncio.sleep(0.01)
+
+
 def _session(rt: Runtime, *chunks: bytes, rate_limit: int = 0) -> Wire:
     async def go() -> Wire:
         wire = Wire()
@@ -119,7 +127,11 @@ def _session(rt: Runtime, *chunks: bytes, rate_limit: int = 0) -> Wire:
         car.connection_made(wire)
         for chunk in chunks:
             car.data_received(chunk)
-        await asyncio.sleep(0)  # The loop's turn: the requests of this turn are answered.
+        # The requests of this turn are answered once their group is back from the database.
+        for _ in range(500):
+            if not car.asked or car.conn.answered or wire.closed:
+                break
+            await asyncio.sleep(0.01)
         car.connection_lost(None)
         return wire
 
@@ -163,7 +175,10 @@ def test_many_cars_in_one_turn_share_a_transaction(api: Api, rt: Runtime) -> Non
             car.connection_made(wire)
             car.data_received(ovms.request_line(vin))
             wires.append(wire)
-        await asyncio.sleep(0)
+        for _ in range(500):
+            if all(w.sent for w in wires):
+                break
+            await asyncio.sleep(0.01)
         return [bytes(w.sent) for w in wires]
 
     answers = asyncio.run(go())
@@ -215,7 +230,7 @@ def test_rate_limit_per_address(api: Api, rt: Runtime) -> None:
             car = CarConnection(frontend)
             car.connection_made(wire)
             car.data_received(ovms.request_line(VIN))
-            await asyncio.sleep(0)
+            await _answered(car)
             car.connection_lost(None)
             sent.append(bytes(wire.sent))
         return sent

@@ -18,7 +18,10 @@ class Settings(BaseSettings):
     master_key: str | None = Field(default=None, repr=False)
     host: str = "127.0.0.1"
     port: int = 8000
-    db_pool_size: int = 20
+    db_pool_size: int = Field(default=20, ge=1)
+    # Request bodies: at most this many bytes (413 beyond), and more for factory imports.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_import_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     # OVMS auto-provisioning listeners, on the ports OVMS v2 uses (0 turns one off); the TLS
     # one runs when a certificate is configured. AP-C attempts per minute per source address
     # and per apkey (0: no limit).

@@ -1,16 +1,23 @@
 """Group commit for front-ends: requests that arrive together are handled by one call.
 
 A service call that commits costs its transaction's round trips and fsync whatever it writes.
-Front-ends on one event loop collect the requests of a turn of the loop and hand them to a
-service function that handles a list in one transaction, then answer each. While requests keep
-arriving together (the last group had more than one), a group may wait up to ``window_s``
-longer to gather more: under load one commit then serves many callers.
+Front-ends on one event loop collect their requests and hand them to a service function that
+handles a list in one transaction, then answer each. The function runs on a thread of its own,
+one group at a time, so no database wait (a lock, a slow disk, a server far away) ever holds up
+the event loop: while a group is in the database, the requests that arrive meanwhile gather
+into the next one. While requests keep arriving together (the last group had more than one),
+a group may wait up to ``window_s`` longer to gather more.
+
+A group that fails as a whole (any exception out of the function) is handled again item by
+item, each alone, so one caller's bad input or bad luck is never another caller's failure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -18,28 +25,38 @@ R = TypeVar("R")
 
 Done = Callable[[R | Exception], None]
 
+log = logging.getLogger(__name__)
+
 
 class GroupCommit(Generic[T, R]):
     """Calls ``handle`` with the items submitted together; it returns one result (or an
-    exception) per item, in order. An exception raised by ``handle`` goes to every item."""
+    exception) per item, in order. If ``handle`` raises, each item of the group is handled
+    again alone, and gets its own result or exception."""
 
     def __init__(
-        self, handle: Callable[[list[T]], Sequence[R | Exception]], *, window_s: float = 0.0
+        self,
+        handle: Callable[[list[T]], Sequence[R | Exception]],
+        *,
+        window_s: float = 0.0,
+        name: str = "group-commit",
     ) -> None:
         self._handle = handle
         self._window_s = window_s
         self._pending: list[tuple[T, Done[R]]] = []
         self._last_size = 0
+        self._busy = False  # A group is in ``handle`` (or about to be).
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
 
     def submit(self, item: T, done: Done[R]) -> None:
         """Queue ``item``; ``done`` gets its result on the event loop."""
-        if not self._pending:
+        self._pending.append((item, done))
+        if not self._busy:
+            self._busy = True
             loop = asyncio.get_running_loop()
             if self._window_s and self._last_size > 1:
                 loop.call_later(self._window_s, self._flush)
             else:
                 loop.call_soon(self._flush)
-        self._pending.append((item, done))
 
     async def __call__(self, item: T) -> R:
         """Queue ``item`` and wait for its result (an exception is raised)."""
@@ -56,13 +73,50 @@ class GroupCommit(Generic[T, R]):
         self.submit(item, done)
         return await future
 
+    def close(self) -> None:
+        """Let the thread go once the group in it (if any) is done."""
+        self._thread.shutdown(wait=False)
+
     def _flush(self) -> None:
         group, self._pending = self._pending, []
         self._last_size = len(group)
-        results: Sequence[R | Exception]
-        try:
-            results = self._handle([item for item, _ in group])
-        except Exception as exc:
-            results = [exc] * len(group)
+        loop = asyncio.get_running_loop()
+        running = loop.run_in_executor(self._thread, self._outcomes, [item for item, _ in group])
+        running.add_done_callback(lambda finished: self._answer(group, finished))
+
+    def _answer(
+        self, group: list[tuple[T, Done[R]]], finished: asyncio.Future[list[R | Exception]]
+    ) -> None:
+        if finished.cancelled():
+            results: list[R | Exception] = [RuntimeError("The server is stopping.")] * len(group)
+        elif (error := finished.exception()) is not None:
+            results = [error if isinstance(error, Exception) else RuntimeError(str(error))] * len(
+                group
+            )
+        else:
+            results = finished.result()
         for (_, done), result in zip(group, results, strict=True):
             done(result)
+        if self._pending:
+            asyncio.get_running_loop().call_soon(self._flush)
+        else:
+            self._busy = False
+
+    def _outcomes(self, items: list[T]) -> list[R | Exception]:
+        """``handle``'s outcomes for the group, or for each item alone when the group failed."""
+        try:
+            results = list(self._handle(items))
+        except Exception as exc:
+            if len(items) == 1:
+                return [exc]
+            log.warning("a group of %d failed (%s); each is handled alone", len(items), exc)
+            return [self._alone(item) for item in items]
+        if len(results) != len(items):
+            raise RuntimeError(f"{len(results)} outcomes for {len(items)} items")
+        return results
+
+    def _alone(self, item: T) -> R | Exception:
+        try:
+            return self._handle([item])[0]
+        except Exception as exc:
+            return exc

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,11 +20,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from zerotouch.crypto import device_side
+from zerotouch.domain.values import DEVICE_ID_RE
 
 ALGORITHMS = ("ES256", "HS256")
 MAX_LIFETIME_S = 300  # API.md: exp at most 300 s after iat.
 CLOCK_SKEW_S = 30  # Device clocks drift; a token may look this far ahead or behind.
 JTI_MAX = 128
+_JTI_RE = re.compile(f"[\\x21-\\x7e]{{1,{JTI_MAX}}}")
 
 
 class _FactorySecretHmac(jwt.algorithms.HMACAlgorithm):
@@ -81,6 +84,10 @@ def presented(token: str) -> Presented:
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub:
         raise TokenError("no sub claim")
+    # Checked before the device is looked up: whatever a token carries reaches no query
+    # unless it is a deviceId.
+    if not DEVICE_ID_RE.fullmatch(sub):
+        raise TokenError("sub is not a deviceId")
     signing_input = token.rsplit(".", 1)[0].encode()
     return Presented(token, alg, sub, claims, signing_input, decoded["signature"])
 
@@ -147,8 +154,8 @@ def _checked(claims: dict[str, Any], now: float) -> DeviceClaims:
     sub, jti, iat, exp = (claims.get(name) for name in ("sub", "jti", "iat", "exp"))
     if not isinstance(sub, str) or not sub:
         raise TokenError("no sub claim")
-    if not isinstance(jti, str) or not 1 <= len(jti) <= JTI_MAX:
-        raise TokenError(f"jti must be a string of 1-{JTI_MAX} characters")
+    if not isinstance(jti, str) or not _JTI_RE.fullmatch(jti):
+        raise TokenError(f"jti must be 1-{JTI_MAX} printable ASCII characters")
     if not isinstance(iat, int) or not isinstance(exp, int):
         raise TokenError("iat and exp must be integers")
     if exp - iat > MAX_LIFETIME_S or exp <= iat:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from zerotouch.domain.errors import FieldError, InvalidArgument
-from zerotouch.domain.values import DEVICE_ID_RE, check_tags
+from zerotouch.domain.values import DEVICE_ID_RE, UNSTORABLE, check_tags, is_storable
 
 _HEX16 = re.compile(r"[0-9A-Fa-f]{16}")
 _HEX32 = re.compile(r"[0-9A-Fa-f]{32}")
@@ -53,6 +53,8 @@ def _pattern(regex: re.Pattern[str], rule: str, *, upper: bool = False) -> Calla
 def _free_text(raw: object) -> str:
     if not isinstance(raw, str) or not 1 <= len(raw) <= FREE_TEXT_MAX:
         raise ValueError(f"must be a string of 1-{FREE_TEXT_MAX} characters")
+    if not is_storable(raw):
+        raise ValueError(UNSTORABLE)
     return raw
 
 
@@ -60,6 +62,8 @@ def _pem_text(raw: object) -> str:
     # The key itself is parsed by the service layer (crypto/); here only its shape is checked.
     if not isinstance(raw, str) or not 0 < len(raw) <= PUBLIC_KEY_MAX:
         raise ValueError(f"must be a PEM string of at most {PUBLIC_KEY_MAX} characters")
+    if not is_storable(raw):
+        raise ValueError(UNSTORABLE)
     return raw
 
 

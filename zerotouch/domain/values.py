@@ -11,6 +11,10 @@ HEX16_RE = re.compile(r"[0-9A-Fa-f]{16}")
 OWNER_TOKEN_RE = re.compile(r"[0-9A-F]{32}")
 SEC_TAG_MAX = 2_147_483_647
 TAG_MAX_LENGTH = 64
+# Text no database stores: PostgreSQL refuses NUL in text and JSON, and a lone surrogate is not
+# Unicode (SQLite's driver cannot even encode it).
+_UNSTORABLE_RE = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE = "holds a NUL character or a lone surrogate"
 
 
 class Role(StrEnum):
@@ -97,6 +101,31 @@ class OwnerToken:
         return "OwnerToken(***)"
 
 
+def is_storable(text: str) -> bool:
+    """Whether ``text`` can be stored as it is (no NUL, no lone surrogate)."""
+    return _UNSTORABLE_RE.search(text) is None
+
+
+def unstorable_path(value: object, path: str = "body") -> str | None:
+    """The path of the first string (key or value) in plain data that cannot be stored, or
+    None."""
+    if isinstance(value, str):
+        return None if is_storable(value) else path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and not is_storable(key):
+                return path
+            found = unstorable_path(item, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = unstorable_path(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
 def check_tags(raw: object) -> list[str]:
     """Validate a list of tags; duplicates collapse, order is kept."""
     if not isinstance(raw, list):
@@ -105,5 +134,7 @@ def check_tags(raw: object) -> list[str]:
     for tag in raw:
         if not isinstance(tag, str) or not 1 <= len(tag) <= TAG_MAX_LENGTH:
             raise ValueError(f"each tag must be a string of 1-{TAG_MAX_LENGTH} characters")
+        if not is_storable(tag):
+            raise ValueError(f"a tag {UNSTORABLE}")
         tags[tag] = None
     return list(tags)

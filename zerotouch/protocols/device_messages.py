@@ -13,6 +13,7 @@ import cbor2
 import orjson
 
 from zerotouch.domain.errors import FieldError, InvalidArgument
+from zerotouch.domain.values import UNSTORABLE, is_storable
 
 CBOR = "application/cbor"
 JSON = "application/json"
@@ -83,10 +84,15 @@ def _not_json(constant: str) -> Any:
 def _check_plain(value: Any, path: str, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise InvalidArgument.for_field(path, f"nests deeper than {MAX_DEPTH} levels")
-    if isinstance(value, dict):
+    if isinstance(value, str):
+        if not is_storable(value):
+            raise InvalidArgument.for_field(path, UNSTORABLE)
+    elif isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidArgument.for_field(path, "has a key that is not a string")
+            if not is_storable(key):
+                raise InvalidArgument.for_field(path, f"has a key that {UNSTORABLE}")
             _check_plain(item, f"{path}.{key}", depth + 1)
     elif isinstance(value, list):
         for index, item in enumerate(value):

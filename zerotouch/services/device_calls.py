@@ -5,7 +5,7 @@ accepted once), its device row locked and its hold checked, the device's plan, a
 the device's keys and its account's CA. Each then changes a few commands, perhaps the device's
 status, and writes events. Call by call that was ten statements and more each, and on
 PostgreSQL every statement costs a trip through the driver and the server whatever it carries.
-Here a group's jtis go in as one statement and everything its calls read comes back from one
+Here everything a group's calls read comes back from one statement and its jtis go in as one
 (store/sets.py), each call works on what they found and stages its changes in its ``Call``, and
 the changes go out as one statement per kind: the number of statements stays the same however
 many calls there are.
@@ -287,13 +287,19 @@ class _Reads:
 
     @classmethod
     def send(cls, rt: Runtime, conn: sa.Connection, works: list[DeviceWork[Any]]) -> _Reads:
-        """Record the new jtis and read for every call: two statements, sent together."""
+        """Read for every call and record the new jtis: two statements, sent together.
+
+        The read locks the devices first: a jti's row takes a share lock on its device (its
+        foreign key), and taken before the row lock it would let two nodes serving one device
+        deadlock. Locks are taken in one order: devices by id, then the jtis.
+        """
+        reading = _READ.send(conn, {"pks": [work.caller.device_pk for work in works]})
         fresh = [work.caller for work in works if not work.caller.consumed]
         _RECORD_JTIS.send(
             conn,
             [{"device_pk": c.device_pk, "jti": c.jti, "expires_at": c.expires_at} for c in fresh],
         )
-        found = _READ.run(conn, {"pks": [work.caller.device_pk for work in works]})
+        found = reading.rows()
         reads = cls({}, defaultdict(list), {})
         for row in found:
             if row.device_pk not in reads.devices:

@@ -46,6 +46,8 @@ def _validate(
         device_id = raw.get("deviceId") if isinstance(raw, dict) else None
         name = device_id if isinstance(device_id, str) else None
         try:
+            if isinstance(raw, InvalidArgument):  # A row the front-end could not even read.
+                raise raw
             record = parse_factory_record(raw, path=path)
             if record.public_key is not None:
                 try:

@@ -16,6 +16,7 @@ from alembic.config import Config
 from sqlalchemy import event, exc
 
 from zerotouch.domain.errors import Unavailable
+from zerotouch.store.fast import close_pending
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30  # Writers queue on SQLite's single write lock; wait, do not fail.
@@ -100,7 +101,7 @@ class Database:
     @contextlib.contextmanager
     def write(self) -> Iterator[sa.Connection]:
         """One read-write transaction: committed when the block ends, rolled back on error."""
-        with self._writer_turn(), self._connect("IMMEDIATE") as conn, conn.begin():
+        with self._writer_turn(), self._connect("IMMEDIATE") as conn, _transaction(conn):
             yield conn
 
     @contextlib.contextmanager
@@ -130,6 +131,7 @@ class Database:
                 yield
                 transaction.commit()
         except BaseException:
+            close_pending(conn)
             if transaction.is_active:
                 transaction.rollback()
             raise
@@ -157,7 +159,7 @@ class Database:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sa.Connection]:
-        with self._connect("DEFERRED") as conn, conn.begin():
+        with self._connect("DEFERRED") as conn, _transaction(conn):
             yield conn
 
     @contextlib.contextmanager
@@ -241,6 +243,26 @@ class Database:
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
+
+
+@contextlib.contextmanager
+def _transaction(conn: sa.Connection) -> Iterator[None]:
+    """Commit when the block ends; on error, drop unread statements first, then roll back.
+
+    On SQLite a statement whose rows were never read is still running: it would keep its
+    lock (a write's) or its snapshot (a read's) through the rollback, and the connection,
+    kept for this thread's next transaction, would hold every other writer off or read the
+    past.
+    """
+    transaction = conn.begin()
+    try:
+        yield
+    except BaseException:
+        close_pending(conn)
+        if transaction.is_active:
+            transaction.rollback()
+        raise
+    transaction.commit()
 
 
 def alembic_config(url: str) -> Config:

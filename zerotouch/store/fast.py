@@ -9,6 +9,7 @@ where a request runs a handful of fixed statements many times a second.
 
 from __future__ import annotations
 
+import weakref
 from collections import namedtuple
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -101,10 +102,17 @@ class FastStatement:
         except dbapi_error as error:
             cursor.close()
             raise _translated(plan.sql, error, dbapi_error) from error
+        except BaseException:
+            cursor.close()
+            raise
         if plan.row is None:
             cursor.close()
             return Pending(plan, None, dbapi_error)
-        return Pending(plan, cursor, dbapi_error)
+        pending = Pending(plan, cursor, dbapi_error)
+        # Rows not read when the transaction fails are dropped then (see close_pending): on
+        # SQLite an unfinished statement keeps its lock, or its snapshot, past the rollback.
+        conn.info.setdefault(_PENDING, weakref.WeakSet()).add(pending)
+        return pending
 
     def run(self, conn: sa.Connection, params: Mapping[str, Any]) -> list[Any]:
         """Execute with ``params``; returns the result rows (attribute access by column key)."""
@@ -114,10 +122,16 @@ class FastStatement:
 class Pending:
     """A sent statement whose rows have not been read yet."""
 
-    __slots__ = ("_cursor", "_error", "_plan")
+    __slots__ = ("__weakref__", "_cursor", "_error", "_plan")
 
     def __init__(self, plan: _Plan, cursor: Any, dbapi_error: type[Exception]) -> None:
         self._plan, self._cursor, self._error = plan, cursor, dbapi_error
+
+    def close(self) -> None:
+        """Drop the rows unread."""
+        if self._cursor is not None:
+            self._cursor.close()
+            self._cursor = None
 
     def rows(self) -> list[Any]:
         plan, cursor = self._plan, self._cursor
@@ -129,6 +143,7 @@ class Pending:
             raise _translated(plan.sql, error, self._error) from error
         finally:
             cursor.close()
+            self._cursor = None
         make = plan.row._make
         if not plan.result:
             return [make(r) for r in raw]
@@ -139,6 +154,15 @@ class Pending:
                 values[i] = p(values[i])
             rows.append(make(values))
         return rows
+
+
+_PENDING = "zerotouch.pending"
+
+
+def close_pending(conn: sa.Connection) -> None:
+    """Close the cursors of statements whose rows were never read (a failed transaction's)."""
+    for pending in list(conn.info.pop(_PENDING, ())):
+        pending.close()
 
 
 def _translated(sql: str, error: Exception, dbapi_error: type[Exception]) -> Exception:

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
-from typing import Any
+import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
 from zerotouch.domain.errors import InvalidArgument
+from zerotouch.domain.views import Page
+
+T = TypeVar("T")
 
 MAX_PAGE_LIMIT = 1000
 DEFAULT_PAGE_LIMIT = 100
+MAX_ID = 2**63 - 1  # Ids are 64-bit signed on PostgreSQL: a larger cursor matches nothing.
 
 
 def encode_token(last_id: int) -> str:
@@ -24,7 +29,7 @@ def decode_token(token: str | None) -> int:
         return 0
     try:
         text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        if text.startswith("i") and text[1:].isdigit():
+        if text.startswith("i") and text[1:].isdigit() and int(text[1:]) <= MAX_ID:
             return int(text[1:])
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass
@@ -52,3 +57,44 @@ def keyset_page(
     ).all()
     next_token = encode_token(rows[limit - 1].id) if len(rows) > limit else None
     return list(rows[:limit]), int(total), next_token
+
+
+def _encode_position(at: dt.datetime, key: str) -> str:
+    return base64.urlsafe_b64encode(f"t{at.isoformat()}|{key}".encode()).decode().rstrip("=")
+
+
+def _decode_position(token: str) -> tuple[dt.datetime, str]:
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        at, bar, key = text[1:].partition("|")
+        if text.startswith("t") and bar:
+            return dt.datetime.fromisoformat(at), key
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        pass
+    raise InvalidArgument.for_field("pageNextToken", "is not a token from an earlier page")
+
+
+def created_page(
+    conn: sa.Connection,
+    table: sa.Table,
+    where: Sequence[sa.ColumnElement[bool]],
+    *,
+    view: Callable[[Any], T],
+    limit: int,
+    token: str | None,
+) -> Page[T]:
+    """One page of ``table`` rows in the order they were made (``created_at``, then the text
+    ``id``), after the position ``token`` names."""
+    check_limit(limit)
+    created, key = table.c.created_at, table.c.id
+    total = conn.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar_one()
+    after: list[sa.ColumnElement[bool]] = []
+    if token:
+        at, last = _decode_position(token)
+        after.append(sa.or_(created > at, sa.and_(created == at, key > last)))
+    rows = conn.execute(
+        sa.select(table).where(*where, *after).order_by(created, key).limit(limit + 1)
+    ).all()
+    last_row = rows[limit - 1] if len(rows) > limit else None
+    next_token = _encode_position(last_row.created_at, last_row.id) if last_row else None
+    return Page([view(row) for row in rows[:limit]], int(total), next_token)

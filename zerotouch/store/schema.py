@@ -55,6 +55,29 @@ api_keys = sa.Table(
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=True),
+    sa.Column("revoked_at", UtcDateTime(), nullable=True),
+)
+
+# One row per master key version that sealed values may be under: a known text sealed with it,
+# so a server whose keyring cannot open what the database holds refuses to start
+# (crypto/envelope.py, services/keys.py).
+master_keys = sa.Table(
+    "master_keys",
+    metadata,
+    sa.Column("version", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("check_sealed", sa.Text(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+)
+
+# Attempts per key (an OVMS source address or apkey) in the current fixed window, shared by
+# every node on the database.
+rate_limits = sa.Table(
+    "rate_limits",
+    metadata,
+    sa.Column("key", sa.String(96), primary_key=True),
+    sa.Column("window", sa.BigInteger(), nullable=False),
+    sa.Column("count", sa.Integer(), nullable=False),
 )
 
 devices = sa.Table(

@@ -12,10 +12,11 @@ from contextlib import AbstractAsyncContextManager
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
 
 from zerotouch import __version__
 from zerotouch.adapters.group_commit import GroupCommit
-from zerotouch.adapters.http import problems
+from zerotouch.adapters.http import guards, problems
 from zerotouch.adapters.http.metrics import RequestMetrics
 from zerotouch.adapters.http.peers import HttpTransport
 from zerotouch.adapters.http.routes import (
@@ -31,8 +32,10 @@ from zerotouch.adapters.http.routes import (
 )
 from zerotouch.bootstrap import build_runtime
 from zerotouch.domain.errors import ZerotouchError
+from zerotouch.domain.values import ROLE_PERMISSIONS, Permission
 from zerotouch.services import devices as devices_service
 from zerotouch.services import ocpi as ocpi_service
+from zerotouch.services.accounts import load_principals
 from zerotouch.services.device_auth import load_credentials, purge_token_ids
 from zerotouch.services.device_calls import run_device_calls
 from zerotouch.services.runtime import Runtime
@@ -85,6 +88,10 @@ def create_app(
         app.state.device_credentials = GroupCommit(
             functools.partial(load_credentials, rt), window_s=GROUP_WINDOW_S
         )
+        app.state.api_keys = GroupCommit(
+            functools.partial(load_principals, rt), window_s=GROUP_WINDOW_S
+        )
+        app.state.body_limits = config
         housekeeping = asyncio.create_task(_housekeeping(rt))
         try:
             async with frontends(rt, config) if frontends else contextlib.nullcontext():
@@ -93,6 +100,10 @@ def create_app(
             housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await housekeeping
+            for batcher in (app.state.claims, app.state.device_calls):
+                batcher.close()
+            app.state.device_credentials.close()
+            app.state.api_keys.close()
             if runtime is None:
                 rt.db.dispose()
 
@@ -119,7 +130,28 @@ def create_app(
     app.add_exception_handler(RequestValidationError, problems.on_validation_error)
     app.add_exception_handler(StarletteHTTPException, problems.on_http_error)
     app.add_exception_handler(Exception, problems.on_unexpected)
-    # The last middleware added is the outermost: the metrics count the devices' direct calls.
+    # The last middleware added is the outermost: the metrics count every request, the API
+    # key is checked before the body's size, and both before anything reads the body.
     app.add_middleware(device_api.DirectRoutes)
+    app.add_middleware(guards.CleanParameters)
+    app.add_middleware(guards.BodyLimit, limit=lambda scope: _body_limit(app, scope))
+    app.add_middleware(guards.OperatorAuth, keys=lambda: app.state.api_keys)
     app.add_middleware(RequestMetrics, runtime=lambda: app.state.runtime)
     return app
+
+
+def _body_limit(app: FastAPI, scope: Scope) -> int:
+    """Bytes a request's body may hold: factory imports are large, OCPI objects small."""
+    settings: Settings = app.state.body_limits
+    path: str = scope["path"]
+    principal = scope.get("state", {}).get("principal")
+    if (
+        path == manufacturing.IMPORT_PATH
+        and scope["method"] == "POST"
+        and principal is not None
+        and Permission.IMPORT_DEVICES in ROLE_PERMISSIONS[principal.role]
+    ):
+        return settings.max_import_bytes
+    if path.startswith(ocpi.PREFIX):
+        return min(ocpi.MAX_BODY_BYTES, settings.max_body_bytes)
+    return settings.max_body_bytes

@@ -1,32 +1,31 @@
 """Request dependencies as ``Annotated`` aliases, and how routes call services.
 
-Service calls are synchronous. Short ones (a claim, a read, a plan change: well under a
-millisecond of database work) run right on the event loop through ``Caller.run``: a trip to the
-thread pool costs more than the call itself (measured with bench/loadgen.py at 50 clients:
-/healthz 665/s through the pool, 1,705/s inline). Calls that can run long, such as an import of
-thousands of records, go through ``Caller.run_in_thread`` so they do not hold up other requests.
+The caller's API key is checked before any route runs and before a byte of its body is read
+(``OperatorAuth``, in guards.py). Service calls are synchronous and talk to the database, so
+they run on the default thread pool: no database wait ever holds up the event loop and the
+other requests on it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 
 from zerotouch.adapters.group_commit import GroupCommit
-from zerotouch.domain.errors import InvalidArgument, Unauthenticated
+from zerotouch.domain.errors import Unauthenticated
 from zerotouch.domain.views import DeviceView
-from zerotouch.services.accounts import authenticate
 from zerotouch.services.devices import ClaimRequest
 from zerotouch.services.runtime import Principal, Runtime
 
 T = TypeVar("T")
 
+# Declares the scheme in the OpenAPI document; the key itself is checked by OperatorAuth.
 _bearer = HTTPBearer(auto_error=False, description="An API key from `zerotouch keys create`.")
 
 
@@ -40,32 +39,21 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """The runtime and the presented API key; authenticated when the call runs."""
+    """The runtime and the principal whose API key OperatorAuth checked."""
 
     runtime: Runtime
-    api_key: str | None
+    principal: Principal
 
-    def principal(self) -> Principal:
-        if self.api_key is None:
-            raise Unauthenticated("An API key is required: 'Authorization: Bearer <key>'.")
-        return authenticate(self.runtime, self.api_key)
-
-    def run(self, service: Callable[..., T], /, **kwargs: Any) -> T:
-        """Authenticate and run a short service call on the event loop."""
-        return service(self.runtime, principal=self.principal(), **kwargs)
-
-    async def run_in_thread(self, service: Callable[..., T], /, **kwargs: Any) -> T:
-        """Authenticate and run a long service call in the thread pool."""
-        return await run_in_threadpool(self.run, service, **kwargs)
+    async def run(self, service: Callable[..., T], /, **kwargs: Any) -> T:
+        """Run a service call for this principal on the thread pool."""
+        return await asyncio.to_thread(service, self.runtime, principal=self.principal, **kwargs)
 
 
-async def get_caller(
-    runtime: RuntimeDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Caller:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        return Caller(runtime, None)
-    return Caller(runtime, credentials.credentials)
+async def get_caller(request: Request, _key: Annotated[Any, Depends(_bearer)]) -> Caller:
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:
+        raise Unauthenticated("An API key is required: 'Authorization: Bearer <key>'.")
+    return Caller(request.app.state.runtime, principal)
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
@@ -87,13 +75,7 @@ def reply(body: BaseModel, status_code: int = 200) -> Response:
     )
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused as soon as it grows past ``limit`` bytes (never buffered beyond)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise InvalidArgument.for_field("body", f"must be at most {limit} bytes")
-        chunks.append(chunk)
+async def read_body(request: Request) -> bytes:
+    """The whole body (its size is capped by BodyLimit, in guards.py)."""
+    chunks = [chunk async for chunk in request.stream()]
     return b"".join(chunks)

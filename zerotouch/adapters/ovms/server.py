@@ -119,7 +119,7 @@ class OvmsFrontend:
         self.limiter = RateLimiter(rate_limit)
         self.servers: list[asyncio.Server] = []
         self._answers: GroupCommit[tuple[str, ovms.Request], ovms.Answer | None] = GroupCommit(
-            self._answer_all, window_s=BATCH_WINDOW_S
+            self._answer_all, window_s=BATCH_WINDOW_S, name="ovms-answers"
         )
 
     def submit(self, car: CarConnection, request: ovms.Request) -> None:
@@ -162,6 +162,7 @@ class OvmsFrontend:
             server.close()
         for server in self.servers:
             await server.wait_closed()
+        self._answers.close()
 
 
 def _or_refusal(answer: ovms.Answer | Exception | None) -> ovms.Answer | None:

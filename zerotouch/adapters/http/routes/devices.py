@@ -8,17 +8,18 @@ from fastapi import APIRouter, Query, Response
 
 from zerotouch.adapters.http import schemas
 from zerotouch.adapters.http.deps import CallerDep, ClaimsDep, reply
+from zerotouch.adapters.http.guards import CheckedRoute
 from zerotouch.services import devices
 from zerotouch.store.paging import DEFAULT_PAGE_LIMIT
 
-router = APIRouter(prefix="/v1/claimed-devices", tags=["devices"])
+router = APIRouter(prefix="/v1/claimed-devices", tags=["devices"], route_class=CheckedRoute)
 
 Device = schemas.DevicePublic
 
 
 @router.post("", status_code=201, response_model=Device, summary="ClaimDevice")
 async def claim_device(body: schemas.ClaimCreate, caller: CallerDep, claims: ClaimsDep) -> Response:
-    request = devices.ClaimRequest(caller.principal(), body.owner_token, body.qr, body.tags)
+    request = devices.ClaimRequest(caller.principal, body.owner_token, body.qr, body.tags)
     view = await claims(request)
     return reply(Device.of(view), 201)
 
@@ -31,7 +32,7 @@ async def list_devices(
     page_limit: Annotated[int, Query(alias="pageLimit")] = DEFAULT_PAGE_LIMIT,
     page_next_token: Annotated[str | None, Query(alias="pageNextToken")] = None,
 ) -> Response:
-    page = caller.run(
+    page = await caller.run(
         devices.list_devices,
         status=status,
         tag=tag,
@@ -49,25 +50,25 @@ async def list_devices(
 
 @router.get("/{device_id}", response_model=Device, summary="GetDevice")
 async def get_device(device_id: str, caller: CallerDep) -> Response:
-    return reply(Device.of(caller.run(devices.get_device, device_id=device_id)))
+    return reply(Device.of(await caller.run(devices.get_device, device_id=device_id)))
 
 
 @router.delete("/{device_id}", status_code=204, summary="UnclaimDevice")
 async def unclaim_device(device_id: str, caller: CallerDep) -> Response:
-    caller.run(devices.unclaim_device, device_id=device_id)
+    await caller.run(devices.unclaim_device, device_id=device_id)
     return Response(status_code=204)
 
 
 @router.post("/{device_id}/block", response_model=Device, summary="BlockDevice")
 async def block_device(device_id: str, caller: CallerDep) -> Response:
-    return reply(Device.of(caller.run(devices.block_device, device_id=device_id)))
+    return reply(Device.of(await caller.run(devices.block_device, device_id=device_id)))
 
 
 @router.post("/{device_id}/unblock", response_model=Device, summary="UnblockDevice")
 async def unblock_device(device_id: str, caller: CallerDep) -> Response:
-    return reply(Device.of(caller.run(devices.unblock_device, device_id=device_id)))
+    return reply(Device.of(await caller.run(devices.unblock_device, device_id=device_id)))
 
 
 @router.post("/{device_id}/reprovision", response_model=Device, summary="ReprovisionDevice")
 async def reprovision_device(device_id: str, caller: CallerDep) -> Response:
-    return reply(Device.of(caller.run(devices.reprovision_device, device_id=device_id)))
+    return reply(Device.of(await caller.run(devices.reprovision_device, device_id=device_id)))

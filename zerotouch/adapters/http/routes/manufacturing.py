@@ -11,14 +11,14 @@ from fastapi import APIRouter, Request, Response
 
 from zerotouch.adapters.http import schemas
 from zerotouch.adapters.http.deps import CallerDep, read_body, reply
+from zerotouch.adapters.http.guards import CheckedRoute, read_json
 from zerotouch.domain.errors import FieldError, InvalidArgument
 from zerotouch.domain.records import RECORD_FIELDS
 from zerotouch.domain.values import Permission
 from zerotouch.services import devices, manufacturing
 
-router = APIRouter(prefix="/v1/manufacturing", tags=["manufacturing"])
-
-MAX_BODY_BYTES = 32 * 1024 * 1024  # 10,000 records with PEM keys fit with room to spare.
+IMPORT_PATH = "/v1/manufacturing/devices"
+router = APIRouter(prefix="/v1/manufacturing", tags=["manufacturing"], route_class=CheckedRoute)
 
 _IMPORT_BODY = {
     "requestBody": {
@@ -36,30 +36,58 @@ _IMPORT_BODY = {
 }
 
 
-def parse_csv(text: str) -> list[dict[str, Any]]:
-    """CSV with a header row of record field names; tags are ';'-separated, empty cells unset."""
-    reader = csv.DictReader(io.StringIO(text))
-    header = reader.fieldnames or []
+# The longest cell a record holds is a PEM public key (4,096 characters); longer ones are
+# reported by their field, as any other bad value, instead of stopping the reader.
+CSV_CELL_MAX = 1024 * 1024
+
+
+def parse_csv(text: str) -> list[dict[str, Any] | InvalidArgument]:
+    """CSV with a header row of record field names; tags are ';'-separated, empty cells unset.
+
+    A row the reader cannot take (a NUL, an unclosed quote) or one with more cells than the
+    header is its own rejected row; the other rows go on.
+    """
+    csv.field_size_limit(CSV_CELL_MAX)
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader, [])
+    except csv.Error as exc:
+        raise InvalidArgument.for_field("header", f"cannot be read: {exc}") from None
     unknown = [name for name in header if name not in RECORD_FIELDS]
-    if "deviceId" not in header or unknown:
-        reason = f"unknown column {unknown[0]!r}" if unknown else "needs a deviceId column"
+    repeated = [name for index, name in enumerate(header) if name in header[:index]]
+    if "deviceId" not in header or unknown or repeated:
+        if unknown:
+            reason = f"unknown column {unknown[0]!r}"
+        elif repeated:
+            reason = f"column {repeated[0]!r} appears more than once"
+        else:
+            reason = "needs a deviceId column"
         raise InvalidArgument.for_field("header", reason)
-    records: list[dict[str, Any]] = []
-    for row in reader:
+    records: list[dict[str, Any] | InvalidArgument] = []
+    while True:
+        path = f"devices[{len(records)}]"
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            records.append(InvalidArgument.for_field(path, f"cannot be read as CSV: {exc}"))
+            continue
+        if len(cells) > len(header):
+            reason = f"has {len(cells)} cells; the header names {len(header)} columns"
+            records.append(InvalidArgument.for_field(path, reason))
+            continue
         record: dict[str, Any] = {}
-        for key, value in row.items():
-            if key is None or value is None or value == "":
-                continue
-            record[key] = [t for t in value.split(";") if t] if key == "tags" else value
+        for key, value in zip(header, cells, strict=False):
+            if value != "":
+                record[key] = [t for t in value.split(";") if t] if key == "tags" else value
         records.append(record)
     return records
 
 
 def _parse_json(raw: bytes) -> list[Any]:
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidArgument.for_field("body", "is not valid JSON") from None
+    # Strings are checked record by record (a bad row is rejected alone).
+    body = read_json(raw, check_text=False)
     if not isinstance(body, dict) or not isinstance(body.get("devices"), list):
         raise InvalidArgument.for_field("devices", "must be a list of records")
     return list(body["devices"])
@@ -72,9 +100,9 @@ def _parse_json(raw: bytes) -> list[Any]:
     summary="ImportDevices",
 )
 async def import_devices(request: Request, caller: CallerDep, atomic: bool = False) -> Response:
-    # Who is asking is settled before a byte of a possibly large body is read.
-    caller.principal().require(Permission.IMPORT_DEVICES)
-    raw = await read_body(request, MAX_BODY_BYTES)
+    # Who is asking was settled before a byte of the body was read (guards.OperatorAuth).
+    caller.principal.require(Permission.IMPORT_DEVICES)
+    raw = await read_body(request)
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
     if content_type == "text/csv":
         try:
@@ -87,9 +115,7 @@ async def import_devices(request: Request, caller: CallerDep, atomic: bool = Fal
         records = _parse_json(raw)
     else:
         raise InvalidArgument.for_field("Content-Type", "must be application/json or text/csv")
-    result = await caller.run_in_thread(
-        manufacturing.import_devices, records=records, atomic=atomic
-    )
+    result = await caller.run(manufacturing.import_devices, records=records, atomic=atomic)
     if "text/csv" in request.headers.get("accept", ""):
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
@@ -124,7 +150,7 @@ async def import_devices(request: Request, caller: CallerDep, atomic: bool = Fal
 )
 async def get_label(device_id: str, caller: CallerDep) -> Response:
     """Re-print the owner token and QR payload of an unclaimed device this account imported."""
-    label = caller.run(devices.reprint_label, device_id=device_id)
+    label = await caller.run(devices.reprint_label, device_id=device_id)
     return reply(
         schemas.ImportedDevicePublic(
             device_id=label.device_id, owner_token=label.owner_token, qr=label.qr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -9,11 +10,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from zerotouch.adapters.http import schemas
 from zerotouch.adapters.http.deps import CallerDep, RuntimeDep, reply
+from zerotouch.adapters.http.guards import CheckedRoute
 from zerotouch.domain.views import CaView
 from zerotouch.services import audit, authority
-from zerotouch.store.paging import DEFAULT_PAGE_LIMIT
+from zerotouch.store.paging import DEFAULT_PAGE_LIMIT, MAX_ID
 
-router = APIRouter()
+router = APIRouter(route_class=CheckedRoute)
 
 
 def _authority(view: CaView) -> schemas.AuthorityPublic:
@@ -33,7 +35,7 @@ def _authority(view: CaView) -> schemas.AuthorityPublic:
 )
 async def create_authority(body: schemas.AuthorityCreate, caller: CallerDep) -> Response:
     raw = body.model_dump(by_alias=True, exclude_unset=True)
-    return reply(_authority(caller.run(authority.create_authority, body=raw)), 201)
+    return reply(_authority(await caller.run(authority.create_authority, body=raw)), 201)
 
 
 @router.get(
@@ -43,7 +45,7 @@ async def create_authority(body: schemas.AuthorityCreate, caller: CallerDep) -> 
     summary="GetCertificateAuthority",
 )
 async def get_authority(caller: CallerDep) -> Response:
-    return reply(_authority(caller.run(authority.get_authority)))
+    return reply(_authority(await caller.run(authority.get_authority)))
 
 
 @router.get(
@@ -55,11 +57,11 @@ async def get_authority(caller: CallerDep) -> Response:
 async def list_events(
     caller: CallerDep,
     device_id: Annotated[str | None, Query(alias="deviceId")] = None,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     page_limit: Annotated[int, Query(alias="pageLimit")] = DEFAULT_PAGE_LIMIT,
     page_next_token: Annotated[str | None, Query(alias="pageNextToken")] = None,
 ) -> Response:
-    page = caller.run(
+    page = await caller.run(
         audit.list_events,
         device_id=device_id,
         after=after,
@@ -77,7 +79,7 @@ async def list_events(
 
 @router.get("/healthz", response_model=schemas.Health, tags=["health"], summary="GetHealth")
 async def healthz(rt: RuntimeDep) -> Response:
-    rt.db.ping()
+    await asyncio.to_thread(rt.db.ping)
     return reply(schemas.Health(status="ok"))
 
 

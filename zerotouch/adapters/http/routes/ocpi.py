@@ -3,7 +3,6 @@ credentials. Answers are OCPI envelopes; X-Request-ID and X-Correlation-ID are e
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from typing import Any
@@ -12,6 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from zerotouch.adapters.http.deps import read_body
+from zerotouch.adapters.http.guards import read_json
 from zerotouch.adapters.http.peers import HttpTransport
 from zerotouch.domain.errors import (
     FailedPrecondition,
@@ -27,6 +27,7 @@ from zerotouch.services import ocpi as ocpi_service
 from zerotouch.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
+PREFIX = "/ocpi/"
 router = APIRouter(prefix="/ocpi", tags=["ocpi"])
 MAX_BODY_BYTES = 64 * 1024  # A credentials object is a few hundred bytes.
 
@@ -165,11 +166,7 @@ async def _exchange(request: Request, version: str, handle: Any) -> JSONResponse
 
 
 async def _credentials_body(request: Request) -> Any:
-    raw = await read_body(request, MAX_BODY_BYTES)
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise InvalidArgument.for_field("body", "is not JSON") from None
+    return read_json(await read_body(request))
 
 
 @router.put("/{version}/credentials", summary="UpdateOcpiCredentials")

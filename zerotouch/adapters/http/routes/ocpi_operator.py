@@ -7,10 +7,11 @@ from fastapi import APIRouter, Response
 
 from zerotouch.adapters.http import schemas
 from zerotouch.adapters.http.deps import CallerDep, reply
+from zerotouch.adapters.http.guards import CheckedRoute
 from zerotouch.adapters.http.peers import HttpTransport
 from zerotouch.services import ocpi
 
-router = APIRouter(prefix="/v1/ocpi", tags=["ocpi"])
+router = APIRouter(prefix="/v1/ocpi", tags=["ocpi"], route_class=CheckedRoute)
 
 
 @router.post(
@@ -18,7 +19,7 @@ router = APIRouter(prefix="/v1/ocpi", tags=["ocpi"])
 )
 async def create_token(body: schemas.OcpiTokenCreate, caller: CallerDep) -> Response:
     raw = body.model_dump(by_alias=True, exclude_unset=True)
-    made = caller.run(ocpi.create_token_a, body=raw)
+    made = await caller.run(ocpi.create_token_a, body=raw)
     return reply(
         schemas.OcpiTokenPublic(id=made.id, token_a=made.token, versions_url=made.versions_url), 201
     )
@@ -30,14 +31,14 @@ async def create_token(body: schemas.OcpiTokenCreate, caller: CallerDep) -> Resp
 async def register_peer(body: schemas.OcpiPeerCreate, caller: CallerDep) -> Response:
     raw = body.model_dump(by_alias=True, exclude_unset=True)
     view = await ocpi.register_outgoing(
-        caller.runtime, HttpTransport(), principal=caller.principal(), body=raw
+        caller.runtime, HttpTransport(), principal=caller.principal, body=raw
     )
     return reply(schemas.OcpiPeerPublic.of(view), 201)
 
 
 @router.get("/peers", response_model=schemas.OcpiPeerList, summary="ListOcpiPeers")
 async def list_peers(caller: CallerDep) -> Response:
-    items = caller.run(ocpi.list_peers)
+    items = await caller.run(ocpi.list_peers)
     return reply(schemas.OcpiPeerList(items=[schemas.OcpiPeerPublic.of(v) for v in items]))
 
 
@@ -46,7 +47,7 @@ async def list_peers(caller: CallerDep) -> Response:
 )
 async def rotate_peer(peer_id: str, caller: CallerDep) -> Response:
     view = await ocpi.rotate(
-        caller.runtime, HttpTransport(), principal=caller.principal(), peer_id=peer_id
+        caller.runtime, HttpTransport(), principal=caller.principal, peer_id=peer_id
     )
     return reply(schemas.OcpiPeerPublic.of(view))
 
@@ -54,6 +55,6 @@ async def rotate_peer(peer_id: str, caller: CallerDep) -> Response:
 @router.delete("/peers/{peer_id}", status_code=204, summary="UnregisterOcpiPeer")
 async def unregister_peer(peer_id: str, caller: CallerDep) -> Response:
     await ocpi.unregister(
-        caller.runtime, HttpTransport(), principal=caller.principal(), peer_id=peer_id
+        caller.runtime, HttpTransport(), principal=caller.principal, peer_id=peer_id
     )
     return Response(status_code=204)

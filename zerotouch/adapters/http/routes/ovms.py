@@ -6,9 +6,12 @@ from fastapi import APIRouter, Response
 
 from zerotouch.adapters.http import schemas
 from zerotouch.adapters.http.deps import CallerDep, reply
+from zerotouch.adapters.http.guards import CheckedRoute
 from zerotouch.services import ovms
 
-router = APIRouter(prefix="/v1/claimed-devices/{device_id}/ovms", tags=["ovms"])
+router = APIRouter(
+    prefix="/v1/claimed-devices/{device_id}/ovms", tags=["ovms"], route_class=CheckedRoute
+)
 
 Record = schemas.OvmsPublic
 
@@ -16,15 +19,15 @@ Record = schemas.OvmsPublic
 @router.put("", response_model=Record, summary="PutOvmsRecord")
 async def put_ovms_record(device_id: str, body: schemas.OvmsPut, caller: CallerDep) -> Response:
     raw = body.model_dump(by_alias=True, exclude_unset=True)
-    return reply(Record.of(caller.run(ovms.put_record, device_id=device_id, body=raw)))
+    return reply(Record.of(await caller.run(ovms.put_record, device_id=device_id, body=raw)))
 
 
 @router.get("", response_model=Record, summary="GetOvmsRecord")
 async def get_ovms_record(device_id: str, caller: CallerDep) -> Response:
-    return reply(Record.of(caller.run(ovms.get_record, device_id=device_id)))
+    return reply(Record.of(await caller.run(ovms.get_record, device_id=device_id)))
 
 
 @router.delete("", status_code=204, summary="DeleteOvmsRecord")
 async def delete_ovms_record(device_id: str, caller: CallerDep) -> Response:
-    caller.run(ovms.delete_record, device_id=device_id)
+    await caller.run(ovms.delete_record, device_id=device_id)
     return Response(status_code=204)

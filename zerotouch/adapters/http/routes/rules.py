@@ -6,9 +6,10 @@ from fastapi import APIRouter, Response
 
 from zerotouch.adapters.http import schemas
 from zerotouch.adapters.http.deps import CallerDep, reply
+from zerotouch.adapters.http.guards import CheckedRoute
 from zerotouch.services import rules
 
-router = APIRouter(prefix="/v1/provisioning-rules", tags=["rules"])
+router = APIRouter(prefix="/v1/provisioning-rules", tags=["rules"], route_class=CheckedRoute)
 
 Rule = schemas.RulePublic
 
@@ -16,39 +17,39 @@ Rule = schemas.RulePublic
 @router.post("", status_code=201, response_model=Rule, summary="CreateRule")
 async def create_rule(body: schemas.RuleCreate, caller: CallerDep) -> Response:
     raw = body.model_dump(by_alias=True, exclude_unset=True)
-    return reply(Rule.of(caller.run(rules.create_rule, body=raw)), 201)
+    return reply(Rule.of(await caller.run(rules.create_rule, body=raw)), 201)
 
 
 @router.get("", response_model=schemas.RuleList, summary="ListRules")
 async def list_rules(caller: CallerDep) -> Response:
-    items = caller.run(rules.list_rules)
+    items = await caller.run(rules.list_rules)
     return reply(schemas.RuleList(items=[Rule.of(v) for v in items]))
 
 
 @router.get("/{rule_id}", response_model=Rule, summary="GetRule")
 async def get_rule(rule_id: str, caller: CallerDep) -> Response:
-    return reply(Rule.of(caller.run(rules.get_rule, rule_id=rule_id)))
+    return reply(Rule.of(await caller.run(rules.get_rule, rule_id=rule_id)))
 
 
 @router.patch("/{rule_id}", response_model=Rule, summary="UpdateRule")
 async def update_rule(rule_id: str, body: schemas.RuleUpdate, caller: CallerDep) -> Response:
     raw = body.model_dump(by_alias=True, exclude_unset=True)
-    return reply(Rule.of(caller.run(rules.update_rule, rule_id=rule_id, body=raw)))
+    return reply(Rule.of(await caller.run(rules.update_rule, rule_id=rule_id, body=raw)))
 
 
 @router.post("/{rule_id}/activate", response_model=Rule, summary="ActivateRule")
 async def activate_rule(rule_id: str, caller: CallerDep) -> Response:
-    view = caller.run(rules.set_rule_active, rule_id=rule_id, active=True)
+    view = await caller.run(rules.set_rule_active, rule_id=rule_id, active=True)
     return reply(Rule.of(view))
 
 
 @router.post("/{rule_id}/deactivate", response_model=Rule, summary="DeactivateRule")
 async def deactivate_rule(rule_id: str, caller: CallerDep) -> Response:
-    view = caller.run(rules.set_rule_active, rule_id=rule_id, active=False)
+    view = await caller.run(rules.set_rule_active, rule_id=rule_id, active=False)
     return reply(Rule.of(view))
 
 
 @router.delete("/{rule_id}", status_code=204, summary="DeleteRule")
 async def delete_rule(rule_id: str, caller: CallerDep) -> Response:
-    caller.run(rules.delete_rule, rule_id=rule_id)
+    await caller.run(rules.delete_rule, rule_id=rule_id)
     return Response(status_code=204)
