@@ -40,7 +40,7 @@ def test_agent_provisions_over_https_and_refuses_an_untrusted_server(
     tls = demo.Tls.in_directory(tmp_path / "tls")
     keys = demo.create_keys(env)
     with demo.server(env, tls=tls) as (base, _process):
-        (trusted, stranger) = demo.prepare_fleet(base, keys, 2, verify=demo.trust(tls.ca))
+        (trusted, stranger, flagged) = demo.prepare_fleet(base, keys, 3, verify=demo.trust(tls.ca))
         config = tmp_path / "agent.toml"
         config.write_text(
             f'server-url = "{base}"\n'
@@ -57,7 +57,16 @@ def test_agent_provisions_over_https_and_refuses_an_untrusted_server(
         assert (tmp_path / "keystore" / str(demo.SEC_TAG) / "client.pem").exists()
         # Provisioned: a second run has nothing to do.
         again = zerotouch(env, "agent", "--config", str(config))
-        assert again.returncode == 0 and "disabled" in again.stdout
+        assert again.returncode == 0 and "provisioned already" in again.stdout
+        # Without a settings file of its own, the agent keeps one in its keystore, and a
+        # second run reads it there (instead of waiting in a long poll for ever).
+        flags = ["--server-url", base, "--device-id", flagged.device_id,
+                 "--activation-key", flagged.device_secret, "--trusted-root", str(tls.ca),
+                 "--keystore", str(tmp_path / "keystore3"), "--retry-interval", "0.1"]  # fmt: skip
+        first = zerotouch(env, "agent", *flags)
+        assert first.returncode == 0, first.stdout + first.stderr
+        again = zerotouch(env, "agent", *flags)
+        assert again.returncode == 0 and "provisioned already" in again.stdout
 
         refused = zerotouch(
             env,
@@ -121,3 +130,8 @@ def test_demo_runs_the_whole_journey(env: dict[str, str], tmp_path: Path) -> Non
     assert len(keystores) == 5
     for folder in keystores:
         assert (folder / str(demo.SEC_TAG) / "client.pem").exists()
+    # Run again on the same directory: the CA and the rule it made are kept and reused.
+    again = zerotouch(env, "demo", "--devices", "3", "--dir", str(tmp_path / "demo"))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "3 of 3" in again.stdout
+    assert len(list((tmp_path / "demo" / "keystores").iterdir())) == 8

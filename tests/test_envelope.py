@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from zerotouch.crypto.envelope import Keyring, KeyringError, load_keyring
+from zerotouch.crypto.envelope import Keyring, KeyringError, create_keyring_file, read_keyring
 
 
 def test_seal_open_and_purpose_binding() -> None:
@@ -47,10 +47,14 @@ def test_parse_and_format() -> None:
 
 
 def test_generated_on_first_start_with_mode_0600(tmp_path: Path) -> None:
-    keyring, path = load_keyring(None, tmp_path)
-    assert path is not None and path.exists()
+    path = tmp_path / "master.key"
+    assert read_keyring(None, path) is None
+    keyring, made = create_keyring_file(path)
+    assert made and path.exists()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    again, _ = load_keyring(None, tmp_path)
-    assert again.keys == keyring.keys
-    from_env, no_path = load_keyring(keyring.format(), tmp_path / "elsewhere")
-    assert from_env.keys == keyring.keys and no_path is None
+    again = read_keyring(None, path)
+    assert again is not None and again.keys == keyring.keys
+    second, made_again = create_keyring_file(path)  # Made already: the file's is kept.
+    assert not made_again and second.keys == keyring.keys
+    from_env = read_keyring(keyring.format(), tmp_path / "elsewhere")
+    assert from_env is not None and from_env.keys == keyring.keys

@@ -4,6 +4,7 @@ car-side client and command, rate limits and the one-answer rule."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import ssl
 import subprocess
 import tempfile
@@ -17,10 +18,12 @@ from tests.helpers import zerotouch
 from zerotouch import demo
 from zerotouch.adapters.ovms import server as ovms_server
 from zerotouch.adapters.ovms.client import Refused, provision
-from zerotouch.adapters.ovms.server import CarConnection, OvmsFrontend, RateLimiter
+from zerotouch.adapters.ovms.server import CarConnection, OvmsFrontend
 from zerotouch.crypto import ca
 from zerotouch.protocols import ovms
+from zerotouch.services import ovms as ovms_service
 from zerotouch.services.runtime import Runtime
+from zerotouch.store.db import Database
 
 VIN = "5YJRE11B781000001"
 ICCID = "89852000263265419999"
@@ -83,8 +86,35 @@ def test_apkey_and_secret_default_from_the_factory_record(api: Api) -> None:
     assert res.status_code == 422 and res.json()["errors"][0]["field"] == "secret"
     _car(api, "car-1")
     api.claimed("car-2", vin=VIN[:-1] + "2", iccid=ICCID)
-    res = api.call("PUT", "/v1/claimed-devices/car-2/ovms", json={"parameters": [], "apkey": VIN})
+    res = api.call("PUT", "/v1/claimed-devices/car-2/ovms", json={"parameters": [], "apkey": "K7"})
+    assert res.status_code == 200
+    res = api.call("PUT", "/v1/claimed-devices/car-1/ovms", json={"parameters": [], "apkey": "K7"})
     assert res.status_code == 409 and res.json()["code"] == "apkey_taken"
+    assert "K7" not in res.text  # The answer does not echo whose apkey is in use.
+
+
+def test_a_vin_shaped_apkey_must_be_the_cars_own_and_reveals_nothing(api: Api) -> None:
+    _car(api, "car-1")  # Account acme: VIN has a record ...
+    device_vin, own_vin, nobodys_vin = "1HGCM82633A004352", VIN[:-1] + "2", VIN[:-1] + "3"
+    api.claimed("car-7", vin=device_vin, iccid=ICCID)  # ... and device_vin a device.
+    api.claimed("car-9", role="rival", vin=own_vin, iccid=ICCID)  # Another account's car.
+    answers = []
+    for apkey in (VIN, device_vin, nobodys_vin):
+        res = api.call(
+            "PUT",
+            "/v1/claimed-devices/car-9/ovms",
+            "rival",
+            json={"parameters": [], "apkey": apkey},
+        )
+        answers.append((res.status_code, res.json()["code"], res.json()["detail"]))
+    # The same refusal whether the VIN has a record elsewhere, a device elsewhere or nothing.
+    assert answers[0][:2] == (422, "apkey_not_allowed")
+    assert answers[1] == answers[2] == answers[0]
+    own = api.call("PUT", "/v1/claimed-devices/car-9/ovms", "rival", json={"parameters": []})
+    assert own.status_code == 200 and own.json()["apkey"] == own_vin
+    # The first account's cars keep theirs; an apkey that is no VIN may be chosen freely.
+    res = api.call("PUT", "/v1/claimed-devices/car-7/ovms", json={"parameters": [], "apkey": "f7"})
+    assert res.status_code == 200
 
 
 # --- the listener, in memory ---------------------------------------------------------------------
@@ -283,14 +313,32 @@ def test_tls_listener(api: Api, rt: Runtime) -> None:
     assert asyncio.run(go()).parameters == PARAMS
 
 
-def test_rate_limiter_windows() -> None:
-    now = [0.0]
-    limiter = RateLimiter(2, clock=lambda: now[0])
-    assert [limiter.allow("a") for _ in range(3)] == [True, True, False]
-    assert limiter.allow("b")
-    now[0] = 61.0
-    assert limiter.allow("a")
-    assert RateLimiter(0).allow("x")
+def test_rate_limit_holds_across_nodes_and_windows(
+    api: Api, rt: Runtime, database_url: str
+) -> None:
+    _car(api)
+    now = [dt.datetime(2026, 12, 3, 12, 0, 5, tzinfo=dt.UTC)]
+    nodes = [Runtime(db=Database(database_url), keyring=rt.keyring, clock=lambda: now[0])]
+    nodes.append(Runtime(db=Database(database_url), keyring=rt.keyring, clock=lambda: now[0]))
+
+    def ask(node: Runtime) -> bool:
+        (answer,) = ovms_service.answer_requests(node, [(VIN, "192.0.2.9")], rate_limit=2)
+        return answer is not None
+
+    try:
+        # Two nodes share the limit: the third attempt of the minute is refused on either.
+        assert [ask(nodes[0]), ask(nodes[1]), ask(nodes[0]), ask(nodes[1])] == [
+            True,
+            True,
+            False,
+            False,
+        ]
+        now[0] += dt.timedelta(seconds=60)  # The next window starts afresh.
+        assert ask(nodes[1])
+        assert ovms_service.forget_rate_windows(nodes[0]) == 0  # Both keys are current.
+    finally:
+        for node in nodes:
+            node.db.dispose()
 
 
 def test_first_line_timeout_and_grace(api: Api, rt: Runtime, monkeypatch: Any) -> None:

@@ -88,3 +88,41 @@ def test_serve_answers_and_stops_cleanly(env: dict[str, str], workers: int) -> N
         for stream in (proc.stdout, proc.stderr):
             if stream:
                 stream.close()
+
+
+def test_a_second_server_gets_address_in_use(env: dict[str, str], tmp_path: Path) -> None:
+    """Only the workers of one `serve` share a port: anyone else is refused, in one line."""
+    port, ovms_port = _free_port(), _free_port()
+    args = ["serve", "--port", str(port), "--ovms-port", str(ovms_port), "--ovms-tls-port", "0"]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "zerotouch", *args, "--workers", "2", "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        other = {**env, "ZEROTOUCH_DATA_DIR": str(tmp_path / "other")}
+        other.pop("ZEROTOUCH_DATABASE_URL", None)
+        for workers, extra in (("2", []), ("1", []), ("2", ["--port", str(_free_port())])):
+            done = subprocess.run(
+                [sys.executable, "-m", "zerotouch", *args, *extra, "--workers", workers],
+                env=other,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 2, done.stderr
+            assert "address in use" in done.stderr
+            assert len([line for line in done.stderr.splitlines() if line.strip()]) == 1
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(30)

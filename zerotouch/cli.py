@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import logging
 import os
 import tempfile
@@ -10,14 +11,15 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
+import pydantic
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from zerotouch.bootstrap import build_runtime
+from zerotouch.bootstrap import build_runtime, open_database
 from zerotouch.domain.errors import ZerotouchError
 from zerotouch.services import accounts, keys
-from zerotouch.settings import Settings
+from zerotouch.settings import ConfigurationError, Settings
 
 app = typer.Typer(
     help="zerotouch: zero-touch provisioning for connected devices.",
@@ -33,6 +35,15 @@ app.add_typer(db_app, name="db")
 app.add_typer(certs_app, name="certs")
 app.add_typer(ovms_app, name="ovms")
 
+
+class LogLevel(enum.StrEnum):
+    CRITICAL = "critical"
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+    DEBUG = "debug"
+
+
 # Exit codes of `zerotouch ovms provision` (API.md: AP-X and a bad digest differ).
 EXIT_AP_X = 3
 EXIT_BAD_DIGEST = 4
@@ -46,7 +57,9 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=1, help="Server processes; they share the database.")
     ] = 1,
-    log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
+    log_level: Annotated[
+        LogLevel, typer.Option(case_sensitive=False, help="Log level.")
+    ] = LogLevel.INFO,
     tls_cert: Annotated[
         Path | None, typer.Option(help="Serve HTTPS with this certificate (PEM, chain).")
     ] = None,
@@ -78,31 +91,43 @@ def serve(
         "ovms_port": ovms_port,
         "ovms_tls_port": ovms_tls_port,
         "ovms_rate_limit": ovms_rate_limit,
+        "workers": workers,
     }
     updates = {k: v for k, v in given.items() if v is not None}
     # Workers build their settings from the environment: what the flags say goes there too.
     os.environ.update({f"ZEROTOUCH_{k.upper()}": str(v) for k, v in updates.items()})
-    settings = Settings()
+    settings = load_settings()
+    for name, path in (("--tls-cert", settings.tls_cert), ("--tls-key", settings.tls_key)):
+        if path is not None and not path.is_file():
+            raise ConfigurationError(f"{name}: {path} does not exist or is not a file")
     runtime = build_runtime(settings)
-    runtime.db.upgrade()
     logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        level=log_level.value.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     options: dict[str, Any] = {
         "loop": "uvloop",
         "http": "httptools",
-        "log_level": log_level,
+        "log_level": log_level.value,
         "server_header": False,
     }
     if tls_cert is not None and tls_key is not None:
         options.update(ssl_certfile=str(tls_cert), ssl_keyfile=str(tls_key))
-    if workers > 1:
-        from zerotouch.adapters.http.workers import serve_workers
+    from zerotouch.adapters.http.workers import PortInUse, claim_ports, serve_workers
 
-        # Each worker builds its own runtime from the same environment.
+    ports = [settings.port, settings.ovms_port]
+    if settings.tls_cert is not None:
+        ports.append(settings.ovms_tls_port)
+    try:
+        claimed = claim_ports(settings.host, [p for p in ports if p])
+    except PortInUse as exc:
         runtime.db.dispose()
-        serve_workers(settings.host, settings.port, workers, options)
-    else:
+        raise ConfigurationError(str(exc)) from None
+    with claimed:
+        if workers > 1:
+            # Each worker builds its own runtime from the same environment.
+            runtime.db.dispose()
+            serve_workers(settings.host, settings.port, workers, options)
+            return
         uvicorn.run(
             create_served_app(settings, runtime),
             host=settings.host,
@@ -117,8 +142,7 @@ def create_key(
     account: Annotated[str, typer.Option(help="Account name; created if needed.")] = "default",
 ) -> None:
     """Create an API key; it is printed once, as the last line of stdout."""
-    runtime = build_runtime(Settings())
-    runtime.db.upgrade()
+    runtime = build_runtime(load_settings(), role="keys create")
     try:
         key_id, raw = accounts.create_api_key(runtime, role=role, account_name=account)
     except ZerotouchError as exc:
@@ -132,11 +156,13 @@ def create_key(
 
 @keys_app.command("rotate-master")
 def rotate_master() -> None:
-    """Seal every stored secret under a new master key version and retire the old ones."""
-    runtime = build_runtime(Settings())
-    runtime.db.upgrade()
+    """Seal every stored secret under a new master key version and retire the old ones (while
+    no server runs on the database)."""
+    runtime = build_runtime(load_settings(), hold_keyring=False)
     try:
         rotation = keys.rotate_master(runtime)
+    except keys.KeyringMismatch as exc:
+        raise ConfigurationError(str(exc)) from None
     finally:
         runtime.db.dispose()
     err.print(
@@ -153,11 +179,7 @@ def rotate_master() -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply the database migrations up to the newest."""
-    runtime = build_runtime(Settings())
-    try:
-        runtime.db.upgrade()
-    finally:
-        runtime.db.dispose()
+    open_database(load_settings()).dispose()
     err.print("Database migrated to the newest schema.")
 
 
@@ -374,5 +396,19 @@ def ovms_provision(
         print("\n".join(result.parameters))
 
 
+def load_settings() -> Settings:
+    """Settings from the environment; a bad value is one line naming its variable."""
+    try:
+        return Settings()
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        name = "ZEROTOUCH_" + "_".join(str(p) for p in first["loc"]).upper()
+        raise ConfigurationError(f"{name}: {first['msg']} (got '{first.get('input')}')") from None
+
+
 def main() -> None:
-    app()
+    try:
+        app()
+    except ConfigurationError as exc:
+        err.print(f"zerotouch: {exc}", style="red", highlight=False, markup=False)
+        raise SystemExit(2) from None

@@ -53,9 +53,8 @@ def create_keys(env: Mapping[str, str]) -> Keys:
         data_dir=Path(env["ZEROTOUCH_DATA_DIR"]),
         database_url=env.get("ZEROTOUCH_DATABASE_URL") or None,
     )
-    runtime = build_runtime(settings)
+    runtime = build_runtime(settings, role="demo")
     try:
-        runtime.db.upgrade()
         return Keys(
             create_api_key(runtime, role="manufacturer", account_name="demo")[1],
             create_api_key(runtime, role="owner", account_name="demo")[1],
@@ -170,12 +169,14 @@ def prepare_fleet(
     owner = {"Authorization": f"Bearer {keys.owner}"}
     factory = {"Authorization": f"Bearer {keys.manufacturer}"}
     with httpx.Client(base_url=base, timeout=120, verify=verify) as http:
-        ca = _check(
-            http.post(
-                "/v1/certificate-authority", json={"commonName": "zerotouch demo CA"}, headers=owner
-            ),
-            201,
+        # A demo run again on the same directory keeps the CA and rule it made before.
+        made = http.post(
+            "/v1/certificate-authority", json={"commonName": "zerotouch demo CA"}, headers=owner
         )
+        if made.status_code == 409:
+            ca = _check(http.get("/v1/certificate-authority", headers=owner), 200)
+        else:
+            ca = _check(made, 201)
         rule = {
             "name": f"{prefix} plan",
             "description": "key, signed certificate, trusted CA, config, finished",
@@ -183,7 +184,9 @@ def prepare_fleet(
             "commands": plan(ca["certificate"]),
             "active": True,
         }
-        _check(http.post("/v1/provisioning-rules", json=rule, headers=owner), 201)
+        created = http.post("/v1/provisioning-rules", json=rule, headers=owner)
+        if created.status_code != 409:
+            _check(created, 201)
         run = secrets.token_hex(3)
         identities = [
             Identity(f"{prefix}-{run}-{i:05d}", secrets.token_hex(16).upper()) for i in range(count)

@@ -22,12 +22,13 @@ from zerotouch.store import fast
 async def ovms_listeners(rt: Runtime, settings: Settings) -> AsyncIterator[None]:
     frontend = OvmsFrontend(rt, rate_limit=settings.ovms_rate_limit)
     try:
+        shared = settings.workers > 1
         if settings.ovms_port:
-            await frontend.listen(settings.host, settings.ovms_port)
+            await frontend.listen(settings.host, settings.ovms_port, shared=shared)
         if settings.ovms_tls_port and settings.tls_cert and settings.tls_key:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(settings.tls_cert, settings.tls_key)
-            await frontend.listen(settings.host, settings.ovms_tls_port, tls=context)
+            await frontend.listen(settings.host, settings.ovms_tls_port, tls=context, shared=shared)
         yield
     finally:
         await frontend.close()

@@ -10,6 +10,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from zerotouch.store.db import sqlite_url
 
 
+class ConfigurationError(Exception):
+    """A setting, file or the database is not usable as configured: one line that names it."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ZEROTOUCH_", extra="ignore")
 
@@ -28,6 +32,8 @@ class Settings(BaseSettings):
     ovms_port: int = Field(default=6867, ge=0, le=65535)
     ovms_tls_port: int = Field(default=6870, ge=0, le=65535)
     ovms_rate_limit: int = Field(default=30, ge=0)
+    # Processes of one `serve` (set by it for its workers): they share their ports.
+    workers: int = Field(default=1, ge=1)
     tls_cert: Path | None = None
     tls_key: Path | None = None
     # OCPI: where partners reach us, and who we are (API.md, OCPI).

@@ -14,15 +14,18 @@ from rich.table import Table
 from zerotouch.agent import runner, simulate
 from zerotouch.agent.client import DeviceApi, http_session
 from zerotouch.agent.keystore import Keystore
-from zerotouch.agent.settings import AgentSettings
+from zerotouch.agent.settings import AgentSettings, settings_file
 
 
 def run_device(settings: AgentSettings, settings_path: Path | None, console: Console) -> int:
     """Provision this device; returns the process exit code (0 when provisioned)."""
-    if settings.provisioned or not settings.enabled:
-        console.print("Provisioning is disabled or done already (enabled = false).")
+    path = settings_path or settings_file(settings.keystore)
+    if settings.provisioned:
+        console.print(f"This device is provisioned already ({path}: provisioned = true).")
         return 0
-    path = settings_path or settings.keystore / "agent.toml"
+    if not settings.enabled:
+        console.print(f"Provisioning is turned off ({path}: enabled = false).")
+        return 0
 
     def show(event: str, data: dict[str, Any]) -> None:
         if event == "done":

@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from zerotouch.agent import files
 
 ENV_PREFIX = "ZEROTOUCH_AGENT_"
+SETTINGS_FILE = "agent.toml"
+_DEFAULT_KEYSTORE = "keystore"
 # MQTT 3.1.1, 3.1.3.1: every server must accept 1-23 characters of 0-9 a-z A-Z as a client id.
 CLIENT_ID = re.compile(r"[0-9a-zA-Z]{1,23}")
 HEX_SECRET = re.compile(r"(?:[0-9A-Fa-f]{2}){16,64}")
@@ -48,7 +50,7 @@ class AgentSettings(BaseModel):
     timeout: float = Field(default=30.0, gt=0, le=600)
     device_id: str = Field(alias="device-id", pattern=r"^[A-Za-z0-9._:-]{1,64}$")
     jwt_key: Path | None = Field(default=None, alias="jwt-key")
-    keystore: Path = Path("keystore")
+    keystore: Path = Path(_DEFAULT_KEYSTORE)
     serial_number: str | None = Field(default=None, alias="serial-number", max_length=64)
     long_poll: int = Field(default=20, alias="long-poll", ge=0, le=60)
 
@@ -104,17 +106,21 @@ def load(
     flags: Mapping[str, Any] | None = None,
     host: HostFacts | None = None,
 ) -> AgentSettings:
-    """Settings from the file, the environment and flags, with host-derived defaults."""
+    """Settings from the file, the environment and flags, with host-derived defaults.
+
+    Without a file of its own the agent reads the one it keeps in its keystore
+    (``settings_file``), where it records ``provisioned`` after ``finished``.
+    """
+    given = from_env(os.environ if environ is None else environ)
+    given.update({k: v for k, v in (flags or {}).items() if v is not None and k not in READ_ONLY})
     merged: dict[str, Any] = {}
-    if path is not None and path.exists():
+    source = path or settings_file(Path(given.get("keystore") or _DEFAULT_KEYSTORE))
+    if source.exists():
         try:
-            merged.update(tomllib.loads(path.read_text()))
-        except tomllib.TOMLDecodeError as exc:
-            raise SettingsError(f"{path}: not valid TOML: {exc}") from None
-    merged.update(from_env(os.environ if environ is None else environ))
-    for name, value in (flags or {}).items():
-        if value is not None and name not in READ_ONLY:
-            merged[name] = value
+            merged.update(tomllib.loads(source.read_text()))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"{source}: not valid TOML: {exc}") from None
+    merged.update(given)
     facts = host or HostFacts.read()
     if "client-id" not in merged and facts.mac:
         merged["client-id"] = facts.mac
@@ -125,6 +131,11 @@ def load(
         return AgentSettings.model_validate(merged)
     except ValidationError as exc:
         raise SettingsError(_errors(exc)) from None
+
+
+def settings_file(keystore: Path) -> Path:
+    """Where the agent keeps its settings when no file is given: in its keystore."""
+    return keystore / SETTINGS_FILE
 
 
 def mark_provisioned(path: Path, *, durable: bool = True) -> None:

@@ -24,7 +24,9 @@ from zerotouch.domain.values import DEVICE_ID_RE
 
 ALGORITHMS = ("ES256", "HS256")
 MAX_LIFETIME_S = 300  # API.md: exp at most 300 s after iat.
-CLOCK_SKEW_S = 30  # Device clocks drift; a token may look this far ahead or behind.
+# Device clocks drift: a token may be issued this far ahead of our clock. Its exp is not
+# stretched: a token is accepted until its exp, at most MAX_LIFETIME_S after its iat.
+CLOCK_SKEW_S = 30
 JTI_MAX = 128
 _JTI_RE = re.compile(f"[\\x21-\\x7e]{{1,{JTI_MAX}}}")
 
@@ -162,7 +164,7 @@ def _checked(claims: dict[str, Any], now: float) -> DeviceClaims:
         raise TokenError(f"exp must be after iat and at most {MAX_LIFETIME_S} s after it")
     if iat > now + CLOCK_SKEW_S:
         raise TokenError("issued in the future")
-    if exp < now - CLOCK_SKEW_S:
+    if exp <= now:
         raise TokenError("expired")
     return DeviceClaims(sub, jti, iat, exp)
 

@@ -105,29 +105,84 @@ def sealed_version(value: str) -> int:
     return int(head[1:])
 
 
-def load_keyring(env_value: str | None, data_dir: Path) -> tuple[Keyring, Path | None]:
-    """The keyring from the environment, else from the data directory, made on first start.
+CHECK_TEXT = b"zerotouch master key check"
+CHECK_PURPOSE = "master_keys.check"
 
-    Returns the keyring and the file it lives in (None when it came from the environment).
-    """
+
+def check_value(keyring: Keyring) -> str:
+    """A known text sealed under the keyring's newest key: stored with the data, it tells
+    later whether a keyring holds the key the data was sealed with."""
+    return keyring.seal(CHECK_TEXT, CHECK_PURPOSE)
+
+
+def opens_check(keyring: Keyring, value: str) -> bool:
+    try:
+        return keyring.open(value, CHECK_PURPOSE) == CHECK_TEXT
+    except KeyringError:
+        return False
+
+
+def read_keyring(env_value: str | None, path: Path) -> Keyring | None:
+    """The keyring from the environment, else from the file at ``path`` (None when there is
+    none yet)."""
     if env_value:
-        return Keyring.parse(env_value), None
-    path = data_dir / KEYRING_FILE
+        try:
+            return Keyring.parse(env_value)
+        except KeyringError as exc:
+            raise KeyringError(f"ZEROTOUCH_MASTER_KEY: {exc}") from None
     if path.exists():
-        return Keyring.parse(path.read_text()), path
+        try:
+            return Keyring.parse(path.read_text())
+        except KeyringError as exc:
+            raise KeyringError(f"{path}: {exc}") from None
+    return None
+
+
+def create_keyring_file(path: Path) -> tuple[Keyring, bool]:
+    """A new keyring in ``path``, unless another process made one first: (keyring, made).
+
+    The file appears whole or not at all, and of two processes racing only one makes it: the
+    key is written to a temporary file, which is then linked to ``path`` (a link fails when
+    the name exists).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
     keyring = Keyring.generate()
-    write_keyring_file(path, keyring)
-    return keyring, path
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    _write_private(tmp, keyring.format() + "\n")
+    try:
+        os.link(tmp, path)
+        made = True
+    except FileExistsError:
+        made = False
+    finally:
+        tmp.unlink()
+    if not made:
+        return Keyring.parse(path.read_text()), False
+    _sync_directory(path.parent)
+    return keyring, True
 
 
 def write_keyring_file(path: Path, keyring: Keyring) -> None:
     """Replace the keyring file atomically; it is readable by its owner only (mode 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    _write_private(tmp, keyring.format() + "\n")
+    os.replace(tmp, path)
+    _sync_directory(path.parent)
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        fh.write(keyring.format() + "\n")
+        fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    os.chmod(path, 0o600)
+
+
+def _sync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -13,7 +13,7 @@ _HEX16 = re.compile(r"[0-9A-Fa-f]{16}")
 _HEX32 = re.compile(r"[0-9A-Fa-f]{32}")
 _HEX8 = re.compile(r"[0-9A-Fa-f]{8}")
 _HEX12 = re.compile(r"[0-9A-Fa-f]{12}")
-_VIN = re.compile(r"[A-HJ-NPR-Z0-9]{17}")
+VIN_RE = re.compile(r"[A-HJ-NPR-Z0-9]{17}")  # ISO 3779: no I, O or Q.
 _ICCID = re.compile(r"[0-9]{18,22}")
 _IMEI = re.compile(r"[0-9]{15}")
 _DEVICE_SECRET = re.compile(r"[0-9A-Fa-f]{32,128}")
@@ -73,7 +73,7 @@ _FIELDS: dict[str, tuple[str, Callable[[object], object]]] = {
     "joinEui": ("join_eui", _pattern(_HEX16, "16 hex digits", upper=True)),
     "appKey": ("app_key", _pattern(_HEX32, "32 hex digits", upper=True)),
     "profileId": ("profile_id", _pattern(_HEX8, "8 hex digits", upper=True)),
-    "vin": ("vin", _pattern(_VIN, "17 characters of A-H J-N P R-Z 0-9")),
+    "vin": ("vin", _pattern(VIN_RE, "17 characters of A-H J-N P R-Z 0-9")),
     "iccid": ("iccid", _pattern(_ICCID, "18-22 digits")),
     "imei": ("imei", _pattern(_IMEI, "15 digits")),
     "serial": ("serial", _free_text),

@@ -128,7 +128,7 @@ async def authenticate_device(rt: Runtime, token: str | None, load: Loader) -> D
         raise Unauthenticated("The device is not claimed.", code="device_not_claimed")
     if credentials.status == DeviceStatus.BLOCKED.value:
         raise PermissionDenied("The device is blocked by its owner.", code="device_blocked")
-    expires = dt.datetime.fromtimestamp(claims.expires_at + device_tokens.CLOCK_SKEW_S, dt.UTC)
+    expires = dt.datetime.fromtimestamp(claims.expires_at, dt.UTC)
     return DeviceCaller(
         credentials.device_pk, device_id, claims.jti, expires, set(credentials.fingerprints)
     )

@@ -1,16 +1,85 @@
-"""Master key rotation: every sealed value is sealed again under a new key version."""
+"""The master keyring and the database: a check that they belong together, and rotation.
+
+Every master key version that sealed values may be under is recorded in the database with a
+check value (a known text sealed under it). A process refuses to start with a keyring that
+cannot open them, so a missing, wrong or stale key is one clear line instead of secrets that
+stop opening one by one. Rotation seals every stored secret under a new version; it runs only
+while no server runs on the database (they hold the keyring lock shared), since a server would
+go on sealing new secrets under the key being retired.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import sqlalchemy as sa
 
-from zerotouch.crypto.envelope import Keyring, sealed_version, write_keyring_file
+from zerotouch.crypto.envelope import (
+    Keyring,
+    KeyringError,
+    check_value,
+    opens_check,
+    sealed_version,
+    write_keyring_file,
+)
 from zerotouch.services.runtime import Runtime
+from zerotouch.store import master_keys
+from zerotouch.store.db import Database, KeyringBusy
 from zerotouch.store.schema import SEALED_COLUMNS
 
 BATCH = 1000
+
+
+class KeyringMismatch(Exception):
+    """The keyring cannot open what the database holds (or the rotation cannot run); the
+    message is one line that says which and what to do."""
+
+
+def database_knows_keys(db: Database) -> list[int]:
+    """The versions whose secrets the database holds, as far as it can tell: recorded ones, or
+    those of its sealed values (a database from before the records)."""
+    with db.read() as conn:
+        known = sorted(master_keys.registered(conn))
+        if known:
+            return known
+        return sorted({sealed_version(v) for _, _, v in master_keys.sealed_samples(conn)})
+
+
+def check_keyring(rt: Runtime, *, source: str) -> None:
+    """Refuse (KeyringMismatch) a keyring that cannot open what the database holds; record
+    its newest version when the database holds nothing yet. ``source``: where the keyring
+    came from, for the message."""
+    keyring = rt.keyring
+    with rt.db.write() as conn:
+        known = master_keys.registered(conn)
+        if not known:
+            for where, purpose, value in master_keys.sealed_samples(conn):
+                try:
+                    keyring.open(value, purpose)
+                except KeyringError:
+                    raise KeyringMismatch(
+                        f"{source} does not open the secrets this database holds ({where}, "
+                        f"master key version {sealed_version(value)}): start with the key they "
+                        "were sealed with (restore master.key from its backup, or set "
+                        "ZEROTOUCH_MASTER_KEY)"
+                    ) from None
+            master_keys.register(conn, keyring.current_version, check_value(keyring), rt.clock())
+            known = master_keys.registered(conn)
+    for version, check in sorted(known.items()):
+        if version not in keyring.keys or not opens_check(keyring, check):
+            raise KeyringMismatch(
+                f"{source} does not hold master key version {version}, which this database's "
+                "secrets are sealed with: start with that key (restore master.key from its "
+                "backup, or set ZEROTOUCH_MASTER_KEY); a new key would not open them"
+            )
+    newest = max(known)
+    if keyring.current_version != newest:
+        raise KeyringMismatch(
+            f"{source} seals under master key version {keyring.current_version}, but this "
+            f"database's newest is {newest}: use the keyring whose newest version is {newest} "
+            "(zerotouch keys rotate-master adds versions)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,44 +89,77 @@ class Rotation:
     keyring: Keyring
 
 
-def reseal_all(rt: Runtime, keyring: Keyring) -> int:
-    """Seal every stored secret under ``keyring``'s newest key, all in one transaction."""
+def reseal_all(conn: sa.Connection, keyring: Keyring) -> int:
+    """Seal every stored secret under ``keyring``'s newest key, in the caller's transaction."""
     count = 0
-    with rt.db.write() as conn:
-        for table, column, purpose in SEALED_COLUMNS:
-            col = table.c[column]
-            pk = next(iter(table.primary_key.columns))
-            rows = conn.execute(sa.select(pk, col).where(col.is_not(None))).all()
-            updates = [
-                {"_pk": key, "_value": keyring.reseal(value, purpose)}
-                for key, value in rows
-                if sealed_version(value) != keyring.current_version
-            ]
-            for start in range(0, len(updates), BATCH):
-                conn.execute(
-                    table.update()
-                    .where(pk == sa.bindparam("_pk"))
-                    .values({column: sa.bindparam("_value")}),
-                    updates[start : start + BATCH],
-                )
-            count += len(updates)
+    for table, column, purpose in SEALED_COLUMNS:
+        col = table.c[column]
+        pk = next(iter(table.primary_key.columns))
+        rows = conn.execute(sa.select(pk, col).where(col.is_not(None))).all()
+        updates = []
+        for key, value in rows:
+            if sealed_version(value) == keyring.current_version:
+                continue
+            try:
+                updates.append({"_pk": key, "_value": keyring.reseal(value, purpose)})
+            except KeyringError:
+                raise KeyringMismatch(
+                    f"{table.name}.{column} of {key} does not open with the keyring: nothing "
+                    "was changed"
+                ) from None
+        for start in range(0, len(updates), BATCH):
+            conn.execute(
+                table.update()
+                .where(pk == sa.bindparam("_pk"))
+                .values({column: sa.bindparam("_value")}),
+                updates[start : start + BATCH],
+            )
+        count += len(updates)
     return count
 
 
 def rotate_master(rt: Runtime) -> Rotation:
     """Add a new key version, reseal everything under it, then retire the old versions.
 
-    With a keyring file the order keeps every value readable through a crash at any point:
-    the file first gains the new key, the database moves in one transaction, and only then does
-    the file drop the old keys. A keyring from the environment is returned for the operator to
-    set; it keeps the old keys too until they set the value that holds only the new one.
+    Runs only while no server runs on the database (the keyring lock, exclusively). With a
+    keyring file the order keeps every value readable through a crash at any point: the file
+    first gains the new key, the database moves in one transaction, and only then does the
+    file drop the old keys; a failure puts the old file back. A keyring from the environment
+    is returned for the operator to set.
     """
-    grown = rt.keyring.with_new_key()
+    try:
+        lock = rt.db.keyring_lock(exclusive=True, holder="zerotouch keys rotate-master")
+    except KeyringBusy as exc:
+        raise KeyringMismatch(
+            f"zerotouch servers run on this database ({exc}): stop them, then rotate; a server "
+            "running through a rotation would go on sealing new secrets under the retired key"
+        ) from None
+    try:
+        return _rotate(rt)
+    finally:
+        lock.release()
+
+
+def _rotate(rt: Runtime) -> Rotation:
+    original = rt.keyring
+    grown = original.with_new_key()
     if rt.keyring_path is not None:
         write_keyring_file(rt.keyring_path, grown)
-    resealed = reseal_all(rt, grown)
     final = grown.only_current()
+    try:
+        with rt.db.write() as conn:
+            master_keys.register(conn, grown.current_version, check_value(grown), rt.clock())
+            resealed = reseal_all(conn, grown)
+            master_keys.retire(conn, [v for v in grown.keys if v != grown.current_version])
+    except BaseException:
+        if rt.keyring_path is not None:
+            write_keyring_file(rt.keyring_path, original)
+        raise
     if rt.keyring_path is not None:
         write_keyring_file(rt.keyring_path, final)
     rt.keyring = final
     return Rotation(version=final.current_version, resealed=resealed, keyring=final)
+
+
+def describe(path: Path | None) -> str:
+    return "ZEROTOUCH_MASTER_KEY" if path is None else str(path)

@@ -9,6 +9,7 @@ becomes PROVISIONED) and answers AP-X after; others record each delivery.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,12 +23,16 @@ from zerotouch.domain.errors import (
     NotFound,
 )
 from zerotouch.domain.lifecycle import DeviceEvent, DeviceStatus, device_transition
+from zerotouch.domain.records import VIN_RE
 from zerotouch.domain.values import Permission
 from zerotouch.protocols import ovms
 from zerotouch.services.runtime import Principal, Runtime
+from zerotouch.store import rate_limits
 from zerotouch.store.fast import FastStatement
 from zerotouch.store.queries import device_for_account, record_event, unique_violation_as
 from zerotouch.store.schema import devices, ovms_records
+
+log = logging.getLogger(__name__)
 
 RECORD_PURPOSE = "ovms_records.record"
 SECRET_PURPOSE = "ovms_records.secret"  # noqa: S105 - a sealing purpose, not a secret
@@ -107,6 +112,14 @@ def put_record(rt: Runtime, *, principal: Principal, device_id: str, body: Any) 
         apkey = fields.get("apkey") or device.vin
         if not apkey:
             raise InvalidArgument.for_field("apkey", "is required: the device has no vin")
+        # A VIN names one car: only that car's own record may answer to it. The refusal is
+        # the same whoever has that VIN, or whether anyone does.
+        if VIN_RE.fullmatch(apkey) and apkey != device.vin:
+            raise InvalidArgument(
+                "apkey: a VIN-shaped apkey must be the device's own vin",
+                code="apkey_not_allowed",
+                errors=[FieldError("apkey", "a VIN-shaped apkey must be the device's own vin")],
+            )
         secret = fields.get("secret") or (
             rt.keyring.open_text(device.iccid_sealed, ICCID_PURPOSE)
             if device.iccid_sealed
@@ -118,7 +131,7 @@ def put_record(rt: Runtime, *, principal: Principal, device_id: str, body: Any) 
         now = rt.clock()
         conn.execute(ovms_records.delete().where(ovms_records.c.device_pk == device.id))
         with unique_violation_as(
-            AlreadyExists(f"Another device's record uses the apkey {apkey!r}.", code="apkey_taken")
+            AlreadyExists("The apkey is in use: choose another.", code="apkey_taken")
         ):
             conn.execute(
                 ovms_records.insert().values(
@@ -228,15 +241,23 @@ _SET_STATUS = FastStatement(
 )
 
 
-def answer_requests(rt: Runtime, requests: list[tuple[str, str]]) -> list[ovms.Answer | None]:
+RATE_WINDOW_S = 60
+
+
+def answer_requests(
+    rt: Runtime, requests: list[tuple[str, str]], *, rate_limit: int = 0
+) -> list[ovms.Answer | None]:
     """Answers to cars' AP-C, (apkey, source address) each, in one transaction: the AP-S
     answer with the record, or None for AP-X (no record, a blocked device, a one-time record
-    delivered already). Every delivery is an audit event, written before any answer goes out."""
+    delivered already, or more than ``rate_limit`` attempts this minute from the address or
+    for the apkey, counted across every node). Every delivery is an audit event, written
+    before any answer goes out."""
     if not requests:
         return []
     with rt.db.write() as conn:
+        allowed = _within_limit(rt, conn, requests, rate_limit)
         rows: dict[str, Any] = {}
-        for apkey in {apkey for apkey, _ in requests}:
+        for apkey in {apkey for (apkey, _), ok in zip(requests, allowed, strict=True) if ok}:
             found = _LOOKUP.run(conn, {"apkey": apkey})
             if found:
                 rows[apkey] = found[0]
@@ -244,8 +265,8 @@ def answer_requests(rt: Runtime, requests: list[tuple[str, str]]) -> list[ovms.A
         deliveries: list[ovms.Answer | None] = []
         counts: dict[int, int] = {}
         events: list[tuple[int, str, str, str, bool]] = []
-        for apkey, source in requests:
-            row = rows.get(apkey)
+        for (apkey, source), ok in zip(requests, allowed, strict=True):
+            row = rows.get(apkey) if ok else None
             if row is None or row.status == DeviceStatus.BLOCKED.value or row.account_id is None:
                 deliveries.append(None)
                 continue
@@ -267,6 +288,36 @@ def answer_requests(rt: Runtime, requests: list[tuple[str, str]]) -> list[ovms.A
                 event=("ovms.delivered", device_id, {"apkey": apkey, "oneTime": one_time}),
             )
     return deliveries
+
+
+def _within_limit(
+    rt: Runtime, conn: sa.Connection, requests: list[tuple[str, str]], limit: int
+) -> list[bool]:
+    """Which requests are within the limit per source address and per apkey (0: all)."""
+    if limit <= 0:
+        return [True] * len(requests)
+    keys = [("ip:" + source, "apkey:" + apkey) for apkey, source in requests]
+    attempts: dict[str, int] = {}
+    for pair in keys:
+        for key in pair:
+            attempts[key] = attempts.get(key, 0) + 1
+    window = int(rt.clock().timestamp() // RATE_WINDOW_S)
+    used = rate_limits.count(conn, attempts, window)
+    allowed = []
+    for address, apkey in keys:
+        ok = used[address] < limit and used[apkey] < limit
+        used[address] += 1
+        used[apkey] += 1
+        if not ok:
+            log.info("ovms: %s rate limited for %s", address[3:], apkey[6:])
+        allowed.append(ok)
+    return allowed
+
+
+def forget_rate_windows(rt: Runtime) -> int:
+    """Drop attempt counters of windows that have ended."""
+    with rt.db.write() as conn:
+        return rate_limits.forget_before(conn, int(rt.clock().timestamp() // RATE_WINDOW_S))
 
 
 def _take_once(conn: sa.Connection, row: Any, now: Any) -> bool:

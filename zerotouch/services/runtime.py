@@ -38,6 +38,7 @@ class Runtime:
     db: Database
     keyring: Keyring
     keyring_path: Path | None = None
+    keyring_created: bool = False  # A new master key was made on this start.
     clock: Callable[[], dt.datetime] = utcnow
     # How long a certificate the account CA issues for a device's CSR stays valid.
     certificate_validity: dt.timedelta = dt.timedelta(days=365)

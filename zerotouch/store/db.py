@@ -21,6 +21,7 @@ from zerotouch.store.fast import close_pending
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30  # Writers queue on SQLite's single write lock; wait, do not fail.
 MIGRATION_LOCK = 0x7A65726F  # Advisory lock key for migrations on PostgreSQL ("zero").
+KEYRING_LOCK = 0x6B657973  # Advisory lock key of the keyring on PostgreSQL ("keys").
 PG_CONNECT_TIMEOUT_S = 5  # Calls run on the event loop; a dead server must not hold it long.
 SQLITE_CACHE_KIB = 32_768  # Per connection: the hot index pages of a large fleet stay in memory.
 # Reads of pages beyond the cache come from the OS page cache without a read() call each.
@@ -63,6 +64,26 @@ class _Held:
         self.conn = conn
 
 
+class KeyringBusy(Exception):
+    """Another process holds the keyring lock the way that excludes this one."""
+
+
+class KeyringLock:
+    """Held, shared, by every process that may seal secrets with the master keyring (servers,
+    the command line), and, exclusively, by a master key rotation: so a rotation runs only
+    while no server does, and a server that starts during one waits for it to end.
+
+    SQLite: an flock on a file beside the database; PostgreSQL: a session advisory lock on a
+    connection of its own. Either goes with the process that holds it, however it ends.
+    """
+
+    def __init__(self, release: contextlib.ExitStack) -> None:
+        self._release = release
+
+    def release(self) -> None:
+        self._release.close()
+
+
 class Database:
     def __init__(self, url: str, *, pool_size: int = 20) -> None:
         self.url = sa.make_url(url)
@@ -72,6 +93,7 @@ class Database:
         self._local = threading.local()
         self._finalizers: set[weakref.finalize[Any, Any]] = set()
         self._lock_file: IO[bytes] | None = None
+        self._held: list[KeyringLock] = []
         if self.is_sqlite:
             if self.url.database and self.url.database != ":memory:":
                 Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -233,7 +255,67 @@ class Database:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
+    def keyring_lock(self, *, exclusive: bool, holder: str = "zerotouch") -> KeyringLock:
+        """Take the keyring lock: shared (waits while a rotation runs) or exclusive (raises
+        KeyringBusy at once when any process holds it; its message names them if it can)."""
+        stack = contextlib.ExitStack()
+        if self.is_sqlite:
+            if self._write_lock_path is not None:
+                path = self._write_lock_path.with_name(
+                    self._write_lock_path.name.replace(".write-lock", ".keyring-lock")
+                )
+                handle = stack.enter_context(open(path, "a+b"))  # noqa: SIM115
+                try:
+                    flags = fcntl.LOCK_EX | fcntl.LOCK_NB if exclusive else fcntl.LOCK_SH
+                    fcntl.flock(handle, flags)
+                except BlockingIOError:
+                    stack.close()
+                    raise KeyringBusy("a zerotouch server runs on this database") from None
+            return KeyringLock(stack)
+        try:
+            conn = stack.enter_context(self.engine.connect())
+            conn.exec_driver_sql("SELECT set_config('application_name', %(name)s, false)",
+                                 {"name": holder[:63]})  # fmt: skip
+            if exclusive:
+                got = conn.exec_driver_sql(
+                    "SELECT pg_try_advisory_lock(%(key)s)", {"key": KEYRING_LOCK}
+                ).scalar()
+                if not got:
+                    holders = self._keyring_holders(conn)
+                    conn.rollback()
+                    stack.close()
+                    raise KeyringBusy(holders or "a zerotouch server runs on this database")
+            else:
+                conn.exec_driver_sql(
+                    "SELECT pg_advisory_lock_shared(%(key)s)", {"key": KEYRING_LOCK}
+                )
+            conn.commit()  # The session's lock outlives the transaction that took it.
+        except exc.OperationalError as error:
+            stack.close()
+            raise Unavailable("The database did not answer.") from error
+        return KeyringLock(stack)
+
+    @staticmethod
+    def _keyring_holders(conn: sa.Connection) -> str:
+        rows = conn.exec_driver_sql(
+            "SELECT a.application_name, a.client_addr, a.backend_start FROM pg_locks l "
+            "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
+            "AND l.classid = 0 AND l.objid = %(key)s AND l.granted",
+            {"key": KEYRING_LOCK},
+        ).all()
+        return "; ".join(
+            f"{name or 'a process'} from {addr or 'this host'} since {start:%Y-%m-%d %H:%M:%S}"
+            for name, addr, start in rows
+        )
+
+    def hold(self, lock: KeyringLock) -> None:
+        """Keep ``lock`` until this database is disposed of."""
+        self._held.append(lock)
+
     def dispose(self) -> None:
+        held, self._held = self._held, []
+        for lock in held:
+            lock.release()
         finalizers, self._finalizers = self._finalizers, set()
         for finalizer in finalizers:
             with contextlib.suppress(exc.SQLAlchemyError):

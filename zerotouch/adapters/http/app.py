@@ -35,6 +35,7 @@ from zerotouch.domain.errors import ZerotouchError
 from zerotouch.domain.values import ROLE_PERMISSIONS, Permission
 from zerotouch.services import devices as devices_service
 from zerotouch.services import ocpi as ocpi_service
+from zerotouch.services import ovms as ovms_service
 from zerotouch.services.accounts import load_principals
 from zerotouch.services.device_auth import load_credentials, purge_token_ids
 from zerotouch.services.device_calls import run_device_calls
@@ -51,12 +52,13 @@ GROUP_WINDOW_S = 0.0
 
 
 async def _housekeeping(rt: Runtime) -> None:
-    """Periodic work: the replay cache forgets tokens that have expired; OCPI partners silent
-    for the ping interval get a still-alive check."""
+    """Periodic work: the replay cache forgets tokens that have expired, the OVMS rate limit
+    its ended windows; OCPI partners silent for the ping interval get a still-alive check."""
     while True:
         await asyncio.sleep(min(HOUSEKEEPING_INTERVAL_S, rt.ocpi.ping_interval))
         try:
-            purge_token_ids(rt)
+            await asyncio.to_thread(purge_token_ids, rt)
+            await asyncio.to_thread(ovms_service.forget_rate_windows, rt)
             await ocpi_service.check_peers(rt, HttpTransport())
         except Exception:
             log.exception("housekeeping failed; it runs again in %s s", HOUSEKEEPING_INTERVAL_S)

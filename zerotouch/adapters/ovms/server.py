@@ -2,7 +2,8 @@
 
 Hardening the reference server lacks: the first line must come within FIRST_LINE_TIMEOUT_S; a
 connection closes GRACE_S after its answer; a line past MAX_LINE closes it; AP-C attempts are
-rate limited per source address and per apkey (answered with AP-X). Each connection is a small
+rate limited per source address and per apkey, across every node on the database (answered
+with AP-X; services/ovms.py). Each connection is a small
 asyncio.Protocol (no stream reader, no task), so idle connections cost little memory.
 """
 
@@ -11,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import time
-from collections.abc import Callable
 from typing import cast
 
 from zerotouch.adapters.group_commit import GroupCommit
@@ -25,31 +24,7 @@ log = logging.getLogger(__name__)
 
 FIRST_LINE_TIMEOUT_S = 30.0
 GRACE_S = 2.0  # Time for a car to read its answer (and for a second AP-C to get AP-X).
-WINDOW_S = 60.0
 BATCH_WINDOW_S = 0.005  # How long requests are gathered while cars arrive together.
-
-
-class RateLimiter:
-    """At most ``limit`` attempts per key in each minute (a fixed window per key)."""
-
-    def __init__(self, limit: int, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit, self.clock = limit, clock
-        self._windows: dict[str, tuple[float, int]] = {}
-
-    def allow(self, key: str) -> bool:
-        if self.limit <= 0:
-            return True
-        now = self.clock()
-        start, count = self._windows.get(key, (now, 0))
-        if now - start >= WINDOW_S:
-            start, count = now, 0
-        if len(self._windows) > 100_000:
-            self._prune(now)
-        self._windows[key] = (start, count + 1)
-        return count < self.limit
-
-    def _prune(self, now: float) -> None:
-        self._windows = {k: v for k, v in self._windows.items() if now - v[0] < WINDOW_S}
 
 
 class CarConnection(asyncio.Protocol):
@@ -116,7 +91,7 @@ class OvmsFrontend:
 
     def __init__(self, runtime: Runtime, *, rate_limit: int) -> None:
         self.runtime = runtime
-        self.limiter = RateLimiter(rate_limit)
+        self.rate_limit = rate_limit
         self.servers: list[asyncio.Server] = []
         self._answers: GroupCommit[tuple[str, ovms.Request], ovms.Answer | None] = GroupCommit(
             self._answer_all, window_s=BATCH_WINDOW_S, name="ovms-answers"
@@ -128,31 +103,21 @@ class OvmsFrontend:
     def _answer_all(
         self, requests: list[tuple[str, ovms.Request]]
     ) -> list[ovms.Answer | Exception | None]:
-        answers: list[ovms.Answer | Exception | None] = [None] * len(requests)
-        allowed = [
-            (i, request.apkey, peer)
-            for i, (peer, request) in enumerate(requests)
-            if self._allowed(peer, request.apkey)
-        ]
-        deliveries = ovms_service.answer_requests(
-            self.runtime, [(apkey, peer) for _, apkey, peer in allowed]
+        answers = ovms_service.answer_requests(
+            self.runtime,
+            [(request.apkey, peer) for peer, request in requests],
+            rate_limit=self.rate_limit,
         )
-        for (i, _, _), answer in zip(allowed, deliveries, strict=True):
-            answers[i] = answer
-        return answers
-
-    def _allowed(self, peer: str, apkey: str) -> bool:
-        if self.limiter.allow("ip:" + peer) and self.limiter.allow(apkey):
-            return True
-        log.info("ovms: %s rate limited for apkey %s", peer, apkey)
-        return False
+        return list(answers)
 
     async def listen(
-        self, host: str, port: int, *, tls: ssl.SSLContext | None = None
+        self, host: str, port: int, *, tls: ssl.SSLContext | None = None, shared: bool = False
     ) -> asyncio.Server:
+        """Listen on ``host:port``; ``shared``: with the other workers of this server
+        (SO_REUSEPORT; the server made sure no one else listens there)."""
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            lambda: CarConnection(self), host, port, ssl=tls, reuse_port=True, backlog=4096
+            lambda: CarConnection(self), host, port, ssl=tls, reuse_port=shared, backlog=4096
         )
         self.servers.append(server)
         return server

@@ -1,0 +1,39 @@
+"""Fixed-window attempt counters shared by every node on the database."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from zerotouch.store.schema import rate_limits
+
+
+def count(conn: sa.Connection, attempts: Mapping[str, int], window: int) -> dict[str, int]:
+    """Add ``attempts`` (key -> how many) to the keys' counters of ``window``, in the caller's
+    transaction; returns each key's count before them. A counter of an older window starts
+    again at zero."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    before: dict[str, int] = {}
+    for key, n in sorted(attempts.items()):  # In one order: two nodes never deadlock here.
+        values = insert(rate_limits).values(key=key, window=window, count=n)
+        statement = values.on_conflict_do_update(
+            index_elements=["key"],
+            set_={
+                "count": sa.case(
+                    (rate_limits.c.window == values.excluded.window,
+                     rate_limits.c.count + values.excluded.count),
+                    else_=values.excluded.count,
+                ),
+                "window": values.excluded.window,
+            },
+        ).returning(rate_limits.c.count)  # fmt: skip
+        before[key] = int(conn.execute(statement).scalar_one()) - n
+    return before
+
+
+def forget_before(conn: sa.Connection, window: int) -> int:
+    """Drop counters of windows before ``window``."""
+    result = conn.execute(rate_limits.delete().where(rate_limits.c.window < window))
+    return int(result.rowcount or 0)
