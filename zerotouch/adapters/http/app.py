@@ -11,6 +11,7 @@ from contextlib import AbstractAsyncContextManager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
@@ -20,6 +21,7 @@ from zerotouch.adapters.http import guards, problems
 from zerotouch.adapters.http.metrics import RequestMetrics
 from zerotouch.adapters.http.peers import HttpTransport
 from zerotouch.adapters.http.routes import (
+    api_keys,
     device_api,
     devices,
     manufacturing,
@@ -109,7 +111,9 @@ def create_app(
             if runtime is None:
                 rt.db.dispose()
 
-    app = FastAPI(
+    # The OpenAPI pages' scripts and styles come with the installation (no CDN: they work
+    # offline).
+    app = FastAPIOffline(
         title="zerotouch",
         version=__version__,
         description="Zero-touch provisioning: factory import, claims, provisioning plans.",
@@ -124,6 +128,7 @@ def create_app(
         rules.router,
         ovms.router,
         ocpi_operator.router,
+        api_keys.router,
         ocpi.router,
         misc.router,
     ):

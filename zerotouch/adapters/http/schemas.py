@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from zerotouch.domain import views
@@ -203,6 +203,23 @@ class ImportPublic(Public):
     imported: int
     rejected: list[RejectedRowPublic]
     devices: list[ImportedDevicePublic]
+
+
+class ApiKeyCreate(Body):
+    role: str = Field(description="owner, admin, editor, viewer or manufacturer.")
+    expires_at: AwareDatetime | None = Field(default=None, description="RFC 3339; none: never.")
+
+
+class ApiKeyPublic(Public):
+    id: str
+    role: str
+    created_at: str | None
+    expires_at: str | None
+    revoked_at: str | None
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    key: str = Field(description="The key itself: shown this once.")
 
 
 class Health(Public):
