@@ -28,6 +28,10 @@ def test_agents_provision_every_device(api: Api, rt: Runtime, tmp_path: Path) ->
         )
     assert result.errors == {}
     assert len(result.seconds) == 8
+    metrics = api.client.get("/metrics").text
+    assert "zerotouch_certificates_issued_total 8.0" in metrics
+    assert 'zerotouch_device_calls_total{call="respond",outcome="ok"}' in metrics
+    assert "process_resident_memory_bytes" in metrics
     listed = api.call("GET", "/v1/claimed-devices", params={"status": "PROVISIONED"}).json()
     assert listed["total"] == 8
     ca = x509.load_pem_x509_certificate(fleet.ca_pem.encode())

@@ -148,6 +148,9 @@ def test_ocpi_endpoints_answer_in_envelopes_and_echo_request_ids() -> None:
         )
         assert no_id.headers["x-request-id"]  # Missing X-Request-ID: tolerated, one is made.
         assert httpx.get(f"{a.base}/ocpi/versions").status_code == 401
+        metrics = httpx.get(f"{a.base}/metrics").text
+        assert 'zerotouch_ocpi_requests_total{peer="registering",status="200"}' in metrics
+        assert 'zerotouch_ocpi_requests_total{peer="unknown",status="401"}' in metrics
 
 
 class Scripted:

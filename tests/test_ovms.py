@@ -172,6 +172,7 @@ def test_ap_s_for_a_record_and_ap_x_after(api: Api, rt: Runtime) -> None:
     _car(api)
     wire = _session(rt, ovms.request_line(VIN), ovms.request_line(VIN))
     first, second, _ = bytes(wire.sent).split(b"\r\n")
+    assert rt.metrics.ovms_answers.labels(answer="ap_s")._value.get() == 1
     answer = ovms.parse_answer(first)
     assert answer is not None
     assert ovms.parameters_of(ovms.open_answer(answer, ICCID)) == PARAMS

@@ -16,10 +16,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from zerotouch import __version__, logs
 from zerotouch.bootstrap import build_runtime, open_database
 from zerotouch.domain.errors import ZerotouchError
 from zerotouch.services import accounts, keys
+from zerotouch.services.runtime import Runtime
 from zerotouch.settings import ConfigurationError, Settings
+
+log = logging.getLogger("zerotouch")
 
 app = typer.Typer(
     help="zerotouch: zero-touch provisioning for connected devices.",
@@ -58,8 +62,9 @@ def serve(
         int, typer.Option(min=1, help="Server processes; they share the database.")
     ] = 1,
     log_level: Annotated[
-        LogLevel, typer.Option(case_sensitive=False, help="Log level.")
-    ] = LogLevel.INFO,
+        LogLevel | None,
+        typer.Option(case_sensitive=False, help="Log level (default info; ZEROTOUCH_LOG_LEVEL)."),
+    ] = None,
     tls_cert: Annotated[
         Path | None, typer.Option(help="Serve HTTPS with this certificate (PEM, chain).")
     ] = None,
@@ -92,6 +97,7 @@ def serve(
         "ovms_tls_port": ovms_tls_port,
         "ovms_rate_limit": ovms_rate_limit,
         "workers": workers,
+        "log_level": log_level.value if log_level is not None else None,
     }
     updates = {k: v for k, v in given.items() if v is not None}
     # Workers build their settings from the environment: what the flags say goes there too.
@@ -100,14 +106,13 @@ def serve(
     for name, path in (("--tls-cert", settings.tls_cert), ("--tls-key", settings.tls_key)):
         if path is not None and not path.is_file():
             raise ConfigurationError(f"{name}: {path} does not exist or is not a file")
-    runtime = build_runtime(settings)
-    logging.basicConfig(
-        level=log_level.value.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logs.configure(settings.log_level, settings.log_format)
     options: dict[str, Any] = {
         "loop": "uvloop",
         "http": "httptools",
-        "log_level": log_level.value,
+        "log_level": settings.log_level,
+        "log_config": None,  # Logs go through zerotouch.logs, in one format.
+        "access_log": False,  # Requests are counted in /metrics.
         "server_header": False,
     }
     if tls_cert is not None and tls_key is not None:
@@ -120,9 +125,10 @@ def serve(
     try:
         claimed = claim_ports(settings.host, [p for p in ports if p])
     except PortInUse as exc:
-        runtime.db.dispose()
         raise ConfigurationError(str(exc)) from None
     with claimed:
+        runtime = build_runtime(settings)
+        _announce(settings, runtime)
         if workers > 1:
             # Each worker builds its own runtime from the same environment.
             runtime.db.dispose()
@@ -133,6 +139,26 @@ def serve(
             host=settings.host,
             port=settings.port,
             **options,
+        )
+
+
+def _announce(settings: Settings, runtime: Runtime) -> None:
+    """One line that says where everything is, and one when a master key was just made."""
+    scheme = "https" if settings.tls_cert else "http"
+    ovms = f"OVMS on {settings.host}:{settings.ovms_port}" if settings.ovms_port else "OVMS off"
+    if settings.ovms_port and settings.tls_cert and settings.ovms_tls_port:
+        ovms += f" and {settings.ovms_tls_port} (TLS)"
+    database = runtime.db.url.render_as_string(hide_password=True)
+    log.info(
+        "zerotouch %s: API on %s://%s:%s, %s, data in %s, database %s, %d worker(s)",
+        __version__, scheme, settings.host, settings.port, ovms,
+        settings.data_dir.resolve(), database, settings.workers,
+    )  # fmt: skip
+    if runtime.keyring_created and runtime.keyring_path is not None:
+        log.warning(
+            "A new master key was made in %s: back it up; without it the secrets in this "
+            "database cannot be opened",
+            runtime.keyring_path,
         )
 
 

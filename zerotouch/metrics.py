@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import sqlalchemy as sa
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -64,4 +70,30 @@ class Metrics:
             registry=self.registry,
             buckets=LATENCY_BUCKETS,
         )
+        self.device_calls = Counter(
+            "zerotouch_device_calls",
+            "Device API calls by call (fetch, respond) and outcome (ok, empty or the code).",
+            ["call", "outcome"],
+            registry=self.registry,
+        )
+        self.ovms_answers = Counter(
+            "zerotouch_ovms_answers",
+            "OVMS AP-C answers by kind (ap_s, ap_x).",
+            ["answer"],
+            registry=self.registry,
+        )
+        self.certificates = Counter(
+            "zerotouch_certificates_issued",
+            "Certificates the account CAs issued for devices' CSRs.",
+            registry=self.registry,
+        )
+        self.ocpi_requests = Counter(
+            "zerotouch_ocpi_requests",
+            "OCPI requests from partners, by peer (country-party) and HTTP status.",
+            ["peer", "status"],
+            registry=self.registry,
+        )
         self.registry.register(StoreCollector(db))
+        # The process's CPU, memory and file descriptors, and the Python it runs on.
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +33,9 @@ class Settings(BaseSettings):
     ovms_port: int = Field(default=6867, ge=0, le=65535)
     ovms_tls_port: int = Field(default=6870, ge=0, le=65535)
     ovms_rate_limit: int = Field(default=30, ge=0)
+    # Logs: the level, and text or one JSON object a line.
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    log_format: Literal["text", "json"] = "text"
     # Processes of one `serve` (set by it for its workers): they share their ports.
     workers: int = Field(default=1, ge=1)
     tls_cert: Path | None = None

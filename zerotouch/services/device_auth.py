@@ -154,7 +154,7 @@ def load_credentials(rt: Runtime, device_ids: Sequence[str]) -> list[DeviceCrede
     for device_id in device_ids:
         credentials = loaded.get(device_id)
         if credentials is None:
-            log.info("device token refused: unknown device %r", device_id)
+            log.info("device token refused: unknown device %s", device_id)
             results.append(Unauthenticated(REFUSED))
             continue
         if credentials.account_id is not None and credentials.status != DeviceStatus.BLOCKED.value:
@@ -200,7 +200,7 @@ def _verify(
             now=rt.clock().timestamp(),
         )
     except device_tokens.TokenError as exc:
-        log.info("device token refused for %r: %s", presented.device_id, exc)
+        log.info("device token refused for %s: %s", presented.device_id, exc)
         raise
 
 

@@ -255,6 +255,9 @@ def _together(rt: Runtime, works: list[DeviceWork[Any]]) -> list[Any | Exception
         _send_changes(conn, staged, now)
     for work in works:
         work.caller.consumed = True
+    issued = sum(kind == "certificate.issued" for call in staged for kind, _, _ in call.events)
+    if issued:
+        rt.metrics.certificates.inc(issued)
     return results
 
 

@@ -136,13 +136,13 @@ def create_app(
     app.add_exception_handler(ZerotouchError, problems.on_domain_error)
     app.add_exception_handler(RequestValidationError, problems.on_validation_error)
     app.add_exception_handler(StarletteHTTPException, problems.on_http_error)
-    app.add_exception_handler(Exception, problems.on_unexpected)
     # The last middleware added is the outermost: the metrics count every request, the API
     # key is checked before the body's size, and both before anything reads the body.
     app.add_middleware(device_api.DirectRoutes)
     app.add_middleware(guards.CleanParameters)
     app.add_middleware(guards.BodyLimit, limit=lambda scope: _body_limit(app, scope))
     app.add_middleware(guards.OperatorAuth, keys=lambda: app.state.api_keys)
+    app.add_middleware(guards.Unexpected)
     app.add_middleware(RequestMetrics, runtime=lambda: app.state.runtime)
     return app
 

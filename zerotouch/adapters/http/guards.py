@@ -163,6 +163,32 @@ def _header(scope: Scope, name: bytes) -> str:
     return ""
 
 
+class Unexpected:
+    """An error no handler took is logged once, with its traceback, and answered with a 500
+    problem; it goes no further (the server would log it a second time)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception as exc:
+            response = await problems.on_unexpected(Request(scope), exc)
+            if not started:
+                await response(scope, receive, send)
+
+
 class CheckedRequest(Request):
     """A request whose JSON body is read strictly: UTF-8, no NaN or Infinity, no nesting past
     MAX_NESTING, and no string that cannot be stored; each problem names the field."""

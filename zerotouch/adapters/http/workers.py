@@ -82,6 +82,12 @@ def _listen(host: str, port: int) -> socket.socket:
 def _worker(host: str, port: int, options: dict[str, Any]) -> None:
     import uvicorn
 
+    from zerotouch import logs
+    from zerotouch.settings import Settings
+
+    settings = Settings()
+    logs.configure(settings.log_level, settings.log_format)
+
     config = uvicorn.Config("zerotouch.frontends:create_served_app", factory=True, **options)
     uvicorn.Server(config).run(sockets=[_listen(host, port)])
 

@@ -98,7 +98,12 @@ class OvmsFrontend:
         )
 
     def submit(self, car: CarConnection, request: ovms.Request) -> None:
-        self._answers.submit((car.peer, request), lambda answer: car.answer(_or_refusal(answer)))
+        self._answers.submit((car.peer, request), lambda answer: self._answer(car, answer))
+
+    def _answer(self, car: CarConnection, answer: ovms.Answer | Exception | None) -> None:
+        given = _or_refusal(answer)
+        self.runtime.metrics.ovms_answers.labels(answer="ap_x" if given is None else "ap_s").inc()
+        car.answer(given)
 
     def _answer_all(
         self, requests: list[tuple[str, ovms.Request]]

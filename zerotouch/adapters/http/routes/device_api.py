@@ -161,8 +161,14 @@ class DirectRoutes:
         response: Response
         try:
             response = await route.endpoint(request)
+            outcome = "empty" if response.status_code == 204 else "ok"
         except ZerotouchError as exc:
             response = await problems.on_domain_error(request, exc)
+            outcome = exc.code
         except Exception as exc:
             response = await problems.on_unexpected(request, exc)
+            outcome = "internal_error"
+        call = "fetch" if scope["method"] == "GET" else "respond"
+        runtime: Runtime = request.app.state.runtime
+        runtime.metrics.device_calls.labels(call=call, outcome=outcome).inc()
         await response(scope, receive, send)

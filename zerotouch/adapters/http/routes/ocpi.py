@@ -37,14 +37,29 @@ def _reply(request: Request, data: Any, *, status: int = 200, code: int = ocpi.S
     rt: Runtime = request.app.state.runtime
     request_id = request.headers.get("x-request-id")
     if request_id is None:
-        log.info("ocpi: a request from %s came without X-Request-ID", request.client)
+        log.info("ocpi: a request from %s came without X-Request-ID", _client(request))
         request_id = str(uuid.uuid4())
     headers = {
         "X-Request-ID": request_id,
         "X-Correlation-ID": request.headers.get("x-correlation-id") or request_id,
     }
     body = ocpi.envelope(data, now=rt.clock(), status_code=code, message=message)
+    peer = getattr(request.state, "ocpi_peer", "unknown")
+    rt.metrics.ocpi_requests.labels(peer=peer, status=str(status)).inc()
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "an unknown address"
+
+
+def _known(request: Request, caller: ocpi_service.Caller) -> ocpi_service.Caller:
+    """The caller, remembered for the request's metrics (by peer)."""
+    peer = caller.peer
+    request.state.ocpi_peer = (
+        f"{peer.country_code}-{peer.party_id}" if peer is not None else "registering"
+    )
+    return caller
 
 
 def _refusal(request: Request, error: ZerotouchError) -> JSONResponse:
@@ -81,7 +96,7 @@ def _caller(request: Request, version: str | None) -> ocpi_service.Caller:
                 continue
         for token in dict.fromkeys(candidates):
             try:
-                return ocpi_service.authenticate(rt, token)
+                return _known(request, ocpi_service.authenticate(rt, token))
             except Unauthenticated:
                 continue
         raise Unauthenticated("No known OCPI token.")
@@ -90,8 +105,8 @@ def _caller(request: Request, version: str | None) -> ocpi_service.Caller:
     except ocpi.OcpiError as exc:
         raise Unauthenticated(str(exc)) from None
     for note in presented.tolerated:
-        log.info("ocpi: tolerated from %s: %s", request.client, note)
-    return ocpi_service.authenticate(rt, presented.token)
+        log.info("ocpi: tolerated from %s: %s", _client(request), note)
+    return _known(request, ocpi_service.authenticate(rt, presented.token))
 
 
 def _version(raw: str) -> str:
