@@ -65,7 +65,7 @@ def test_claim_errors(api: Api) -> None:
     bad_qr = api.call("POST", "/v1/claimed-devices", json={"qr": "LW:D0:12"})
     assert bad_qr.status_code == 422 and bad_qr.json()["errors"][0]["field"] == "qr"
     bad_tags = api.call("POST", "/v1/claimed-devices", json={"ownerToken": token, "tags": [""]})
-    assert bad_tags.status_code == 422 and bad_tags.json()["errors"][0]["field"] == "tags"
+    assert bad_tags.status_code == 422 and bad_tags.json()["errors"][0]["field"] == "tags[0]"
     extra = api.call("POST", "/v1/claimed-devices", json={"ownerToken": token, "owner": 1})
     assert extra.status_code == 422 and extra.json()["errors"][0]["field"] == "owner"
     assert api.call("POST", "/v1/claimed-devices", json={"ownerToken": token}).status_code == 201

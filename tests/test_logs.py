@@ -50,7 +50,9 @@ def test_serve_logs_json_with_a_start_line(env: dict[str, str]) -> None:
                     break
             except httpx.TransportError:
                 pass
-            assert proc.poll() is None and time.monotonic() < deadline
+            if proc.poll() is not None:
+                pytest.fail(proc.communicate()[1])
+            assert time.monotonic() < deadline
             time.sleep(0.1)
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -201,7 +201,7 @@ def test_registration_errors_store_nothing(
             )
         )  # fmt: skip
     assert caught.value.code == code
-    assert ocpi_service.list_peers(rt, principal=owner) == []
+    assert ocpi_service.list_peers(rt, principal=owner).items == []
 
 
 def test_concurrent_registrations_with_one_token_a_one_wins() -> None:

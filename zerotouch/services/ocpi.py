@@ -31,8 +31,10 @@ from zerotouch.domain.errors import (
     Unauthenticated,
 )
 from zerotouch.domain.values import Permission
+from zerotouch.domain.views import Page
 from zerotouch.protocols import ocpi
 from zerotouch.services.runtime import Principal, Runtime
+from zerotouch.store import paging
 from zerotouch.store.queries import record_event, unique_violation_as
 from zerotouch.store.schema import ocpi_client_infos, ocpi_peers, ocpi_tokens
 
@@ -425,8 +427,21 @@ def _drop_token(rt: Runtime, token_id: str) -> None:
         conn.execute(ocpi_tokens.delete().where(ocpi_tokens.c.id == token_id))
 
 
-def list_peers(rt: Runtime, *, principal: Principal) -> list[PeerView]:
-    """Our partners, then the parties a hub announced to us (direction ``hub``)."""
+def list_peers(
+    rt: Runtime,
+    *,
+    principal: Principal,
+    page_limit: int = paging.DEFAULT_PAGE_LIMIT,
+    page_token: str | None = None,
+) -> Page[PeerView]:
+    """Our partners, then the parties a hub announced to us (direction ``hub``), a page at a
+    time."""
+    return paging.slice_page(
+        _all_peers(rt, principal=principal), limit=page_limit, token=page_token
+    )
+
+
+def _all_peers(rt: Runtime, *, principal: Principal) -> list[PeerView]:
     principal.require(Permission.MANAGE_PLATFORM)
     with rt.db.read() as conn:
         rows = conn.execute(

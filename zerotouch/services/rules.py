@@ -18,9 +18,10 @@ from zerotouch.domain.errors import (
     NotFound,
 )
 from zerotouch.domain.values import Permission, check_tags
-from zerotouch.domain.views import RuleView
+from zerotouch.domain.views import Page, RuleView
 from zerotouch.services.requests import check_description, parse_request
 from zerotouch.services.runtime import Principal, Runtime
+from zerotouch.store import paging
 from zerotouch.store.fast import FastStatement
 from zerotouch.store.queries import record_event, unique_violation_as
 from zerotouch.store.schema import provisioning_rules
@@ -186,15 +187,24 @@ def _event(conn: sa.Connection, principal: Principal, now: Any, kind: str, rule_
     )
 
 
-def list_rules(rt: Runtime, *, principal: Principal) -> list[RuleView]:
+def list_rules(
+    rt: Runtime,
+    *,
+    principal: Principal,
+    page_limit: int = paging.DEFAULT_PAGE_LIMIT,
+    page_token: str | None = None,
+) -> Page[RuleView]:
+    """The account's rules in the order they were made, a page at a time."""
     principal.require(Permission.READ_DEVICES)
     with rt.db.read() as conn:
-        rows = conn.execute(
-            sa.select(provisioning_rules)
-            .where(provisioning_rules.c.account_id == principal.account_id)
-            .order_by(provisioning_rules.c.created_at, provisioning_rules.c.id)
+        return paging.created_page(
+            conn,
+            provisioning_rules,
+            [provisioning_rules.c.account_id == principal.account_id],
+            view=_view,
+            limit=page_limit,
+            token=page_token,
         )
-        return [_view(r) for r in rows]
 
 
 def get_rule(rt: Runtime, *, principal: Principal, rule_id: str) -> RuleView:

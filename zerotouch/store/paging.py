@@ -98,3 +98,22 @@ def created_page(
     last_row = rows[limit - 1] if len(rows) > limit else None
     next_token = _encode_position(last_row.created_at, last_row.id) if last_row else None
     return Page([view(row) for row in rows[:limit]], int(total), next_token)
+
+
+def slice_page(items: Sequence[T], *, limit: int, token: str | None) -> Page[T]:
+    """A page of a short list assembled in memory; the token is the next item's place."""
+    check_limit(limit)
+    start = 0
+    if token:
+        try:
+            text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+            if not (text.startswith("o") and text[1:].isdigit()):
+                raise ValueError(text)
+            start = int(text[1:])
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise InvalidArgument.for_field(
+                "pageNextToken", "is not a token from an earlier page"
+            ) from None
+    end = start + limit
+    following = base64.urlsafe_b64encode(f"o{end}".encode()).decode().rstrip("=")
+    return Page(list(items[start:end]), len(items), following if end < len(items) else None)

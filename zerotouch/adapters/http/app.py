@@ -17,7 +17,7 @@ from starlette.types import Scope
 
 from zerotouch import __version__
 from zerotouch.adapters.group_commit import GroupCommit
-from zerotouch.adapters.http import guards, problems
+from zerotouch.adapters.http import contract, guards, problems
 from zerotouch.adapters.http.metrics import RequestMetrics
 from zerotouch.adapters.http.peers import HttpTransport
 from zerotouch.adapters.http.routes import (
@@ -119,6 +119,7 @@ def create_app(
         description="Zero-touch provisioning: factory import, claims, provisioning plans.",
         lifespan=lifespan,
     )
+    app.openapi = lambda: contract.document(app)  # type: ignore[method-assign]
     # Routes match in this order; the Device API, called most, comes first.
     for router in (
         device_api.router,

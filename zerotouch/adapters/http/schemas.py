@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from pydantic.alias_generators import to_camel
 
 from zerotouch.domain import views
+from zerotouch.domain.commands import CommandType
 
 T = TypeVar("T")
 
@@ -69,15 +70,32 @@ class DevicePublic(Public):
         )
 
 
+Tag = Annotated[str, Field(min_length=1, max_length=64)]
+# One command type and its fields, e.g. {"finished": {}} (the service checks the fields).
+_REQUEST: dict[str, Any] = {
+    "minProperties": 1,
+    "maxProperties": 1,
+    "propertyNames": {"enum": [t.value for t in CommandType]},
+}
+
+
 class ClaimCreate(Body):
-    owner_token: str | None = Field(default=None, description="32 hex digits from the label.")
-    qr: str | None = Field(default=None, description="The label's QR payload (TR005 or ZT).")
-    tags: list[str] = Field(default_factory=list)
+    owner_token: str | None = Field(
+        default=None,
+        pattern=r"^\s*[0-9A-Fa-f]{32}\s*$",
+        description="32 hex digits from the label.",
+    )
+    qr: str | None = Field(
+        default=None, max_length=512, description="The label's QR payload (TR005 or ZT)."
+    )
+    tags: list[Tag] = Field(default_factory=list)
 
 
 class CommandCreate(Body):
-    description: str | None = None
-    request: dict[str, Any] = Field(description='One command type, e.g. {"finished": {}}.')
+    description: str | None = Field(default=None, json_schema_extra={"maxLength": 256})
+    request: dict[str, Any] = Field(
+        description='One command type, e.g. {"finished": {}}.', json_schema_extra=_REQUEST
+    )
 
 
 class CommandPublic(Public):
@@ -107,23 +125,30 @@ class CommandList(Public):
 
 
 class RuleCommand(Body):
-    description: str | None = None
-    request: dict[str, Any]
+    description: str | None = Field(default=None, json_schema_extra={"maxLength": 256})
+    request: dict[str, Any] = Field(json_schema_extra=_REQUEST)
+
+
+# What the service checks (and names every field it refuses at once), declared for the
+# document only.
+_NAME: dict[str, Any] = {"minLength": 1, "maxLength": 128}
+_TAGS: dict[str, Any] = {"minItems": 1, "items": {"minLength": 1, "maxLength": 64}}
+_COMMANDS: dict[str, Any] = {"minItems": 1, "maxItems": 20}
 
 
 class RuleCreate(Body):
-    name: str
-    description: str | None = None
-    tags: list[str]
-    commands: list[RuleCommand]
-    active: bool = False
+    name: str = Field(json_schema_extra=_NAME)
+    description: str | None = Field(default=None, json_schema_extra={"maxLength": 256})
+    tags: list[str] = Field(json_schema_extra=_TAGS)
+    commands: list[RuleCommand] = Field(json_schema_extra=_COMMANDS)
+    active: StrictBool = False
 
 
 class RuleUpdate(Body):
-    name: str | None = None
-    description: str | None = None
-    tags: list[str] | None = None
-    commands: list[RuleCommand] | None = None
+    name: str | None = Field(default=None, json_schema_extra=_NAME)
+    description: str | None = Field(default=None, json_schema_extra={"maxLength": 256})
+    tags: list[str] | None = Field(default=None, json_schema_extra=_TAGS)
+    commands: list[RuleCommand] | None = Field(default=None, json_schema_extra=_COMMANDS)
 
 
 class RulePublic(Public):
@@ -148,10 +173,6 @@ class RulePublic(Public):
             created_at=rfc3339(v.created_at),
             updated_at=rfc3339(v.updated_at),
         )
-
-
-class RuleList(Public):
-    items: list[RulePublic]
 
 
 class AuthorityCreate(Body):
@@ -206,7 +227,7 @@ class ImportPublic(Public):
 
 
 class ApiKeyCreate(Body):
-    role: str = Field(description="owner, admin, editor, viewer or manufacturer.")
+    role: Literal["owner", "admin", "editor", "viewer", "manufacturer"]
     expires_at: AwareDatetime | None = Field(default=None, description="RFC 3339; none: never.")
 
 
@@ -227,13 +248,20 @@ class Health(Public):
 
 
 class OvmsPut(Body):
-    """The service checks each field (services/ovms.py) and names the one that is wrong."""
+    """Exactly one of parameters and record; the service checks the combination and the
+    defaults (services/ovms.py)."""
 
-    parameters: Any = None
-    record: Any = None
-    apkey: Any = None
-    secret: Any = Field(default=None, json_schema_extra={"writeOnly": True})
-    one_time: Any = None
+    model_config = ConfigDict(
+        json_schema_extra={"oneOf": [{"required": ["parameters"]}, {"required": ["record"]}]}
+    )
+
+    parameters: list[StrictStr] | None = Field(default=None, max_length=64)
+    record: StrictStr | None = Field(default=None, max_length=4096)
+    apkey: StrictStr | None = Field(default=None, pattern=r"^[!-~]{1,64}$")
+    secret: StrictStr | None = Field(
+        default=None, pattern=r"^[!-~]{1,128}$", json_schema_extra={"writeOnly": True}
+    )
+    one_time: StrictBool | None = None
 
 
 class OvmsPublic(Public):
@@ -261,8 +289,8 @@ class OvmsPublic(Public):
 
 
 class OcpiTokenCreate(Body):
-    expires_at: Any = None
-    note: Any = None
+    expires_at: AwareDatetime | None = None
+    note: StrictStr | None = Field(default=None, max_length=256)
 
 
 class OcpiTokenPublic(Public):
@@ -272,9 +300,9 @@ class OcpiTokenPublic(Public):
 
 
 class OcpiPeerCreate(Body):
-    versions_url: Any = None
-    token_a: Any = Field(default=None, json_schema_extra={"writeOnly": True})
-    version: Any = None
+    versions_url: StrictStr = Field(max_length=2048, description="The partner's versions URL.")
+    token_a: StrictStr = Field(max_length=512, json_schema_extra={"writeOnly": True})
+    version: StrictStr | None = Field(default=None, max_length=8)
 
 
 class OcpiRolePublic(Public):
@@ -310,7 +338,3 @@ class OcpiPeerPublic(Public):
             status=v.status,
             last_updated=rfc3339(v.last_updated),
         )
-
-
-class OcpiPeerList(Public):
-    items: list[OcpiPeerPublic]

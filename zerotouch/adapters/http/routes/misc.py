@@ -6,6 +6,7 @@ import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from zerotouch.adapters.http import schemas
@@ -83,7 +84,13 @@ async def healthz(rt: RuntimeDep) -> Response:
     return reply(schemas.Health(status="ok"))
 
 
-@router.get("/metrics", tags=["health"], summary="GetMetrics")
+@router.get(
+    "/metrics",
+    tags=["health"],
+    summary="GetMetrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def metrics(rt: RuntimeDep) -> Response:
     body = generate_latest(rt.metrics.registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

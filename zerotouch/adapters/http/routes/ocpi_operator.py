@@ -3,13 +3,16 @@ partner, and the partners (API.md, OCPI)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
 
 from zerotouch.adapters.http import schemas
 from zerotouch.adapters.http.deps import CallerDep, reply
 from zerotouch.adapters.http.guards import CheckedRoute
 from zerotouch.adapters.http.peers import HttpTransport
 from zerotouch.services import ocpi
+from zerotouch.store.paging import DEFAULT_PAGE_LIMIT
 
 router = APIRouter(prefix="/v1/ocpi", tags=["ocpi"], route_class=CheckedRoute)
 
@@ -18,7 +21,7 @@ router = APIRouter(prefix="/v1/ocpi", tags=["ocpi"], route_class=CheckedRoute)
     "/tokens", status_code=201, response_model=schemas.OcpiTokenPublic, summary="CreateOcpiToken"
 )
 async def create_token(body: schemas.OcpiTokenCreate, caller: CallerDep) -> Response:
-    raw = body.model_dump(by_alias=True, exclude_unset=True)
+    raw = body.model_dump(by_alias=True, exclude_unset=True, mode="json")
     made = await caller.run(ocpi.create_token_a, body=raw)
     return reply(
         schemas.OcpiTokenPublic(id=made.id, token_a=made.token, versions_url=made.versions_url), 201
@@ -29,17 +32,27 @@ async def create_token(body: schemas.OcpiTokenCreate, caller: CallerDep) -> Resp
     "/peers", status_code=201, response_model=schemas.OcpiPeerPublic, summary="RegisterWithOcpiPeer"
 )
 async def register_peer(body: schemas.OcpiPeerCreate, caller: CallerDep) -> Response:
-    raw = body.model_dump(by_alias=True, exclude_unset=True)
+    raw = body.model_dump(by_alias=True, exclude_unset=True, mode="json")
     view = await ocpi.register_outgoing(
         caller.runtime, HttpTransport(), principal=caller.principal, body=raw
     )
     return reply(schemas.OcpiPeerPublic.of(view), 201)
 
 
-@router.get("/peers", response_model=schemas.OcpiPeerList, summary="ListOcpiPeers")
-async def list_peers(caller: CallerDep) -> Response:
-    items = await caller.run(ocpi.list_peers)
-    return reply(schemas.OcpiPeerList(items=[schemas.OcpiPeerPublic.of(v) for v in items]))
+@router.get("/peers", response_model=schemas.Page[schemas.OcpiPeerPublic], summary="ListOcpiPeers")
+async def list_peers(
+    caller: CallerDep,
+    page_limit: Annotated[int, Query(alias="pageLimit", ge=1, le=1000)] = DEFAULT_PAGE_LIMIT,
+    page_next_token: Annotated[str | None, Query(alias="pageNextToken")] = None,
+) -> Response:
+    page = await caller.run(ocpi.list_peers, page_limit=page_limit, page_token=page_next_token)
+    return reply(
+        schemas.Page[schemas.OcpiPeerPublic](
+            items=[schemas.OcpiPeerPublic.of(v) for v in page.items],
+            total=page.total,
+            page_next_token=page.next_token,
+        )
+    )
 
 
 @router.post(
