@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -78,3 +79,31 @@ def zerotouch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
         timeout=120,
         check=False,
     )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(port: int, proc: subprocess.Popen[Any], timeout_s: float = 30) -> None:
+    """Until the server on ``port`` answers /healthz; fails with its stderr if it exits."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            stderr = proc.communicate()[1]
+            raise AssertionError(f"the server exited {proc.returncode}: {stderr}")
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.1)

@@ -8,12 +8,11 @@ import logging
 import signal
 import subprocess
 import sys
-import time
 
-import httpx
 import pytest
 
 from tests.conftest import Api
+from tests.helpers import free_port, wait_healthy
 from zerotouch.services import devices
 
 
@@ -33,7 +32,7 @@ def test_an_unexpected_error_is_one_500_and_one_traceback(
 
 
 def test_serve_logs_json_with_a_start_line(env: dict[str, str]) -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "zerotouch", "serve", "--port", str(port), "--ovms-port", "0",
          "--ovms-tls-port", "0"],
@@ -43,17 +42,7 @@ def test_serve_logs_json_with_a_start_line(env: dict[str, str]) -> None:
         text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None:
-                pytest.fail(proc.communicate()[1])
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_healthy(port, proc)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=30)
@@ -63,11 +52,3 @@ def test_serve_logs_json_with_a_start_line(env: dict[str, str]) -> None:
     start = next(m for m in messages if "API on" in m)
     assert f"http://127.0.0.1:{port}" in start and "data in" in start and "database" in start
     assert any("new master key" in m and "back it up" in m for m in messages)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

@@ -282,7 +282,7 @@ def test_rate_limit_per_apkey(api: Api, rt: Runtime) -> None:
             car = CarConnection(frontend)
             car.connection_made(wire)
             car.data_received(ovms.request_line(VIN))
-            await asyncio.sleep(0.01)
+            await _answered(car)
             sent.append(bytes(wire.sent))
         return sent
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import wait_healthy
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -57,16 +59,7 @@ def test_serve_answers_and_stops_cleanly(env: dict[str, str], workers: int) -> N
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
+        wait_healthy(port, proc)
         children = _children(proc.pid)
         if workers > 1:
             assert len({c for c in children if Path(f"/proc/{c}").exists()}) >= workers
@@ -101,15 +94,7 @@ def test_a_second_server_gets_address_in_use(env: dict[str, str], tmp_path: Path
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert first.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_healthy(port, first)
         other = {**env, "ZEROTOUCH_DATA_DIR": str(tmp_path / "other")}
         other.pop("ZEROTOUCH_DATABASE_URL", None)
         for workers, extra in (("2", []), ("1", []), ("2", ["--port", str(_free_port())])):

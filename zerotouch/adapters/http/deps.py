@@ -9,21 +9,25 @@ other requests on it.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Query, Request, Response
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 
 from zerotouch.adapters.group_commit import GroupCommit
 from zerotouch.domain.errors import Unauthenticated
-from zerotouch.domain.views import DeviceView
+from zerotouch.domain.views import DeviceView, Page
 from zerotouch.services.devices import ClaimRequest
 from zerotouch.services.runtime import Principal, Runtime
+from zerotouch.store.paging import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT
 
 T = TypeVar("T")
+V = TypeVar("V")
+P = TypeVar("P", bound=BaseModel)
 
 # Declares the scheme in the OpenAPI document; the key itself is checked by OperatorAuth.
 _bearer = HTTPBearer(auto_error=False, description="An API key from `zerotouch keys create`.")
@@ -66,6 +70,36 @@ async def get_claims(request: Request) -> GroupCommit[ClaimRequest, DeviceView]:
 
 # Claims go through group commit (see services.devices.claim_devices).
 ClaimsDep = Annotated[GroupCommit[ClaimRequest, DeviceView], Depends(get_claims)]
+
+
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """Which page of a list the caller asked for (API.md, Lists)."""
+
+    limit: int
+    token: str | None
+
+
+async def get_page_query(
+    page_limit: Annotated[int, Query(alias="pageLimit", ge=1, le=MAX_PAGE_LIMIT)] = (
+        DEFAULT_PAGE_LIMIT
+    ),
+    page_next_token: Annotated[str | None, Query(alias="pageNextToken", max_length=512)] = None,
+) -> PageQuery:
+    return PageQuery(page_limit, page_next_token)
+
+
+PageDep = Annotated[PageQuery, Depends(get_page_query)]
+
+
+def reply_page(page: Page[V], public: Callable[[V], P]) -> Response:
+    """A page of views as the list body every list answers with."""
+    body = {
+        "items": [public(item).model_dump(mode="json", by_alias=True) for item in page.items],
+        "total": page.total,
+        "pageNextToken": page.next_token,
+    }
+    return Response(json.dumps(body), media_type="application/json")
 
 
 def reply(body: BaseModel, status_code: int = 200) -> Response:

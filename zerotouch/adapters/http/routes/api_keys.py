@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
 from zerotouch.adapters.http import schemas
-from zerotouch.adapters.http.deps import CallerDep, reply
+from zerotouch.adapters.http.deps import CallerDep, PageDep, reply, reply_page
 from zerotouch.adapters.http.guards import CheckedRoute
 from zerotouch.services import accounts
-from zerotouch.store.paging import DEFAULT_PAGE_LIMIT
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api keys"], route_class=CheckedRoute)
 
@@ -27,21 +25,9 @@ def _public(view: accounts.ApiKeyView) -> schemas.ApiKeyPublic:
 
 
 @router.get("", response_model=schemas.Page[schemas.ApiKeyPublic], summary="ListApiKeys")
-async def list_api_keys(
-    caller: CallerDep,
-    page_limit: Annotated[int, Query(alias="pageLimit", ge=1, le=1000)] = DEFAULT_PAGE_LIMIT,
-    page_next_token: Annotated[str | None, Query(alias="pageNextToken")] = None,
-) -> Response:
-    page = await caller.run(
-        accounts.list_api_keys, page_limit=page_limit, page_token=page_next_token
-    )
-    return reply(
-        schemas.Page[schemas.ApiKeyPublic](
-            items=[_public(v) for v in page.items],
-            total=page.total,
-            page_next_token=page.next_token,
-        )
-    )
+async def list_api_keys(caller: CallerDep, page: PageDep) -> Response:
+    found = await caller.run(accounts.list_api_keys, page_limit=page.limit, page_token=page.token)
+    return reply_page(found, _public)
 
 
 @router.post("", status_code=201, response_model=schemas.ApiKeyCreated, summary="CreateApiKey")

@@ -3,16 +3,13 @@ partner, and the partners (API.md, OCPI)."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
 from zerotouch.adapters.http import schemas
-from zerotouch.adapters.http.deps import CallerDep, reply
+from zerotouch.adapters.http.deps import CallerDep, PageDep, reply, reply_page
 from zerotouch.adapters.http.guards import CheckedRoute
 from zerotouch.adapters.http.peers import HttpTransport
 from zerotouch.services import ocpi
-from zerotouch.store.paging import DEFAULT_PAGE_LIMIT
 
 router = APIRouter(prefix="/v1/ocpi", tags=["ocpi"], route_class=CheckedRoute)
 
@@ -40,19 +37,9 @@ async def register_peer(body: schemas.OcpiPeerCreate, caller: CallerDep) -> Resp
 
 
 @router.get("/peers", response_model=schemas.Page[schemas.OcpiPeerPublic], summary="ListOcpiPeers")
-async def list_peers(
-    caller: CallerDep,
-    page_limit: Annotated[int, Query(alias="pageLimit", ge=1, le=1000)] = DEFAULT_PAGE_LIMIT,
-    page_next_token: Annotated[str | None, Query(alias="pageNextToken")] = None,
-) -> Response:
-    page = await caller.run(ocpi.list_peers, page_limit=page_limit, page_token=page_next_token)
-    return reply(
-        schemas.Page[schemas.OcpiPeerPublic](
-            items=[schemas.OcpiPeerPublic.of(v) for v in page.items],
-            total=page.total,
-            page_next_token=page.next_token,
-        )
-    )
+async def list_peers(caller: CallerDep, page: PageDep) -> Response:
+    found = await caller.run(ocpi.list_peers, page_limit=page.limit, page_token=page.token)
+    return reply_page(found, schemas.OcpiPeerPublic.of)
 
 
 @router.post(

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
 from zerotouch.adapters.http import schemas
-from zerotouch.adapters.http.deps import CallerDep, reply
+from zerotouch.adapters.http.deps import CallerDep, PageDep, reply, reply_page
 from zerotouch.adapters.http.guards import CheckedRoute
 from zerotouch.services import rules
-from zerotouch.store.paging import DEFAULT_PAGE_LIMIT
 
 router = APIRouter(prefix="/v1/provisioning-rules", tags=["rules"], route_class=CheckedRoute)
 
@@ -24,19 +21,9 @@ async def create_rule(body: schemas.RuleCreate, caller: CallerDep) -> Response:
 
 
 @router.get("", response_model=schemas.Page[Rule], summary="ListRules")
-async def list_rules(
-    caller: CallerDep,
-    page_limit: Annotated[int, Query(alias="pageLimit", ge=1, le=1000)] = DEFAULT_PAGE_LIMIT,
-    page_next_token: Annotated[str | None, Query(alias="pageNextToken")] = None,
-) -> Response:
-    page = await caller.run(rules.list_rules, page_limit=page_limit, page_token=page_next_token)
-    return reply(
-        schemas.Page[Rule](
-            items=[Rule.of(v) for v in page.items],
-            total=page.total,
-            page_next_token=page.next_token,
-        )
-    )
+async def list_rules(caller: CallerDep, page: PageDep) -> Response:
+    found = await caller.run(rules.list_rules, page_limit=page.limit, page_token=page.token)
+    return reply_page(found, Rule.of)
 
 
 @router.get("/{rule_id}", response_model=Rule, summary="GetRule")
