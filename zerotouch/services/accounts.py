@@ -229,8 +229,10 @@ def load_principals(rt: Runtime, raw_keys: Sequence[str]) -> list[Principal | Ex
     wanted = sorted({d for d in digests if d is not None})
     found = {}
     if wanted:
-        with rt.db.read() as conn:
-            found = {row.key_hash: row for row in _BY_KEY_HASHES.run(conn, {"hashes": wanted})}
+        # One round trip: the statement and its COMMIT go out together on PostgreSQL.
+        with rt.db.read_batched() as conn:
+            reading = _BY_KEY_HASHES.send(conn, {"hashes": wanted})
+        found = {row.key_hash: row for row in reading.rows()}
     now = rt.clock()
     results: list[Principal | Exception] = []
     for raw, digest in zip(raw_keys, digests, strict=True):

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from zerotouch.adapters.group_commit import GroupCommit
 from zerotouch.adapters.http import problems
-from zerotouch.domain.errors import InvalidArgument, Unauthenticated
+from zerotouch.domain.errors import InvalidArgument, Unauthenticated, ZerotouchError
 from zerotouch.domain.values import UNSTORABLE, is_storable, unstorable_path
 from zerotouch.services.runtime import Principal
 
@@ -46,10 +46,8 @@ class OperatorAuth:
             if scheme.lower() != "bearer" or not key.strip():
                 raise Unauthenticated("An API key is required: 'Authorization: Bearer <key>'.")
             principal = await self.keys()(key.strip())
-        except Unauthenticated as exc:
-            response = problems.problem(
-                401, exc.code, exc.message, headers={"WWW-Authenticate": "Bearer"}
-            )
+        except ZerotouchError as exc:  # 401, or 503 when the database did not answer.
+            response = await problems.on_domain_error(Request(scope), exc)
             await response(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
