@@ -3,6 +3,7 @@ credentials. Answers are OCPI envelopes; X-Request-ID and X-Correlation-ID are e
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from typing import Any
@@ -109,6 +110,11 @@ def _caller(request: Request, version: str | None) -> ocpi_service.Caller:
     return _known(request, ocpi_service.authenticate(rt, presented.token))
 
 
+async def _caller_of(request: Request, version: str | None) -> ocpi_service.Caller:
+    """``_caller`` on the thread pool: finding the token's owner reads the database."""
+    return await asyncio.to_thread(_caller, request, version)
+
+
 def _version(raw: str) -> str:
     if raw not in ocpi.SUPPORTED:
         raise InvalidArgument.for_field("version", "is not a version we speak")
@@ -118,7 +124,7 @@ def _version(raw: str) -> str:
 @router.get("/versions", summary="GetOcpiVersions")
 async def get_versions(request: Request) -> JSONResponse:
     try:
-        _caller(request, None)
+        await _caller_of(request, None)
     except ZerotouchError as exc:
         return _refusal(request, exc)
     base = request.app.state.runtime.ocpi.public_url
@@ -130,7 +136,7 @@ async def get_versions(request: Request) -> JSONResponse:
 async def get_version_details(version: str, request: Request) -> JSONResponse:
     try:
         version = _version(version)
-        _caller(request, version)
+        await _caller_of(request, version)
     except ZerotouchError as exc:
         return _refusal(request, exc)
     url = f"{request.app.state.runtime.ocpi.public_url}/ocpi/{version}/credentials"
@@ -154,10 +160,10 @@ async def get_credentials(version: str, request: Request) -> JSONResponse:
     rt: Runtime = request.app.state.runtime
     try:
         version = _version(version)
-        caller = _caller(request, version)
+        caller = await _caller_of(request, version)
     except ZerotouchError as exc:
         return _refusal(request, exc)
-    ours = ocpi_service.our_credentials(rt, caller.token)
+    ours = await asyncio.to_thread(ocpi_service.our_credentials, rt, caller.token)
     return _reply(request, ocpi.build_credentials(ours, version))
 
 
@@ -172,7 +178,7 @@ async def _exchange(request: Request, version: str, handle: Any) -> JSONResponse
     rt: Runtime = request.app.state.runtime
     try:
         version = _version(version)
-        caller = _caller(request, version)
+        caller = await _caller_of(request, version)
         body = await _credentials_body(request)
         ours = await handle(rt, HttpTransport(), caller=caller, version=version, body=body)
     except ZerotouchError as exc:
@@ -196,7 +202,8 @@ async def delete_credentials(version: str, request: Request) -> JSONResponse:
     rt: Runtime = request.app.state.runtime
     try:
         version = _version(version)
-        ocpi_service.unregister_incoming(rt, caller=_caller(request, version))
+        caller = await _caller_of(request, version)
+        await asyncio.to_thread(ocpi_service.unregister_incoming, rt, caller=caller)
     except ZerotouchError as exc:
         return _refusal(request, exc)
     return _reply(request, None)
@@ -211,10 +218,15 @@ async def put_client_info(country_code: str, party_id: str, request: Request) ->
     """A hub tells us the status of a party behind it."""
     rt: Runtime = request.app.state.runtime
     try:
-        caller = _caller(request, ocpi.V221)
+        caller = await _caller_of(request, ocpi.V221)
         body = await _credentials_body(request)
-        info = ocpi_service.put_client_info(
-            rt, caller=caller, country_code=country_code, party_id=party_id, body=body
+        info = await asyncio.to_thread(
+            ocpi_service.put_client_info,
+            rt,
+            caller=caller,
+            country_code=country_code,
+            party_id=party_id,
+            body=body,
         )
     except ZerotouchError as exc:
         return _refusal(request, exc)
@@ -225,8 +237,13 @@ async def put_client_info(country_code: str, party_id: str, request: Request) ->
 async def get_client_info(country_code: str, party_id: str, request: Request) -> JSONResponse:
     rt: Runtime = request.app.state.runtime
     try:
-        info = ocpi_service.get_client_info(
-            rt, caller=_caller(request, ocpi.V221), country_code=country_code, party_id=party_id
+        caller = await _caller_of(request, ocpi.V221)
+        info = await asyncio.to_thread(
+            ocpi_service.get_client_info,
+            rt,
+            caller=caller,
+            country_code=country_code,
+            party_id=party_id,
         )
     except ZerotouchError as exc:
         return _refusal(request, exc)
@@ -238,10 +255,12 @@ async def list_client_info(request: Request) -> JSONResponse:
     """As a hub: every party connected to us, paginated (offset, limit; Link, X-Total-Count)."""
     rt: Runtime = request.app.state.runtime
     try:
-        caller = _caller(request, ocpi.V221)
+        caller = await _caller_of(request, ocpi.V221)
         offset = _int(request, "offset", 0, 0, 10**9)
         limit = _int(request, "limit", PAGE_LIMIT_MAX, 1, PAGE_LIMIT_MAX)
-        items, total = ocpi_service.list_client_infos(rt, caller=caller, offset=offset, limit=limit)
+        items, total = await asyncio.to_thread(
+            ocpi_service.list_client_infos, rt, caller=caller, offset=offset, limit=limit
+        )
     except ZerotouchError as exc:
         return _refusal(request, exc)
     response = _reply(request, items)
