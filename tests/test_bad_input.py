@@ -151,3 +151,37 @@ def test_unstorable_device_results_are_refused_by_name(api: Api, bad: str) -> No
     ok = {"responses": [{"id": command_id, "result": {}}]}
     res = api.client.post("/device/v1/responses", json=ok, headers=auth())
     assert res.json() == {"accepted": 1}
+
+
+@pytest.mark.parametrize(
+    ("path", "role"),
+    [("/v1/claimed-devices", "owner"), ("/v1/manufacturing/devices", "manufacturer")],
+)
+def test_a_body_streamed_past_the_cap_is_cut_off_with_413(
+    api: Api,
+    rt: Any,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+    role: str,
+) -> None:
+    import httpx
+
+    from tests.live import live_server
+
+    monkeypatch.setenv("ZEROTOUCH_MAX_IMPORT_BYTES", "65536")
+
+    def chunks() -> Any:
+        for _ in range(32):
+            yield b'{"pad": "' + b"x" * 65_536 + b'"},'
+
+    with live_server(rt) as base:
+        res = httpx.post(
+            f"{base}{path}",
+            content=chunks(),  # No Content-Length: chunked, so only the count can stop it.
+            headers={**api.headers(role), "Content-Type": "application/json"},
+            timeout=30,
+        )
+    assert res.status_code == 413, res.text
+    assert res.json()["code"] == "body_too_large"
+    assert not [r for r in caplog.records if r.exc_info]  # Not an unexpected error.

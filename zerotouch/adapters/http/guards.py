@@ -92,7 +92,12 @@ class BodyLimit:
             started = True
             await send(message)
 
-        await self.app(scope, limited, guarded)
+        try:
+            await self.app(scope, limited, guarded)
+        except Exception:
+            if not cut:
+                raise
+            # The app's reading ended at the cut (a client disconnect, as far as it knows).
         if cut and not started:
             await _too_large(limit)(scope, receive, send)
 
