@@ -11,6 +11,7 @@ Tokens are named by direction: ``incoming_token`` (presented to us; stored hashe
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import secrets
@@ -233,23 +234,40 @@ async def register_incoming(
     found = await _discover(transport, theirs.url, theirs.token, version=version)
     incoming = new_token()
     now = rt.clock()
-    with rt.db.write() as conn:
-        used = conn.execute(
-            ocpi_tokens.update()
-            .where(ocpi_tokens.c.id == caller.token_a_id, ocpi_tokens.c.used_at.is_(None))
-            .values(used_at=now)
-        ).rowcount
-        if not used:
-            raise Unauthenticated("The OCPI token is not known.")  # Another registration won.
-        peer_id = _store_peer(rt, conn, caller.account_id, theirs, found, "incoming", incoming, now)
-        record_event(
-            conn,
-            account_id=caller.account_id,
-            actor=f"ocpi:{theirs.identity.country_code}{theirs.identity.party_id}",
-            at=now,
-            event=("ocpi.registered", None, {"peerId": peer_id, "direction": "incoming"}),
-        )
-    return our_credentials(rt, incoming)
+
+    def store() -> None:
+        with rt.db.write() as conn:
+            _use_token_a(rt, conn, caller, theirs, found, incoming, now)
+
+    await asyncio.to_thread(store)
+    return await asyncio.to_thread(our_credentials, rt, incoming)
+
+
+def _use_token_a(
+    rt: Runtime,
+    conn: sa.Connection,
+    caller: Caller,
+    theirs: ocpi.Credentials,
+    found: _Found,
+    incoming: str,
+    now: dt.datetime,
+) -> None:
+    """Token A is used up and the partner stored, in one transaction."""
+    used = conn.execute(
+        ocpi_tokens.update()
+        .where(ocpi_tokens.c.id == caller.token_a_id, ocpi_tokens.c.used_at.is_(None))
+        .values(used_at=now)
+    ).rowcount
+    if not used:
+        raise Unauthenticated("The OCPI token is not known.")  # Another registration won.
+    peer_id = _store_peer(rt, conn, caller.account_id, theirs, found, "incoming", incoming, now)
+    record_event(
+        conn,
+        account_id=caller.account_id,
+        actor=f"ocpi:{theirs.identity.country_code}{theirs.identity.party_id}",
+        at=now,
+        event=("ocpi.registered", None, {"peerId": peer_id, "direction": "incoming"}),
+    )
 
 
 def _credentials(body: Any, version: str) -> ocpi.Credentials:
@@ -348,20 +366,23 @@ async def register_outgoing(
         rt, transport, principal.account_id, "POST", found.credentials_url, token_a, version
     )
     now = rt.clock()
-    with rt.db.write() as conn:
-        conn.execute(ocpi_tokens.delete().where(ocpi_tokens.c.id == callback_id))
-        peer_id = _store_peer(
-            rt, conn, principal.account_id, theirs, found, "outgoing", incoming, now
-        )
-        record_event(
-            conn,
-            account_id=principal.account_id,
-            actor=principal.actor,
-            at=now,
-            event=("ocpi.registered", None, {"peerId": peer_id, "direction": "outgoing"}),
-        )
-        row = conn.execute(sa.select(ocpi_peers).where(ocpi_peers.c.id == peer_id)).one()
-    return _view(row)
+
+    def store() -> Any:
+        with rt.db.write() as conn:
+            conn.execute(ocpi_tokens.delete().where(ocpi_tokens.c.id == callback_id))
+            peer_id = _store_peer(
+                rt, conn, principal.account_id, theirs, found, "outgoing", incoming, now
+            )
+            record_event(
+                conn,
+                account_id=principal.account_id,
+                actor=principal.actor,
+                at=now,
+                event=("ocpi.registered", None, {"peerId": peer_id, "direction": "outgoing"}),
+            )
+            return conn.execute(sa.select(ocpi_peers).where(ocpi_peers.c.id == peer_id)).one()
+
+    return _view(await asyncio.to_thread(store))
 
 
 async def _exchange(
@@ -379,7 +400,7 @@ async def _exchange(
     read theirs. The new token works for the partner's callback reads from the start; it is
     forgotten again when the exchange fails. Returns (incoming token, theirs, callback id)."""
     incoming = new_token()
-    callback_id = _callback_token(rt, account_id, incoming)
+    callback_id = await asyncio.to_thread(_callback_token, rt, account_id, incoming)
     try:
         status, answer = await _call(
             transport,
@@ -399,7 +420,7 @@ async def _exchange(
                 f"The partner's credentials are not valid: {exc}", code="ocpi_2001"
             ) from None
     except BaseException:
-        _drop_token(rt, callback_id)
+        await asyncio.to_thread(_drop_token, rt, callback_id)
         raise
     return incoming, theirs, callback_id
 
@@ -526,15 +547,19 @@ async def update_incoming(
     found = await _discover(transport, theirs.url, theirs.token, version=version)
     incoming = new_token()
     now = rt.clock()
-    with rt.db.write() as conn:
-        _update_tokens(conn, rt, peer.id, incoming, theirs.token, now)
-        conn.execute(
-            ocpi_peers.update()
-            .where(ocpi_peers.c.id == peer.id)
-            .values(version=found.version.version, credentials_url=found.credentials_url)
-        )
-        _peer_event(conn, peer, "ocpi.rotated", now, by="partner")
-    return our_credentials(rt, incoming)
+
+    def store() -> None:
+        with rt.db.write() as conn:
+            _update_tokens(conn, rt, peer.id, incoming, theirs.token, now)
+            conn.execute(
+                ocpi_peers.update()
+                .where(ocpi_peers.c.id == peer.id)
+                .values(version=found.version.version, credentials_url=found.credentials_url)
+            )
+            _peer_event(conn, peer, "ocpi.rotated", now, by="partner")
+
+    await asyncio.to_thread(store)
+    return await asyncio.to_thread(our_credentials, rt, incoming)
 
 
 def unregister_incoming(rt: Runtime, *, caller: Caller) -> None:
@@ -588,7 +613,7 @@ async def rotate(
     """New tokens both ways, started from our side: PUT our credentials with a new token; the
     pair is stored only when the partner answered, and then the old ones stop working."""
     principal.require(Permission.MANAGE_PLATFORM)
-    peer = _peer(rt, principal, peer_id)
+    peer = await asyncio.to_thread(_peer, rt, principal, peer_id)
     if peer.status == SUSPENDED or peer.outgoing_token_sealed is None:
         raise FailedPrecondition("The peer is not registered.", code="peer_not_registered")
     outgoing = rt.keyring.open_text(peer.outgoing_token_sealed, OUTGOING_PURPOSE)
@@ -603,12 +628,15 @@ async def rotate(
         same_party=peer,
     )
     now = rt.clock()
-    with rt.db.write() as conn:
-        conn.execute(ocpi_tokens.delete().where(ocpi_tokens.c.id == callback_id))
-        _update_tokens(conn, rt, peer.id, incoming, theirs.token, now)
-        _peer_event(conn, peer, "ocpi.rotated", now, by=principal.actor)
-        row = conn.execute(sa.select(ocpi_peers).where(ocpi_peers.c.id == peer.id)).one()
-    return _view(row)
+
+    def store() -> Any:
+        with rt.db.write() as conn:
+            conn.execute(ocpi_tokens.delete().where(ocpi_tokens.c.id == callback_id))
+            _update_tokens(conn, rt, peer.id, incoming, theirs.token, now)
+            _peer_event(conn, peer, "ocpi.rotated", now, by=principal.actor)
+            return conn.execute(sa.select(ocpi_peers).where(ocpi_peers.c.id == peer.id)).one()
+
+    return _view(await asyncio.to_thread(store))
 
 
 async def unregister(
@@ -617,7 +645,7 @@ async def unregister(
     """Unregister from our side: DELETE our registration on theirs (a failure is recorded and
     does not stop us), then the partner's tokens die here and it is SUSPENDED."""
     principal.require(Permission.MANAGE_PLATFORM)
-    peer = _peer(rt, principal, peer_id)
+    peer = await asyncio.to_thread(_peer, rt, principal, peer_id)
     if peer.status == SUSPENDED:
         return
     failure = None
@@ -631,15 +659,19 @@ async def unregister(
         except PeerFailed as exc:
             failure = exc.message
     now = rt.clock()
-    with rt.db.write() as conn:
-        _suspend(conn, peer.id, now)
-        record_event(
-            conn,
-            account_id=peer.account_id,
-            actor=principal.actor,
-            at=now,
-            event=("ocpi.unregistered", None, {"peerId": peer.id, "partnerFailed": failure}),
-        )
+
+    def store() -> None:
+        with rt.db.write() as conn:
+            _suspend(conn, peer.id, now)
+            record_event(
+                conn,
+                account_id=peer.account_id,
+                actor=principal.actor,
+                at=now,
+                event=("ocpi.unregistered", None, {"peerId": peer.id, "partnerFailed": failure}),
+            )
+
+    await asyncio.to_thread(store)
 
 
 async def check_peers(rt: Runtime, transport: Transport, *, force: bool = False) -> int:
@@ -648,11 +680,15 @@ async def check_peers(rt: Runtime, transport: Transport, *, force: bool = False)
     Returns how many partners were asked."""
     now = rt.clock()
     quiet_since = now - dt.timedelta(seconds=rt.ocpi.ping_interval)
-    with rt.db.read() as conn:
-        query = sa.select(ocpi_peers).where(ocpi_peers.c.status.in_([CONNECTED, OFFLINE]))
-        if not force:
-            query = query.where(ocpi_peers.c.last_updated <= quiet_since)
-        peers = conn.execute(query).all()
+    query = sa.select(ocpi_peers).where(ocpi_peers.c.status.in_([CONNECTED, OFFLINE]))
+    if not force:
+        query = query.where(ocpi_peers.c.last_updated <= quiet_since)
+
+    def quiet() -> list[Any]:
+        with rt.db.read() as conn:
+            return list(conn.execute(query).all())
+
+    peers = await asyncio.to_thread(quiet)
     for peer in peers:
         if peer.outgoing_token_sealed is None:
             continue
@@ -666,16 +702,20 @@ async def check_peers(rt: Runtime, transport: Transport, *, force: bool = False)
         except PeerFailed as exc:
             log.info("ocpi: %s%s did not answer: %s", peer.country_code, peer.party_id, exc.message)
             alive = False
-        new = CONNECTED if alive else OFFLINE
-        with rt.db.write() as conn:
-            conn.execute(
-                ocpi_peers.update()
-                .where(ocpi_peers.c.id == peer.id, ocpi_peers.c.status.in_([CONNECTED, OFFLINE]))
-                .values(status=new, last_updated=rt.clock())
-            )
-            if new != peer.status:
-                _peer_event(conn, peer, f"ocpi.{new.lower()}", rt.clock(), by="still-alive check")
+        await asyncio.to_thread(_mark, rt, peer, CONNECTED if alive else OFFLINE)
     return len(peers)
+
+
+def _mark(rt: Runtime, peer: Any, new: str) -> None:
+    """A partner's status after the still-alive check."""
+    with rt.db.write() as conn:
+        conn.execute(
+            ocpi_peers.update()
+            .where(ocpi_peers.c.id == peer.id, ocpi_peers.c.status.in_([CONNECTED, OFFLINE]))
+            .values(status=new, last_updated=rt.clock())
+        )
+        if new != peer.status:
+            _peer_event(conn, peer, f"ocpi.{new.lower()}", rt.clock(), by="still-alive check")
 
 
 # --- HubClientInfo (OCPI 2.2.1, hubclientinfo module) --------------------------------------------
