@@ -92,5 +92,6 @@ async def healthz(rt: RuntimeDep) -> Response:
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
 async def metrics(rt: RuntimeDep) -> Response:
-    body = generate_latest(rt.metrics.registry)
+    # Collecting reads the database (commands and devices by status): off the event loop.
+    body = await asyncio.to_thread(generate_latest, rt.metrics.registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
