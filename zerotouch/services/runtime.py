@@ -44,8 +44,6 @@ class Runtime:
     certificate_validity: dt.timedelta = dt.timedelta(days=365)
     ocpi: OcpiIdentity = field(default_factory=OcpiIdentity)
     metrics: Metrics = field(init=False)
-    # API key hash -> (expiry on the monotonic clock, principal); see accounts.authenticate.
-    auth_cache: dict[str, tuple[float, Principal]] = field(init=False, default_factory=dict)
     # Device id -> token-verifying credentials (see services.device_auth).
     device_credentials: dict[str, Any] = field(init=False, default_factory=dict)
     # Account id -> its CA, unsealed, as device calls last found it (services/device_calls.py).

@@ -123,12 +123,8 @@ class CleanParameters:
         if scope["type"] == "http":
             field = _unclean(scope)
             if field is not None:
-                response = problems.problem(
-                    422,
-                    "validation_failed",
-                    f"{field}: {UNSTORABLE}",
-                    field_errors=[{"field": field, "message": UNSTORABLE}],
-                )
+                refusal = InvalidArgument.for_field(field, UNSTORABLE)
+                response = await problems.on_domain_error(Request(scope), refusal)
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

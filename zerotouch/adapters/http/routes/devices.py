@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
 from zerotouch.adapters.http import schemas
-from zerotouch.adapters.http.deps import CallerDep, ClaimsDep, reply
+from zerotouch.adapters.http.deps import CallerDep, ClaimsDep, PageDep, reply, reply_page
 from zerotouch.adapters.http.guards import CheckedRoute
 from zerotouch.services import devices
-from zerotouch.store.paging import DEFAULT_PAGE_LIMIT
 
 router = APIRouter(prefix="/v1/claimed-devices", tags=["devices"], route_class=CheckedRoute)
 
@@ -26,26 +23,16 @@ async def claim_device(body: schemas.ClaimCreate, caller: CallerDep, claims: Cla
 
 @router.get("", response_model=schemas.Page[Device], summary="ListDevices")
 async def list_devices(
-    caller: CallerDep,
-    status: str | None = None,
-    tag: str | None = None,
-    page_limit: Annotated[int, Query(alias="pageLimit")] = DEFAULT_PAGE_LIMIT,
-    page_next_token: Annotated[str | None, Query(alias="pageNextToken")] = None,
+    caller: CallerDep, page: PageDep, status: str | None = None, tag: str | None = None
 ) -> Response:
-    page = await caller.run(
+    found = await caller.run(
         devices.list_devices,
         status=status,
         tag=tag,
-        page_limit=page_limit,
-        page_token=page_next_token,
+        page_limit=page.limit,
+        page_token=page.token,
     )
-    return reply(
-        schemas.Page[Device](
-            items=[Device.of(v) for v in page.items],
-            total=page.total,
-            page_next_token=page.next_token,
-        )
-    )
+    return reply_page(found, Device.of)
 
 
 @router.get("/{device_id}", response_model=Device, summary="GetDevice")

@@ -10,11 +10,11 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from zerotouch.adapters.http import schemas
-from zerotouch.adapters.http.deps import CallerDep, RuntimeDep, reply
+from zerotouch.adapters.http.deps import CallerDep, PageDep, RuntimeDep, reply, reply_page
 from zerotouch.adapters.http.guards import CheckedRoute
 from zerotouch.domain.views import CaView
 from zerotouch.services import audit, authority
-from zerotouch.store.paging import DEFAULT_PAGE_LIMIT, MAX_ID
+from zerotouch.store.paging import MAX_ID
 
 router = APIRouter(route_class=CheckedRoute)
 
@@ -57,25 +57,18 @@ async def get_authority(caller: CallerDep) -> Response:
 )
 async def list_events(
     caller: CallerDep,
+    page: PageDep,
     device_id: Annotated[str | None, Query(alias="deviceId")] = None,
     after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
-    page_limit: Annotated[int, Query(alias="pageLimit")] = DEFAULT_PAGE_LIMIT,
-    page_next_token: Annotated[str | None, Query(alias="pageNextToken")] = None,
 ) -> Response:
-    page = await caller.run(
+    found = await caller.run(
         audit.list_events,
         device_id=device_id,
         after=after,
-        page_limit=page_limit,
-        page_token=page_next_token,
+        page_limit=page.limit,
+        page_token=page.token,
     )
-    return reply(
-        schemas.Page[schemas.EventPublic](
-            items=[schemas.EventPublic.of(e) for e in page.items],
-            total=page.total,
-            page_next_token=page.next_token,
-        )
-    )
+    return reply_page(found, schemas.EventPublic.of)
 
 
 @router.get("/healthz", response_model=schemas.Health, tags=["health"], summary="GetHealth")
