@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from zerotouch.adapters.http.app import create_app
 from zerotouch.crypto.envelope import Keyring
+from zerotouch.services.core import Core
 from zerotouch.services.runtime import Runtime
 from zerotouch.store.db import Database
 from zerotouch.store.schema import metadata
@@ -97,8 +98,12 @@ def rt(db: Database) -> Runtime:
 
 @pytest.fixture
 def client(rt: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(runtime=rt)) as test_client:
-        yield test_client
+    core = Core(rt)
+    try:
+        with TestClient(create_app(core)) as test_client:
+            yield test_client
+    finally:
+        core.close()
 
 
 class Api:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from zerotouch.adapters.http.app import create_app
+from zerotouch.services.core import Core
 from zerotouch.services.runtime import Runtime
 
 
@@ -20,8 +21,9 @@ def live_server(rt: Runtime) -> Iterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
+    core = Core(rt)
     config = uvicorn.Config(
-        create_app(runtime=rt), log_level="warning", loop="asyncio", http="h11", lifespan="on"
+        create_app(core), log_level="warning", loop="asyncio", http="h11", lifespan="off"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -37,3 +39,4 @@ def live_server(rt: Runtime) -> Iterator[str]:
         server.should_exit = True
         thread.join(10)
         sock.close()
+        core.close()

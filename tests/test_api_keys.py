@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from tests.conftest import Api
 from tests.helpers import zerotouch
 from zerotouch.adapters.http.app import create_app
+from zerotouch.services.core import Core
 from zerotouch.services.runtime import Runtime
 from zerotouch.store.db import Database
 
@@ -66,7 +67,7 @@ def test_a_revoked_key_is_refused_at_once_on_every_node(
     headers = {"Authorization": f"Bearer {made['key']}"}
     other = Runtime(db=Database(database_url), keyring=rt.keyring)
     try:
-        with TestClient(create_app(runtime=other)) as node_2:
+        with TestClient(create_app(Core(other))) as node_2:
             assert node_2.get("/v1/claimed-devices", headers=headers).status_code == 200
             assert api.call("DELETE", f"/v1/api-keys/{made['id']}").status_code == 204
             assert node_2.get("/v1/claimed-devices", headers=headers).status_code == 401

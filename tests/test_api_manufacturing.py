@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import Api
 from tests.helpers import ec_public_pem
 from zerotouch.protocols import tr005
-from zerotouch.services import manufacturing
+from zerotouch.store import devices as device_store
 
 LORA = {
     "devEui": "0011223344556677",
@@ -168,14 +168,14 @@ def test_device_imported_concurrently_is_reported_not_lost(
     """Another import takes a deviceId between our check and our insert: the insert fails on
     the unique index, the batch is retried, and only that row is rejected."""
     api.import_devices({"deviceId": "race"})
-    real = manufacturing._existing
+    real = device_store.imported_already
     calls: list[int] = []
 
     def blind_first_time(conn: Any, ids: list[str]) -> set[str]:
         calls.append(1)
         return set() if len(calls) == 1 else real(conn, ids)
 
-    monkeypatch.setattr(manufacturing, "_existing", blind_first_time)
+    monkeypatch.setattr(device_store, "imported_already", blind_first_time)
     body = api.import_devices({"deviceId": "race"}, {"deviceId": "fresh"})
     assert len(calls) == 2
     assert body["imported"] == 1

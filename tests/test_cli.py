@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from tests.helpers import zerotouch
 from zerotouch.crypto.envelope import Keyring
-from zerotouch.services import devices as device_service
+from zerotouch.services import claims as claims_service
 from zerotouch.services import manufacturing, plans
 from zerotouch.services.accounts import authenticate
 from zerotouch.services.runtime import Runtime
@@ -61,7 +61,7 @@ def test_rotate_master_with_keyring_file(env: dict[str, str]) -> None:
             records=[{"deviceId": "d1", "appKey": "AB" * 16, "iccid": "8944501234567890123"}],
         )
         token = result.devices[0].owner_token
-        device_service.claim_device(rt, principal=principal, owner_token=token)
+        claims_service.claim_device(rt, principal=principal, owner_token=token)
         plans.add_command(
             rt,
             principal=principal,

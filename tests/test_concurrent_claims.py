@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from tests.conftest import Api
 from tests.live import live_server
 from zerotouch.domain.errors import AlreadyExists
-from zerotouch.services import devices
+from zerotouch.services import claims
 from zerotouch.services.accounts import authenticate
 from zerotouch.services.runtime import Runtime
 from zerotouch.store.schema import events
@@ -64,7 +64,7 @@ def test_concurrent_service_calls_one_claim_wins(api: Api, rt: Runtime) -> None:
     def claim(i: int) -> None:
         barrier.wait()
         try:
-            devices.claim_device(rt, principal=principals[i % 2], owner_token=token)
+            claims.claim_device(rt, principal=principals[i % 2], owner_token=token)
             outcomes.append("won")
         except AlreadyExists as exc:
             outcomes.append(exc.code)

@@ -197,7 +197,7 @@ def test_registration_errors_store_nothing(
         asyncio.run(
             ocpi_service.register_outgoing(
                 rt, Scripted(answers), principal=owner,
-                body={"versionsUrl": "https://p/versions", "tokenA": "t"},
+                partner=ocpi_service.Partner("https://p/versions", "t"),
             )
         )  # fmt: skip
     assert caught.value.code == code
@@ -379,7 +379,7 @@ def test_our_requests_carry_request_ids_and_no_routing_headers(rt: Runtime) -> N
         asyncio.run(
             ocpi_service.register_outgoing(
                 rt, HttpTransport(client), principal=owner,
-                body={"versionsUrl": "https://p/versions", "tokenA": "tok"},
+                partner=ocpi_service.Partner("https://p/versions", "tok"),
             )
         )  # fmt: skip
     (request,) = seen

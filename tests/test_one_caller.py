@@ -15,11 +15,11 @@ import pytest
 
 from tests.conftest import BACKEND, Api
 from tests.live import live_server
-from zerotouch.adapters.group_commit import GroupCommit
 from zerotouch.crypto import device_tokens
 from zerotouch.domain.errors import Unavailable
-from zerotouch.services import devices
+from zerotouch.services import claims
 from zerotouch.services.accounts import authenticate
+from zerotouch.services.batching import GroupCommit
 from zerotouch.services.device_auth import authenticate_device, load_credentials
 from zerotouch.services.device_calls import DeviceWork, run_device_calls
 from zerotouch.services.dispatch import fetch_commands
@@ -123,7 +123,7 @@ def test_a_claim_group_that_fails_leaves_no_lock_behind(
     )["devices"]]  # fmt: skip
     owner = authenticate(rt, api.keys["owner"])
     poisoned = tokens[3]
-    statement_params = devices._Claim.statement_params
+    statement_params = claims._Claim.statement_params
 
     def poison(claim: Any) -> Any:
         statement, params = statement_params(claim)
@@ -131,10 +131,8 @@ def test_a_claim_group_that_fails_leaves_no_lock_behind(
             params = {**params, "hash": params["hash"] + POISON}
         return statement, params
 
-    monkeypatch.setattr(devices._Claim, "statement_params", poison)
-    outcomes = devices.claim_devices(
-        rt, [devices.ClaimRequest(owner, owner_token=t) for t in tokens]
-    )
+    monkeypatch.setattr(claims._Claim, "statement_params", poison)
+    outcomes = claims.claim_devices(rt, [claims.ClaimRequest(owner, owner_token=t) for t in tokens])
     assert isinstance(outcomes[3], Exception)
     assert [getattr(o, "status", None) for i, o in enumerate(outcomes) if i != 3] == ["READY"] * 5
     # The same connection serves the next writer at once (no statement left holding a lock).

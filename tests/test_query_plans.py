@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import BACKEND, fresh_pg_database
-from zerotouch.services import device_auth, device_calls
+from zerotouch.store import device_calls
+from zerotouch.store import devices as device_store
 from zerotouch.store.db import Database
 from zerotouch.store.fast import FastStatement
 from zerotouch.store.schema import accounts, commands, device_keys, devices
@@ -117,5 +118,5 @@ def test_device_calls_read_their_devices_plans_by_index(tmp_path: Path) -> None:
 def test_credentials_are_read_by_index(tmp_path: Path) -> None:
     with _fleet(tmp_path) as db:
         ids = [f"dev-{pk}" for pk in range(100, 108)]
-        plan = _plan(db, device_auth._DEVICES, {"device_ids": ids})
+        plan = _plan(db, device_store._DEVICES, {"device_ids": ids})
     assert not _full_scans(plan, "devices", "device_keys"), plan

@@ -84,9 +84,7 @@ def serve(
     if (tls_cert is None) != (tls_key is None):
         err.print("[red]--tls-cert and --tls-key go together.[/red]")
         raise typer.Exit(2)
-    import uvicorn
-
-    from zerotouch.frontends import create_served_app
+    from zerotouch import serving
 
     given = {
         "host": host,
@@ -117,7 +115,7 @@ def serve(
     }
     if tls_cert is not None and tls_key is not None:
         options.update(ssl_certfile=str(tls_cert), ssl_keyfile=str(tls_key))
-    from zerotouch.adapters.http.workers import PortInUse, claim_ports, serve_workers
+    from zerotouch.serving.processes import PortInUse, claim_ports, serve_workers
 
     ports = [settings.port, settings.ovms_port]
     if settings.tls_cert is not None:
@@ -134,12 +132,10 @@ def serve(
             runtime.db.dispose()
             serve_workers(settings.host, settings.port, workers, options)
             return
-        uvicorn.run(
-            create_served_app(settings, runtime),
-            host=settings.host,
-            port=settings.port,
-            **options,
-        )
+        try:
+            serving.run(settings, runtime, options)
+        finally:
+            runtime.db.dispose()
 
 
 def _announce(settings: Settings, runtime: Runtime) -> None:

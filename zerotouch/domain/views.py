@@ -10,6 +10,11 @@ from zerotouch.domain.errors import FieldError
 
 T = TypeVar("T")
 
+# Lists come a page at a time (API.md, Lists).
+MAX_PAGE_LIMIT = 1000
+DEFAULT_PAGE_LIMIT = 100
+MAX_ID = 2**63 - 1  # Ids are 64-bit signed on PostgreSQL: a larger cursor matches nothing.
+
 
 @dataclass(frozen=True, slots=True)
 class DeviceView:

@@ -13,18 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
-
 from zerotouch.crypto.hashing import matches, new_api_key, secret_hash
 from zerotouch.domain.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from zerotouch.domain.values import Permission, Role
 from zerotouch.domain.views import Page
 from zerotouch.services.runtime import Principal, Runtime
+from zerotouch.store import accounts as store
 from zerotouch.store import paging
-from zerotouch.store.fast import FastStatement
-from zerotouch.store.queries import record_event
-from zerotouch.store.schema import accounts, api_keys
-from zerotouch.store.sets import one_of
+from zerotouch.store.db import Connection
+from zerotouch.store.events import record_event
 
 ACCOUNT_NAME_MAX = 64
 API_KEY_MAX = 256  # Ours are 46 characters; anything far longer is not one of them.
@@ -48,14 +45,6 @@ class NewApiKey:
     key: str  # Shown once.
 
 
-def ensure_account(conn: sa.Connection, name: str, rt: Runtime) -> int:
-    found = conn.execute(sa.select(accounts.c.id).where(accounts.c.name == name)).scalar()
-    if found is not None:
-        return int(found)
-    result = conn.execute(accounts.insert().values(name=name, created_at=rt.clock()))
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
-
-
 def _role(role: str) -> Role:
     try:
         return Role(role)
@@ -71,7 +60,7 @@ def _check_expiry(rt: Runtime, expires_at: dt.datetime | None) -> None:
 
 def _insert_key(
     rt: Runtime,
-    conn: sa.Connection,
+    conn: Connection,
     *,
     account_id: int,
     role: Role,
@@ -81,15 +70,14 @@ def _insert_key(
     raw = new_api_key()
     key_id = str(uuid.uuid4())
     now = rt.clock()
-    conn.execute(
-        api_keys.insert().values(
-            id=key_id,
-            account_id=account_id,
-            role=role.value,
-            key_hash=secret_hash(raw),
-            created_at=now,
-            expires_at=expires_at,
-        )
+    store.add_key(
+        conn,
+        id=key_id,
+        account_id=account_id,
+        role=role.value,
+        key_hash=secret_hash(raw),
+        created_at=now,
+        expires_at=expires_at,
     )
     data: dict[str, object] = {"keyId": key_id, "role": role.value}
     if expires_at is not None:
@@ -114,7 +102,7 @@ def create_api_key(
         raise InvalidArgument.for_field("account", f"must be 1-{ACCOUNT_NAME_MAX} characters")
     _check_expiry(rt, expires_at)
     with rt.db.write() as conn:
-        account_id = ensure_account(conn, account_name, rt)
+        account_id = store.ensure(conn, account_name, rt.clock())
         made = _insert_key(
             rt, conn, account_id=account_id, role=checked, expires_at=expires_at, actor="cli"
         )
@@ -155,10 +143,9 @@ def list_api_keys(
     """The account's keys (never their secrets), in the order they were made."""
     principal.require(Permission.MANAGE_PLATFORM)
     with rt.db.read() as conn:
-        return paging.created_page(
+        return store.key_page(
             conn,
-            api_keys,
-            [api_keys.c.account_id == principal.account_id],
+            account_id=principal.account_id,
             view=_key_view,
             limit=page_limit,
             token=page_token,
@@ -169,15 +156,8 @@ def list_account_keys(
     rt: Runtime, *, account_name: str | None = None
 ) -> list[tuple[str, ApiKeyView]]:
     """Every key, or an account's, with its account's name (for the command line)."""
-    query = (
-        sa.select(accounts.c.name, api_keys)
-        .join(accounts, accounts.c.id == api_keys.c.account_id)
-        .order_by(accounts.c.name, api_keys.c.created_at, api_keys.c.id)
-    )
-    if account_name is not None:
-        query = query.where(accounts.c.name == account_name)
     with rt.db.read() as conn:
-        return [(row.name, _key_view(row)) for row in conn.execute(query)]
+        return [(row.name, _key_view(row)) for row in store.keys_with_accounts(conn, account_name)]
 
 
 def revoke_api_key(rt: Runtime, *, key_id: str, principal: Principal | None = None) -> ApiKeyView:
@@ -186,10 +166,8 @@ def revoke_api_key(rt: Runtime, *, key_id: str, principal: Principal | None = No
     if principal is not None:
         principal.require(Permission.MANAGE_PLATFORM)
     with rt.db.write() as conn:
-        query = sa.select(api_keys).where(api_keys.c.id == key_id)
-        if principal is not None:
-            query = query.where(api_keys.c.account_id == principal.account_id)
-        row = conn.execute(query.with_for_update()).first()
+        account_id = principal.account_id if principal is not None else None
+        row = store.find_key(conn, key_id, account_id=account_id, lock=True)
         if row is None:
             raise NotFound(f"No API key {key_id!r}.", code="api_key_not_found")
         if principal is not None and _RANK[Role(row.role)] > _RANK[principal.role]:
@@ -198,7 +176,7 @@ def revoke_api_key(rt: Runtime, *, key_id: str, principal: Principal | None = No
             )
         now = rt.clock()
         if row.revoked_at is None:
-            conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(revoked_at=now))
+            store.revoke_key(conn, key_id, now)
             record_event(
                 conn,
                 account_id=row.account_id,
@@ -206,20 +184,7 @@ def revoke_api_key(rt: Runtime, *, key_id: str, principal: Principal | None = No
                 at=now,
                 event=("api_key.revoked", None, {"keyId": key_id, "role": row.role}),
             )
-        found = conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id)).one()
-        return _key_view(found)
-
-
-_BY_KEY_HASHES = FastStatement(
-    sa.select(
-        api_keys.c.id,
-        api_keys.c.account_id,
-        api_keys.c.role,
-        api_keys.c.key_hash,
-        api_keys.c.expires_at,
-        api_keys.c.revoked_at,
-    ).where(one_of(api_keys.c.key_hash, "hashes"))
-)
+        return _key_view(store.find_key(conn, key_id))
 
 
 def load_principals(rt: Runtime, raw_keys: Sequence[str]) -> list[Principal | Exception]:
@@ -231,7 +196,7 @@ def load_principals(rt: Runtime, raw_keys: Sequence[str]) -> list[Principal | Ex
     if wanted:
         # One round trip: the statement and its COMMIT go out together on PostgreSQL.
         with rt.db.read_batched() as conn:
-            reading = _BY_KEY_HASHES.send(conn, {"hashes": wanted})
+            reading = store.send_keys_by_hash(conn, wanted)
         found = {row.key_hash: row for row in reading.rows()}
     now = rt.clock()
     results: list[Principal | Exception] = []

@@ -2,79 +2,68 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import sqlalchemy as sa
+from dataclasses import dataclass
 
 from zerotouch.crypto import ca
-from zerotouch.domain.errors import AlreadyExists, FieldError, InvalidArgument, NotFound
+from zerotouch.domain.errors import InvalidArgument, NotFound
 from zerotouch.domain.values import Permission
 from zerotouch.domain.views import CaView
 from zerotouch.services.runtime import Principal, Runtime
-from zerotouch.store.queries import record_event, unique_violation_as
-from zerotouch.store.schema import certificate_authorities
+from zerotouch.store import authorities
+from zerotouch.store.events import record_event
 
 KEY_PURPOSE = "certificate_authorities.private_key"
 COMMON_NAME_MAX = 64  # RFC 5280 upper bound for commonName.
 
 
-def _material(body: Any) -> ca.CaMaterial:
-    if not isinstance(body, dict):
-        raise InvalidArgument.for_field("body", "must be an object")
-    unknown = [k for k in body if k not in ("commonName", "certificate", "privateKey")]
-    if unknown:
-        raise InvalidArgument(
-            f"{unknown[0]}: is not a known field",
-            errors=[FieldError(k, "is not a known field") for k in unknown],
-        )
-    if "commonName" in body:
-        if "certificate" in body or "privateKey" in body:
+@dataclass(frozen=True, slots=True)
+class NewAuthority:
+    """A CA to make (``common_name``) or to import (``certificate`` and ``private_key``, PEM)."""
+
+    common_name: str | None = None
+    certificate: str | None = None
+    private_key: str | None = None
+
+    def material(self) -> ca.CaMaterial:
+        if self.common_name is not None:
+            if self.certificate is not None or self.private_key is not None:
+                raise InvalidArgument.for_field(
+                    "commonName", "give commonName or certificate and privateKey, not both"
+                )
+            if not 1 <= len(self.common_name) <= COMMON_NAME_MAX:
+                raise InvalidArgument.for_field(
+                    "commonName", f"must be a string of 1-{COMMON_NAME_MAX} characters"
+                )
+            return ca.generate_ca(self.common_name)
+        if self.certificate is None:
             raise InvalidArgument.for_field(
-                "commonName", "give commonName or certificate and privateKey, not both"
+                "certificate", "is required (or give commonName to generate one)"
             )
-        name = body["commonName"]
-        if not isinstance(name, str) or not 1 <= len(name) <= COMMON_NAME_MAX:
+        if self.private_key is None:
             raise InvalidArgument.for_field(
-                "commonName", f"must be a string of 1-{COMMON_NAME_MAX} characters"
+                "privateKey", "is required (or give commonName to generate one)"
             )
-        return ca.generate_ca(name)
-    for field in ("certificate", "privateKey"):
-        if not isinstance(body.get(field), str):
-            raise InvalidArgument.for_field(
-                field, "is required (or give commonName to generate one)"
-            )
-    try:
-        return ca.import_ca(body["certificate"], body["privateKey"])
-    except ValueError as exc:
-        field, _, reason = str(exc).partition(": ")
-        raise InvalidArgument.for_field(field, reason) from None
+        try:
+            return ca.import_ca(self.certificate, self.private_key)
+        except ValueError as exc:
+            field, _, reason = str(exc).partition(": ")
+            raise InvalidArgument.for_field(field, reason) from None
 
 
-def create_authority(rt: Runtime, *, principal: Principal, body: Any) -> CaView:
+def create_authority(rt: Runtime, *, principal: Principal, new: NewAuthority) -> CaView:
     principal.require(Permission.WRITE_DEVICES)
-    material = _material(body)
+    material = new.material()
     now = rt.clock()
     with rt.db.write() as conn:
-        exists = conn.execute(
-            sa.select(certificate_authorities.c.account_id).where(
-                certificate_authorities.c.account_id == principal.account_id
-            )
-        ).first()
-        if exists:
-            raise AlreadyExists("This account has a certificate authority already.")
-        with unique_violation_as(
-            AlreadyExists("This account has a certificate authority already.")
-        ):
-            conn.execute(
-                certificate_authorities.insert().values(
-                    account_id=principal.account_id,
-                    certificate_pem=material.certificate_pem,
-                    private_key_sealed=rt.keyring.seal(material.private_key_pem, KEY_PURPOSE),
-                    fingerprint=material.fingerprint,
-                    created_at=now,
-                )
-            )
-        kind = "generated" if "commonName" in body else "imported"
+        authorities.add(
+            conn,
+            account_id=principal.account_id,
+            certificate_pem=material.certificate_pem,
+            private_key_sealed=rt.keyring.seal(material.private_key_pem, KEY_PURPOSE),
+            fingerprint=material.fingerprint,
+            now=now,
+        )
+        kind = "generated" if new.common_name is not None else "imported"
         record_event(
             conn,
             account_id=principal.account_id,
@@ -88,11 +77,7 @@ def create_authority(rt: Runtime, *, principal: Principal, body: Any) -> CaView:
 def get_authority(rt: Runtime, *, principal: Principal) -> CaView:
     principal.require(Permission.READ_DEVICES)
     with rt.db.read() as conn:
-        row = conn.execute(
-            sa.select(certificate_authorities).where(
-                certificate_authorities.c.account_id == principal.account_id
-            )
-        ).first()
+        row = authorities.find(conn, principal.account_id)
     if row is None:
         raise NotFound(
             "This account has no certificate authority.", code="certificate_authority_not_found"

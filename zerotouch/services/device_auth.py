@@ -13,18 +13,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
-
-import sqlalchemy as sa
+from typing import Any
 
 from zerotouch.crypto import device_tokens
 from zerotouch.crypto.envelope import KeyringError
 from zerotouch.domain.errors import PermissionDenied, Unauthenticated
 from zerotouch.domain.lifecycle import DeviceStatus
 from zerotouch.services.runtime import Runtime
-from zerotouch.store.fast import FastStatement
-from zerotouch.store.schema import device_keys, device_token_ids, devices
-from zerotouch.store.sets import one_of
+from zerotouch.store import devices as store
 
 log = logging.getLogger(__name__)
 
@@ -36,31 +32,6 @@ DEVICE_SECRET_PURPOSE = "devices.device_secret"  # noqa: S105 - a sealing purpos
 CREDENTIALS_CACHE_S = 300.0
 CREDENTIALS_CACHE_MAX = 100_000
 REFUSED = "The device token was refused: a JWT signed by the device, at most 300 s long, new jti."
-
-# Every device's first call in a process reads this, for all devices that call together: each
-# device with the public keys it generated, looked up by index for each device (a join would
-# let PostgreSQL, without statistics on a table just filled, scan every key for every group).
-_KEY_SEPARATOR = ";"  # Never in a PEM text.
-_DEVICES = FastStatement(
-    sa.select(
-        devices.c.id,
-        devices.c.device_id,
-        devices.c.account_id,
-        devices.c.status,
-        devices.c.public_key,
-        devices.c.device_secret_sealed,
-        sa.select(
-            sa.func.aggregate_strings(
-                device_keys.c.public_key,
-                # Written into the SQL (see _SPACE in services/device_calls.py).
-                cast(str, sa.literal_column(f"'{_KEY_SEPARATOR}'")),
-            )
-        )
-        .where(device_keys.c.device_pk == devices.c.id)
-        .scalar_subquery()
-        .label("keys"),
-    ).where(one_of(devices.c.device_id, "device_ids"))
-)
 
 
 @dataclass(slots=True)
@@ -146,7 +117,7 @@ def load_credentials(rt: Runtime, device_ids: Sequence[str]) -> list[DeviceCrede
     """The credentials of each device in ``device_ids``, read in one round trip, and cached
     for those claimed and not blocked; an unknown device gets a refusal."""
     with rt.db.read_batched() as conn:
-        found = _DEVICES.send(conn, {"device_ids": sorted(set(device_ids))})
+        found = store.send_credentials(conn, sorted(set(device_ids)))
     read_at = time.monotonic()
     loaded = {row.device_id: _credentials(rt, row, read_at) for row in found.rows()}
     cache = rt.device_credentials
@@ -176,7 +147,7 @@ def _credentials(rt: Runtime, row: Any, read_at: float) -> DeviceCredentials:
             )
         except KeyringError:
             log.error("the device secret of device pk %s did not open", row.id)
-    generated = row.keys.split(_KEY_SEPARATOR) if row.keys else []
+    generated = row.keys.split(store.KEY_SEPARATOR) if row.keys else []
     public_keys = tuple(([row.public_key] if row.public_key else []) + generated)
     return DeviceCredentials(
         device_pk=row.id,
@@ -207,7 +178,4 @@ def _verify(
 def purge_token_ids(rt: Runtime) -> int:
     """Forget the jti of every token that has expired (it can no longer be replayed)."""
     with rt.db.write() as conn:
-        result = conn.execute(
-            device_token_ids.delete().where(device_token_ids.c.expires_at < rt.clock())
-        )
-    return int(result.rowcount or 0)
+        return store.forget_token_ids(conn, before=rt.clock())

@@ -12,7 +12,7 @@ many calls there are.
 
 A call that is refused (a domain error: 401, 403, 422) stages nothing and gets its error (its
 token's jti counts as used); the others go on. Anything else fails the group, and
-services/grouping.py runs each of its calls again alone. Calls of one device never share a
+services/batching.py runs each of its calls again alone. Calls of one device never share a
 group, so the changes of a group never touch the same row twice.
 """
 
@@ -23,122 +23,21 @@ import functools
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast
-
-import sqlalchemy as sa
+from typing import Any, Generic, TypeVar
 
 from zerotouch.domain.errors import PermissionDenied, Unauthenticated, ZerotouchError
-from zerotouch.domain.lifecycle import CommandStatus, DeviceStatus
+from zerotouch.domain.lifecycle import DeviceStatus
 from zerotouch.services.authority import KEY_PURPOSE as AUTHORITY_KEY_PURPOSE
+from zerotouch.services.batching import in_groups
 from zerotouch.services.device_auth import REFUSED, DeviceCaller
-from zerotouch.services.grouping import in_groups
 from zerotouch.services.runtime import Runtime
-from zerotouch.store.fast import FastStatement
-from zerotouch.store.queries import Event, event_row, send_events, unique_violation_as
-from zerotouch.store.schema import (
-    BigId,
-    Json,
-    certificate_authorities,
-    commands,
-    device_keys,
-    device_token_ids,
-    devices,
-)
-from zerotouch.store.sets import InsertRows, Rows, lookup_hint, one_of
+from zerotouch.store import authorities
+from zerotouch.store import device_calls as store
+from zerotouch.store.db import Connection, unique_violation_as
+from zerotouch.store.events import Event, event_row
 
 T = TypeVar("T")
-OPEN = (CommandStatus.PENDING.value, CommandStatus.IN_PROGRESS.value)
-
-_RECORD_JTIS = InsertRows(device_token_ids, ("device_pk", "jti", "expires_at"))
-# One read for every device of the group: the device row, locked (in one order, by id, so
-# groups in other processes cannot deadlock with this one), the fingerprints of its keys, its
-# account CA's fingerprint, and its whole plan (at most 20 commands), with the parameters only
-# of the commands still open: they are all a call can hand out or act on.
-_SPACE = cast(str, sa.literal_column("' '"))
-_locked = (
-    sa.select(
-        devices.c.id.label("device_pk"),
-        devices.c.account_id,
-        devices.c.status.label("device_status"),
-        devices.c.blocked_from,
-        # The separator written into the SQL: given as a str, it would be a parameter that
-        # SQLAlchemy fills in only at execution, which store/fast.py does not do.
-        sa.select(sa.func.aggregate_strings(device_keys.c.fingerprint, _SPACE))
-        .where(device_keys.c.device_pk == devices.c.id)
-        .scalar_subquery()
-        .label("keys"),
-        sa.select(certificate_authorities.c.fingerprint)
-        .where(certificate_authorities.c.account_id == devices.c.account_id)
-        .scalar_subquery()
-        .label("authority"),
-    )
-    .where(one_of(devices.c.id, "pks"))
-    .order_by(devices.c.id)
-    .with_for_update()
-    .subquery("locked")
-)
-_is_open = commands.c.status.in_([sa.literal(s) for s in OPEN])
-_READ = FastStatement(
-    sa.select(
-        *_locked.c,
-        commands.c.id,
-        commands.c.position,
-        commands.c.type,
-        sa.case((_is_open, commands.c.request), else_=sa.null()).label("request"),
-        sa.case((_is_open, commands.c.secrets_sealed), else_=sa.null()).label("secrets_sealed"),
-        commands.c.status,
-    )
-    .select_from(
-        _locked.outerjoin(
-            commands,
-            sa.and_(
-                commands.c.device_pk == _locked.c.device_pk,
-                # Without statistics (a table just filled, not analyzed yet) PostgreSQL guesses
-                # that each device has a two-hundredth of all commands, and scans the whole
-                # table for every group: the list lets it look the plans up by index instead.
-                lookup_hint(commands.c.device_pk, "pks"),
-            ),
-        )
-    )
-    .order_by(_locked.c.device_pk, commands.c.position)
-)
-_AUTHORITIES = FastStatement(
-    sa.select(
-        certificate_authorities.c.account_id,
-        certificate_authorities.c.certificate_pem,
-        certificate_authorities.c.private_key_sealed,
-        certificate_authorities.c.fingerprint,
-    ).where(one_of(certificate_authorities.c.account_id, "accounts"))
-)
-
-# What a change leaves out (None) stays as it was.
-_changed = Rows(
-    "changed",
-    sa.column("id", commands.c.id.type),
-    sa.column("status", commands.c.status.type),
-    sa.column("response", Json),
-    sa.column("position", sa.Integer()),
-)
-_CHANGE_COMMANDS = FastStatement(
-    commands.update()
-    .where(commands.c.id == _changed.c.id, lookup_hint(commands.c.id, "ids"))
-    .values(
-        status=sa.func.coalesce(_changed.c.status, commands.c.status),
-        response=sa.func.coalesce(_changed.c.response, commands.c.response),
-        position=sa.func.coalesce(_changed.c.position, commands.c.position),
-        updated_at=sa.bindparam("now"),
-    )
-)
-_moved = Rows("moved", sa.column("id", BigId), sa.column("status", devices.c.status.type))
-_MOVE_DEVICES = FastStatement(
-    devices.update()
-    .where(devices.c.id == _moved.c.id, lookup_hint(devices.c.id, "ids"))
-    .values(status=_moved.c.status, updated_at=sa.bindparam("now"))
-)
-_NEW_COMMANDS = InsertRows(commands, [c.name for c in commands.c])
-_NEW_KEYS = InsertRows(
-    device_keys, ("device_pk", "fingerprint", "public_key", "command_id", "created_at")
-)
+OPEN = store.OPEN
 
 
 class Call:
@@ -289,20 +188,14 @@ class _Reads:
     authorities: dict[int, Authority]
 
     @classmethod
-    def send(cls, rt: Runtime, conn: sa.Connection, works: list[DeviceWork[Any]]) -> _Reads:
-        """Read for every call and record the new jtis: two statements, sent together.
-
-        The read locks the devices first: a jti's row takes a share lock on its device (its
-        foreign key), and taken before the row lock it would let two nodes serving one device
-        deadlock. Locks are taken in one order: devices by id, then the jtis.
-        """
-        reading = _READ.send(conn, {"pks": [work.caller.device_pk for work in works]})
+    def send(cls, rt: Runtime, conn: Connection, works: list[DeviceWork[Any]]) -> _Reads:
+        """Read for every call and record the new jtis (store/device_calls.py)."""
         fresh = [work.caller for work in works if not work.caller.consumed]
-        _RECORD_JTIS.send(
+        found = store.send_reads(
             conn,
+            [work.caller.device_pk for work in works],
             [{"device_pk": c.device_pk, "jti": c.jti, "expires_at": c.expires_at} for c in fresh],
-        )
-        found = reading.rows()
+        ).rows()
         reads = cls({}, defaultdict(list), {})
         for row in found:
             if row.device_pk not in reads.devices:
@@ -346,7 +239,7 @@ class _Reads:
         )
 
 
-def _authorities(rt: Runtime, conn: sa.Connection, wanted: dict[int, str]) -> dict[int, Authority]:
+def _authorities(rt: Runtime, conn: Connection, wanted: dict[int, str]) -> dict[int, Authority]:
     """The CAs of the accounts in ``wanted`` (account -> certificate fingerprint): from this
     process's cache, and from the database for those not in it or replaced since."""
     cache: dict[int, Authority] = rt.authorities
@@ -354,7 +247,7 @@ def _authorities(rt: Runtime, conn: sa.Connection, wanted: dict[int, str]) -> di
         a for a, print_ in wanted.items() if getattr(cache.get(a), "fingerprint", None) != print_
     ]
     if missing:
-        for row in _AUTHORITIES.run(conn, {"accounts": missing}):
+        for row in authorities.signers(conn, missing):
             cache[row.account_id] = Authority(
                 row.fingerprint,
                 row.certificate_pem,
@@ -363,22 +256,17 @@ def _authorities(rt: Runtime, conn: sa.Connection, wanted: dict[int, str]) -> di
     return {account: cache[account] for account in wanted if account in cache}
 
 
-def _send_changes(conn: sa.Connection, calls: list[Call], now: dt.datetime) -> None:
-    changed = [{"id": key, **values} for call in calls for key, values in call.changes.items()]
-    if changed:
-        ids = [row["id"] for row in changed]
-        _CHANGE_COMMANDS.send(conn, {"changed": changed, "ids": ids, "now": now})
-    moved = [{"id": c.caller.device_pk, "status": c.status} for c in calls if c.status]
-    if moved:
-        ids = [row["id"] for row in moved]
-        _MOVE_DEVICES.send(conn, {"moved": moved, "ids": ids, "now": now})
-    _NEW_COMMANDS.send(conn, [row for call in calls for row in call.new_commands])
-    _NEW_KEYS.send(conn, [row for call in calls for row in call.new_keys])
-    send_events(
+def _send_changes(conn: Connection, calls: list[Call], now: dt.datetime) -> None:
+    store.send_changes(
         conn,
-        [
+        changed=[{"id": key, **values} for call in calls for key, values in call.changes.items()],
+        moved=[{"id": c.caller.device_pk, "status": c.status} for c in calls if c.status],
+        new_commands=[row for call in calls for row in call.new_commands],
+        new_keys=[row for call in calls for row in call.new_keys],
+        events=[
             event_row(call.device.account_id, call.caller.actor, now, event)
             for call in calls
             for event in call.events
         ],
+        now=now,
     )

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import sqlalchemy as sa
-
 from zerotouch.domain.commands import CommandType
 from zerotouch.domain.errors import InvalidArgument
 from zerotouch.domain.lifecycle import (
@@ -28,33 +26,11 @@ from zerotouch.services.device_auth import DeviceCaller
 from zerotouch.services.device_calls import OPEN, Call
 from zerotouch.services.plans import SECRETS_PURPOSE
 from zerotouch.services.runtime import Runtime
-from zerotouch.store.fast import FastStatement
-from zerotouch.store.schema import commands, devices
+from zerotouch.store import device_calls as store
 
 MAX_LIMIT = 20
 DEFAULT_LIMIT = 10
 PENDING, IN_PROGRESS = CommandStatus.PENDING.value, CommandStatus.IN_PROGRESS.value
-
-# A long poll asks these while it waits (see has_commands): built once (see store/fast.py).
-_b = sa.bindparam
-_cursor = commands.alias("cursor")
-# Whether an open command follows the cursor (none: from the start).
-_NEXT = FastStatement(
-    sa.select(commands.c.id)
-    .where(
-        commands.c.device_pk == _b("device_pk"),
-        commands.c.position
-        > sa.case(
-            (_b("after", type_=sa.String) == sa.null(), 0),
-            else_=sa.select(_cursor.c.position)
-            .where(_cursor.c.id == _b("after"), _cursor.c.device_pk == _b("device_pk"))
-            .scalar_subquery(),
-        ),
-        commands.c.status.in_([sa.literal(status) for status in OPEN]),
-    )
-    .limit(1)
-)
-_DEVICE_STATUS = FastStatement(sa.select(devices.c.status).where(devices.c.id == _b("device_pk")))
 
 
 def check_limit(limit: int) -> int:
@@ -86,10 +62,10 @@ def fetch_commands(rt: Runtime, after: str | None, limit: int, call: Call) -> li
 def has_commands(rt: Runtime, *, caller: DeviceCaller, after: str | None) -> bool:
     """Whether a fetch would find work now (a read only: long polls ask this while waiting)."""
     with rt.db.read() as conn:
-        (row,) = _DEVICE_STATUS.run(conn, {"device_pk": caller.device_pk})
-        if row.status in (DeviceStatus.ERROR.value, DeviceStatus.BLOCKED.value):
+        status = store.status_of(conn, caller.device_pk)
+        if status in (DeviceStatus.ERROR.value, DeviceStatus.BLOCKED.value):
             return False
-        return bool(_NEXT.run(conn, {"device_pk": caller.device_pk, "after": after}))
+        return store.has_open_after(conn, caller.device_pk, after)
 
 
 def params_of(row: Any) -> dict[str, Any]:

@@ -13,8 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from zerotouch.crypto.envelope import (
     Keyring,
     KeyringError,
@@ -25,10 +23,7 @@ from zerotouch.crypto.envelope import (
 )
 from zerotouch.services.runtime import Runtime
 from zerotouch.store import master_keys
-from zerotouch.store.db import Database, KeyringBusy
-from zerotouch.store.schema import SEALED_COLUMNS
-
-BATCH = 1000
+from zerotouch.store.db import Connection, Database, KeyringBusy
 
 
 class KeyringMismatch(Exception):
@@ -89,31 +84,21 @@ class Rotation:
     keyring: Keyring
 
 
-def reseal_all(conn: sa.Connection, keyring: Keyring) -> int:
+def reseal_all(conn: Connection, keyring: Keyring) -> int:
     """Seal every stored secret under ``keyring``'s newest key, in the caller's transaction."""
     count = 0
-    for table, column, purpose in SEALED_COLUMNS:
-        col = table.c[column]
-        pk = next(iter(table.primary_key.columns))
-        rows = conn.execute(sa.select(pk, col).where(col.is_not(None))).all()
+    for where, purpose, values in master_keys.sealed_values(conn):
         updates = []
-        for key, value in rows:
+        for key, value in values:
             if sealed_version(value) == keyring.current_version:
                 continue
             try:
-                updates.append({"_pk": key, "_value": keyring.reseal(value, purpose)})
+                updates.append((key, keyring.reseal(value, purpose)))
             except KeyringError:
                 raise KeyringMismatch(
-                    f"{table.name}.{column} of {key} does not open with the keyring: nothing "
-                    "was changed"
+                    f"{where} of {key} does not open with the keyring: nothing was changed"
                 ) from None
-        for start in range(0, len(updates), BATCH):
-            conn.execute(
-                table.update()
-                .where(pk == sa.bindparam("_pk"))
-                .values({column: sa.bindparam("_value")}),
-                updates[start : start + BATCH],
-            )
+        master_keys.write_sealed(conn, where, updates)
         count += len(updates)
     return count
 

@@ -6,9 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
-
 from zerotouch.crypto import pem
 from zerotouch.crypto.hashing import new_owner_token, secret_hash
 from zerotouch.domain.errors import AlreadyExists, FieldError, InvalidArgument
@@ -18,9 +15,8 @@ from zerotouch.domain.values import Permission
 from zerotouch.domain.views import ImportedDevice, ImportResult, RejectedRow
 from zerotouch.protocols import tr005
 from zerotouch.services.runtime import Principal, Runtime
-from zerotouch.store import bulk
-from zerotouch.store.queries import record_event, unique_violation_as
-from zerotouch.store.schema import devices
+from zerotouch.store import devices as store
+from zerotouch.store.events import record_event
 
 MAX_IMPORT_RECORDS = 10_000
 _CONFLICT_RETRIES = 3
@@ -72,25 +68,6 @@ def _validate(
         seen.add(record.device_id)
         accepted.append((index, record))
     return accepted, rejected
-
-
-def _existing(conn: sa.Connection, device_ids: list[str]) -> set[str]:
-    """Which of ``device_ids`` are imported already."""
-    if conn.dialect.name == "postgresql":
-        # One array parameter: an IN list of a thousand parameters costs the driver and the
-        # server far more (measured: 18 us against 2 us per record).
-        ids = sa.bindparam("ids", type_=postgresql.ARRAY(sa.String))
-        query = sa.select(devices.c.device_id).where(devices.c.device_id == sa.any_(ids))
-        return set(conn.execute(query, {"ids": device_ids}).scalars())
-    found: set[str] = set()
-    for start in range(0, len(device_ids), 500):
-        chunk = device_ids[start : start + 500]
-        found.update(
-            conn.execute(
-                sa.select(devices.c.device_id).where(devices.c.device_id.in_(chunk))
-            ).scalars()
-        )
-    return found
 
 
 def import_devices(
@@ -181,7 +158,7 @@ def _write(
     total: int,
 ) -> ImportResult:
     with rt.db.write() as conn:
-        taken = _existing(conn, [p.record.device_id for p in prepared])
+        taken = store.imported_already(conn, [p.record.device_id for p in prepared])
         rejected = list(invalid)
         fresh: list[_Prepared] = []
         for p in prepared:
@@ -203,8 +180,7 @@ def _write(
         if atomic and rejected:
             _refuse(rejected, total)
         if fresh:
-            with unique_violation_as(AlreadyExists("A deviceId was imported concurrently.")):
-                bulk.insert_many(conn, devices, [p.row for p in fresh])
+            store.add_imported(conn, [p.row for p in fresh])
             # One event per import: who imported which devices. Per-device rows would double
             # the write cost of an import for no more information.
             record_event(

@@ -13,24 +13,21 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
-
 from zerotouch.domain.errors import (
-    AlreadyExists,
     FieldError,
     IllegalTransition,
     InvalidArgument,
-    NotFound,
 )
 from zerotouch.domain.lifecycle import DeviceEvent, DeviceStatus, device_transition
 from zerotouch.domain.records import VIN_RE
 from zerotouch.domain.values import Permission
 from zerotouch.protocols import ovms
 from zerotouch.services.runtime import Principal, Runtime
+from zerotouch.store import ovms as store
 from zerotouch.store import rate_limits
-from zerotouch.store.fast import FastStatement
-from zerotouch.store.queries import device_for_account, record_event, unique_violation_as
-from zerotouch.store.schema import devices, ovms_records
+from zerotouch.store.db import Connection
+from zerotouch.store.devices import device_for_account
+from zerotouch.store.events import record_event
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +38,6 @@ ICCID_PURPOSE = "devices.iccid"
 RECORD_MAX = 4096  # The module's parameter block; the reference firmware keeps less.
 PARAMETERS_MAX = 64
 SECRET_MAX = 128
-_FIELDS = ("parameters", "record", "apkey", "secret", "oneTime")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,60 +52,58 @@ class OvmsView:
     updated_at: Any
 
 
-def _record(body: dict[str, Any]) -> tuple[str, bool]:
-    if ("parameters" in body) == ("record" in body):
-        raise InvalidArgument.for_field("parameters", "give exactly one of parameters and record")
-    if "parameters" in body:
-        params = body["parameters"]
-        if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
-            raise InvalidArgument.for_field("parameters", "must be a list of strings")
-        if len(params) > PARAMETERS_MAX:
-            raise InvalidArgument.for_field("parameters", f"must hold at most {PARAMETERS_MAX}")
-        try:
-            text = ovms.record_of(params)
-        except ValueError as exc:
-            raise InvalidArgument.for_field("parameters", str(exc)) from None
-        from_parameters = True
-    else:
-        text = body["record"]
-        if not isinstance(text, str) or "\r" in text or "\n" in text:
-            raise InvalidArgument.for_field("record", "must be one line of text")
-        from_parameters = False
-    if len(text.encode()) > RECORD_MAX:
-        raise InvalidArgument.for_field("record", f"must be at most {RECORD_MAX} bytes")
-    return text, from_parameters
+@dataclass(frozen=True, slots=True)
+class RecordInput:
+    """A car's record as the operator gives it: the module's ``parameters`` or a ``record``
+    text (exactly one), and the apkey and shared secret when not the VIN and ICCID."""
 
+    parameters: list[str] | None = None
+    record: str | None = None
+    apkey: str | None = None
+    secret: str | None = None
+    one_time: bool = False
 
-def _check_body(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise InvalidArgument.for_field("body", "must be an object")
-    unknown = [k for k in body if k not in _FIELDS]
-    if unknown:
-        raise InvalidArgument(
-            f"{unknown[0]}: is not a known field",
-            errors=[FieldError(k, "is not a known field") for k in unknown],
-        )
-    for name, limit in (("apkey", ovms.APKEY_MAX), ("secret", SECRET_MAX)):
-        value = body.get(name)
-        if value is not None and (
-            not isinstance(value, str) or not 1 <= len(value) <= limit or " " in value
+    def text(self) -> tuple[str, bool]:
+        """The record's text, and whether it was made from parameters."""
+        if (self.parameters is None) == (self.record is None):
+            raise InvalidArgument.for_field(
+                "parameters", "give exactly one of parameters and record"
+            )
+        for name, value, limit in (
+            ("apkey", self.apkey, ovms.APKEY_MAX),
+            ("secret", self.secret, SECRET_MAX),
         ):
-            raise InvalidArgument.for_field(name, f"must be 1-{limit} characters without spaces")
-    if not isinstance(body.get("oneTime", False), bool):
-        raise InvalidArgument.for_field("oneTime", "must be true or false")
-    return body
+            if value is not None and (not 1 <= len(value) <= limit or " " in value):
+                raise InvalidArgument.for_field(
+                    name, f"must be 1-{limit} characters without spaces"
+                )
+        if self.parameters is not None:
+            if len(self.parameters) > PARAMETERS_MAX:
+                raise InvalidArgument.for_field("parameters", f"must hold at most {PARAMETERS_MAX}")
+            try:
+                text = ovms.record_of(self.parameters)
+            except ValueError as exc:
+                raise InvalidArgument.for_field("parameters", str(exc)) from None
+        else:
+            text = self.record or ""
+            if "\r" in text or "\n" in text:
+                raise InvalidArgument.for_field("record", "must be one line of text")
+        if len(text.encode()) > RECORD_MAX:
+            raise InvalidArgument.for_field("record", f"must be at most {RECORD_MAX} bytes")
+        return text, self.parameters is not None
 
 
-def put_record(rt: Runtime, *, principal: Principal, device_id: str, body: Any) -> OvmsView:
+def put_record(
+    rt: Runtime, *, principal: Principal, device_id: str, given: RecordInput
+) -> OvmsView:
     """Store (or replace) the device's record and the AP-S answer made from it."""
     principal.require(Permission.WRITE_DEVICES)
-    fields = _check_body(body)
-    text, from_parameters = _record(fields)
+    text, from_parameters = given.text()
     with rt.db.write() as conn:
         device = device_for_account(
             conn, account_id=principal.account_id, device_id=device_id, lock=True
         )
-        apkey = fields.get("apkey") or device.vin
+        apkey = given.apkey or device.vin
         if not apkey:
             raise InvalidArgument.for_field("apkey", "is required: the device has no vin")
         # A VIN names one car: only that car's own record may answer to it. The refusal is
@@ -120,7 +114,7 @@ def put_record(rt: Runtime, *, principal: Principal, device_id: str, body: Any) 
                 code="apkey_not_allowed",
                 errors=[FieldError("apkey", "a VIN-shaped apkey must be the device's own vin")],
             )
-        secret = fields.get("secret") or (
+        secret = given.secret or (
             rt.keyring.open_text(device.iccid_sealed, ICCID_PURPOSE)
             if device.iccid_sealed
             else None
@@ -129,25 +123,20 @@ def put_record(rt: Runtime, *, principal: Principal, device_id: str, body: Any) 
             raise InvalidArgument.for_field("secret", "is required: the device has no iccid")
         answer = ovms.seal_record(text, secret)
         now = rt.clock()
-        conn.execute(ovms_records.delete().where(ovms_records.c.device_pk == device.id))
-        with unique_violation_as(
-            AlreadyExists("The apkey is in use: choose another.", code="apkey_taken")
-        ):
-            conn.execute(
-                ovms_records.insert().values(
-                    device_pk=device.id,
-                    apkey=apkey,
-                    record_sealed=rt.keyring.seal(text, RECORD_PURPOSE),
-                    secret_sealed=rt.keyring.seal(secret, SECRET_PURPOSE),
-                    answer_sealed=rt.keyring.seal(answer.line(), ANSWER_PURPOSE),
-                    from_parameters=from_parameters,
-                    one_time=fields.get("oneTime", False),
-                    deliveries=0,
-                    delivered_at=None,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
+        store.replace(
+            conn,
+            device.id,
+            apkey=apkey,
+            record_sealed=rt.keyring.seal(text, RECORD_PURPOSE),
+            secret_sealed=rt.keyring.seal(secret, SECRET_PURPOSE),
+            answer_sealed=rt.keyring.seal(answer.line(), ANSWER_PURPOSE),
+            from_parameters=from_parameters,
+            one_time=given.one_time,
+            deliveries=0,
+            delivered_at=None,
+            created_at=now,
+            updated_at=now,
+        )
         record_event(
             conn,
             account_id=principal.account_id,
@@ -156,7 +145,7 @@ def put_record(rt: Runtime, *, principal: Principal, device_id: str, body: Any) 
             event=(
                 "ovms.record_set",
                 device_id,
-                {"apkey": apkey, "oneTime": fields.get("oneTime", False)},
+                {"apkey": apkey, "oneTime": given.one_time},
             ),
         )
         return _view(rt, device_id, _row(conn, device.id))
@@ -176,7 +165,7 @@ def delete_record(rt: Runtime, *, principal: Principal, device_id: str) -> None:
             conn, account_id=principal.account_id, device_id=device_id, lock=True
         )
         _row(conn, device.id)
-        conn.execute(ovms_records.delete().where(ovms_records.c.device_pk == device.id))
+        store.delete(conn, device.id)
         record_event(
             conn,
             account_id=principal.account_id,
@@ -186,11 +175,8 @@ def delete_record(rt: Runtime, *, principal: Principal, device_id: str) -> None:
         )
 
 
-def _row(conn: sa.Connection, device_pk: int) -> Any:
-    row = conn.execute(sa.select(ovms_records).where(ovms_records.c.device_pk == device_pk)).first()
-    if row is None:
-        raise NotFound("The device has no OVMS record.", code="ovms_record_not_found")
-    return row
+def _row(conn: Connection, device_pk: int) -> Any:
+    return store.find(conn, device_pk)
 
 
 def _view(rt: Runtime, device_id: str, row: Any) -> OvmsView:
@@ -205,40 +191,6 @@ def _view(rt: Runtime, device_id: str, row: Any) -> OvmsView:
         delivered_at=row.delivered_at,
         updated_at=row.updated_at,
     )
-
-
-# Cars ask many times a second: statements built once (see store/fast.py).
-_b = sa.bindparam
-_LOOKUP = FastStatement(
-    sa.select(
-        ovms_records.c.device_pk,
-        ovms_records.c.answer_sealed,
-        ovms_records.c.one_time,
-        devices.c.device_id,
-        devices.c.account_id,
-        devices.c.status,
-    )
-    .join(devices, devices.c.id == ovms_records.c.device_pk)
-    .where(ovms_records.c.apkey == _b("apkey"))
-)
-_DELIVERED = FastStatement(
-    ovms_records.update()
-    .where(ovms_records.c.device_pk == _b("device_pk"))
-    .values(
-        delivered_at=_b("now"), deliveries=ovms_records.c.deliveries + _b("n"), updated_at=_b("now")
-    )
-)
-_TAKE_ONCE = FastStatement(
-    ovms_records.update()
-    .where(ovms_records.c.device_pk == _b("device_pk"), ovms_records.c.delivered_at.is_(None))
-    .values(delivered_at=_b("now"))
-    .returning(ovms_records.c.device_pk)
-)
-_SET_STATUS = FastStatement(
-    devices.update()
-    .where(devices.c.id == _b("device_pk"))
-    .values(status=_b("status"), updated_at=_b("now"))
-)
 
 
 RATE_WINDOW_S = 60
@@ -258,9 +210,9 @@ def answer_requests(
         allowed = _within_limit(rt, conn, requests, rate_limit)
         rows: dict[str, Any] = {}
         for apkey in {apkey for (apkey, _), ok in zip(requests, allowed, strict=True) if ok}:
-            found = _LOOKUP.run(conn, {"apkey": apkey})
-            if found:
-                rows[apkey] = found[0]
+            found = store.lookup(conn, apkey)
+            if found is not None:
+                rows[apkey] = found
         now = rt.clock()
         deliveries: list[ovms.Answer | None] = []
         counts: dict[int, int] = {}
@@ -278,7 +230,7 @@ def answer_requests(
             line = rt.keyring.open(row.answer_sealed, ANSWER_PURPOSE)
             deliveries.append(ovms.parse_answer(line.rstrip(b"\r\n")))
         for device_pk, n in counts.items():
-            _DELIVERED.run(conn, {"device_pk": device_pk, "n": n, "now": now})
+            store.delivered(conn, device_pk, n, now)
         for account_id, device_id, apkey, source, one_time in events:
             record_event(
                 conn,
@@ -291,7 +243,7 @@ def answer_requests(
 
 
 def _within_limit(
-    rt: Runtime, conn: sa.Connection, requests: list[tuple[str, str]], limit: int
+    rt: Runtime, conn: Connection, requests: list[tuple[str, str]], limit: int
 ) -> list[bool]:
     """Which requests are within the limit per source address and per apkey (0: all)."""
     if limit <= 0:
@@ -320,13 +272,13 @@ def forget_rate_windows(rt: Runtime) -> int:
         return rate_limits.forget_before(conn, int(rt.clock().timestamp() // RATE_WINDOW_S))
 
 
-def _take_once(conn: sa.Connection, row: Any, now: Any) -> bool:
+def _take_once(conn: Connection, row: Any, now: Any) -> bool:
     """Claim a one-time record's only delivery; of racing cars exactly one gets it."""
-    if not _TAKE_ONCE.run(conn, {"device_pk": row.device_pk, "now": now}):
+    if not store.take_once(conn, row.device_pk, now):
         return False
     try:
         status = device_transition(DeviceStatus(row.status), DeviceEvent.DELIVER)
     except IllegalTransition:
         return True  # In ERROR: delivered, the status stays.
-    _SET_STATUS.run(conn, {"device_pk": row.device_pk, "status": status.value, "now": now})
+    store.set_device_status(conn, row.device_pk, status.value, now)
     return True

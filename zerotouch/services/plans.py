@@ -8,10 +8,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-import sqlalchemy as sa
-
 from zerotouch.domain.commands import MAX_COMMANDS_PER_DEVICE, CommandType, split_secrets
-from zerotouch.domain.errors import NotFound, ResourceExhausted
+from zerotouch.domain.errors import ResourceExhausted
 from zerotouch.domain.lifecycle import (
     CommandEvent,
     CommandStatus,
@@ -24,13 +22,17 @@ from zerotouch.domain.values import Permission
 from zerotouch.domain.views import CommandView
 from zerotouch.services.requests import check_description, parse_request
 from zerotouch.services.runtime import Principal, Runtime
-from zerotouch.store.queries import device_for_account, next_position, record_event
-from zerotouch.store.schema import commands, devices
+from zerotouch.store import devices as device_store
+from zerotouch.store import plans as store
+from zerotouch.store.db import Connection
+from zerotouch.store.devices import device_for_account
+from zerotouch.store.events import record_event
+from zerotouch.store.plans import next_position
 
 SECRETS_PURPOSE = "commands.secrets"
 
 
-def command_view(row: sa.Row[Any]) -> CommandView:
+def command_view(row: Any) -> CommandView:
     return CommandView(
         id=row.id,
         description=row.description,
@@ -44,7 +46,7 @@ def command_view(row: sa.Row[Any]) -> CommandView:
 
 def queue_commands(
     rt: Runtime,
-    conn: sa.Connection,
+    conn: Connection,
     *,
     device_pk: int,
     planned: Sequence[tuple[str, CommandType, dict[str, Any]]],
@@ -79,7 +81,7 @@ def queue_commands(
             }
         )
     if rows:
-        conn.execute(commands.insert(), rows)
+        store.add(conn, rows)
     return rows
 
 
@@ -119,21 +121,11 @@ def list_commands(rt: Runtime, *, principal: Principal, device_id: str) -> list[
     principal.require(Permission.READ_DEVICES)
     with rt.db.read() as conn:
         device = device_for_account(conn, account_id=principal.account_id, device_id=device_id)
-        rows = conn.execute(
-            sa.select(commands)
-            .where(commands.c.device_pk == device.id)
-            .order_by(commands.c.position)
-        )
-        return [command_view(r) for r in rows]
+        return [command_view(r) for r in store.of_device(conn, device.id)]
 
 
-def _command(conn: sa.Connection, device_pk: int, command_id: str) -> sa.Row[Any]:
-    row = conn.execute(
-        sa.select(commands).where(commands.c.id == command_id, commands.c.device_pk == device_pk)
-    ).first()
-    if row is None:
-        raise NotFound(f"No command {command_id!r} for this device.", code="command_not_found")
-    return row
+def _command(conn: Connection, device_pk: int, command_id: str) -> Any:
+    return store.find(conn, device_pk, command_id)
 
 
 def get_command(
@@ -153,7 +145,7 @@ def delete_command(rt: Runtime, *, principal: Principal, device_id: str, command
         )
         row = _command(conn, device.id, command_id)
         command_transition(CommandStatus(row.status), CommandEvent.DELETE)
-        conn.execute(commands.delete().where(commands.c.id == command_id))
+        store.delete(conn, command_id)
         record_event(
             conn,
             account_id=principal.account_id,
@@ -188,11 +180,7 @@ def _settle(
         was = CommandStatus(row.status)
         status = command_transition(was, event)
         now = rt.clock()
-        conn.execute(
-            commands.update()
-            .where(commands.c.id == command_id)
-            .values(status=status.value, updated_at=now)
-        )
+        store.update(conn, command_id, status=status.value, updated_at=now)
         record_event(
             conn,
             account_id=principal.account_id,
@@ -211,15 +199,9 @@ def _settle(
     return view
 
 
-def _resolve_error(
-    conn: sa.Connection, principal: Principal, device: sa.Row[Any], now: dt.datetime
-) -> None:
+def _resolve_error(conn: Connection, principal: Principal, device: Any, now: dt.datetime) -> None:
     """Lift ERROR once no command of the device is FAILED any more (also while BLOCKED)."""
-    still_failed = conn.execute(
-        sa.select(sa.func.count()).where(
-            commands.c.device_pk == device.id, commands.c.status == CommandStatus.FAILED.value
-        )
-    ).scalar_one()
+    still_failed = store.failed_count(conn, device.id)
     status = DeviceStatus(device.status)
     blocked_in_error = (
         status is DeviceStatus.BLOCKED and device.blocked_from == DeviceStatus.ERROR.value
@@ -228,11 +210,7 @@ def _resolve_error(
         return
     new = device_transition(DeviceStatus.ERROR, DeviceEvent.RESOLVE)
     column = "blocked_from" if blocked_in_error else "status"
-    conn.execute(
-        devices.update()
-        .where(devices.c.id == device.id)
-        .values({column: new.value, "updated_at": now})
-    )
+    device_store.update(conn, device.id, **{column: new.value, "updated_at": now})
     record_event(
         conn,
         account_id=principal.account_id,

@@ -4,27 +4,24 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
-
-import sqlalchemy as sa
 
 from zerotouch.domain.commands import MAX_COMMANDS_PER_DEVICE, CommandType, split_secrets
 from zerotouch.domain.errors import (
-    AlreadyExists,
     FailedPrecondition,
     FieldError,
     InvalidArgument,
-    NotFound,
 )
 from zerotouch.domain.values import Permission, check_tags
 from zerotouch.domain.views import Page, RuleView
 from zerotouch.services.requests import check_description, parse_request
 from zerotouch.services.runtime import Principal, Runtime
 from zerotouch.store import paging
-from zerotouch.store.fast import FastStatement
-from zerotouch.store.queries import record_event, unique_violation_as
-from zerotouch.store.schema import provisioning_rules
+from zerotouch.store import rules as store
+from zerotouch.store.db import Connection
+from zerotouch.store.events import record_event
 
 SECRETS_PURPOSE = "provisioning_rules.secrets"
 NAME_MAX = 128
@@ -45,42 +42,64 @@ def _view(row: Any) -> RuleView:
     )
 
 
-def _parse(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
-    """Validate rule fields; returns the columns to write (secrets sealed by the caller)."""
-    errors: list[FieldError] = []
-    out: dict[str, Any] = {}
-    known = {"name", "description", "tags", "commands", "active"}
-    errors += [FieldError(k, "is not a known field") for k in body if k not in known]
-    if "name" in body or not partial:
-        name = body.get("name")
-        if not isinstance(name, str) or not 1 <= len(name) <= NAME_MAX:
-            errors.append(FieldError("name", f"must be a string of 1-{NAME_MAX} characters"))
-        out["name"] = name
-    if "description" in body or not partial:
-        try:
-            out["description"] = check_description(body.get("description"))
-        except InvalidArgument as exc:
-            errors += exc.errors
-    if "tags" in body or not partial:
-        try:
-            out["tags"] = check_tags(body.get("tags"))
-            if not out["tags"]:
-                errors.append(FieldError("tags", "must hold at least one tag"))
-        except ValueError as exc:
-            errors.append(FieldError("tags", str(exc)))
-    if "commands" in body or not partial:
-        out["planned"] = _parse_commands(body.get("commands"), errors)
-    if "active" in body:
-        if not isinstance(body["active"], bool):
-            errors.append(FieldError("active", "must be true or false"))
-        out["active"] = body["active"]
-    if errors:
-        raise InvalidArgument("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
-    return out
+@dataclass(frozen=True, slots=True)
+class PlanItem:
+    """A command of a plan as the caller wrote it: ``{"<type>": {...}}`` and a description."""
+
+    request: Mapping[str, Any]
+    description: str | None = None
 
 
-def _parse_commands(raw: Any, errors: list[FieldError]) -> Planned:
-    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_COMMANDS_PER_DEVICE:
+@dataclass(frozen=True, slots=True)
+class RuleFields:
+    """The fields of a rule a caller gave (``given`` names them; an update leaves the others
+    as they are)."""
+
+    given: frozenset[str]
+    name: str | None = None
+    description: str | None = None
+    tags: list[str] | None = None
+    commands: list[PlanItem] | None = None
+    active: bool | None = None
+
+    @classmethod
+    def of(cls, **fields: Any) -> RuleFields:
+        return cls(frozenset(fields), **fields)
+
+    def checked(self, *, partial: bool) -> dict[str, Any]:
+        """The columns to write (secrets sealed by the caller); every bad field is named."""
+        errors: list[FieldError] = []
+        out: dict[str, Any] = {}
+        if "name" in self.given or not partial:
+            name = self.name
+            if name is None or not 1 <= len(name) <= NAME_MAX:
+                errors.append(FieldError("name", f"must be a string of 1-{NAME_MAX} characters"))
+            out["name"] = name
+        if "description" in self.given or not partial:
+            try:
+                out["description"] = check_description(self.description)
+            except InvalidArgument as exc:
+                errors += exc.errors
+        if "tags" in self.given or not partial:
+            try:
+                out["tags"] = check_tags(self.tags)
+                if not out["tags"]:
+                    errors.append(FieldError("tags", "must hold at least one tag"))
+            except ValueError as exc:
+                errors.append(FieldError("tags", str(exc)))
+        if "commands" in self.given or not partial:
+            out["planned"] = _parse_commands(self.commands, errors)
+        if self.active is not None:
+            out["active"] = self.active
+        if errors:
+            raise InvalidArgument(
+                "; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors
+            )
+        return out
+
+
+def _parse_commands(raw: list[PlanItem] | None, errors: list[FieldError]) -> Planned:
+    if raw is None or not 1 <= len(raw) <= MAX_COMMANDS_PER_DEVICE:
         errors.append(
             FieldError("commands", f"must be a list of 1-{MAX_COMMANDS_PER_DEVICE} commands")
         )
@@ -88,12 +107,9 @@ def _parse_commands(raw: Any, errors: list[FieldError]) -> Planned:
     planned: Planned = []
     for i, item in enumerate(raw):
         path = f"commands[{i}]"
-        if not isinstance(item, dict) or "request" not in item:
-            errors.append(FieldError(path, "must be an object with a request"))
-            continue
         try:
-            description = check_description(item.get("description"), path=f"{path}.description")
-            command_type, params = parse_request(item["request"], path=f"{path}.request")
+            description = check_description(item.description, path=f"{path}.description")
+            command_type, params = parse_request(item.request, path=f"{path}.request")
         except InvalidArgument as exc:
             errors += exc.errors
             continue
@@ -125,9 +141,9 @@ def plan_of(rt: Runtime, row: Any) -> Planned:
     return planned
 
 
-def matching_rules(conn: sa.Connection, account_id: int, tags: Iterable[str]) -> list[Any]:
+def matching_rules(conn: Connection, account_id: int, tags: Iterable[str]) -> list[Any]:
     """The account's active rules that share a tag with ``tags``, oldest first."""
-    return matching(ACTIVE_RULES.run(conn, {"account": account_id}), tags)
+    return matching(store.active(conn, account_id), tags)
 
 
 def matching(active_rules: Iterable[Any], tags: Iterable[str]) -> list[Any]:
@@ -135,19 +151,9 @@ def matching(active_rules: Iterable[Any], tags: Iterable[str]) -> list[Any]:
     return [r for r in active_rules if wanted.intersection(r.tags)]
 
 
-# Run on every claim: built once. The account's active rules, oldest first.
-ACTIVE_RULES = FastStatement(
-    sa.select(provisioning_rules)
-    .where(provisioning_rules.c.account_id == sa.bindparam("account"), provisioning_rules.c.active)
-    .order_by(provisioning_rules.c.created_at, provisioning_rules.c.id)
-)
-
-
-def create_rule(rt: Runtime, *, principal: Principal, body: Any) -> RuleView:
+def create_rule(rt: Runtime, *, principal: Principal, new: RuleFields) -> RuleView:
     principal.require(Permission.WRITE_DEVICES)
-    if not isinstance(body, dict):
-        raise InvalidArgument.for_field("body", "must be an object")
-    fields = _parse(body, partial=False)
+    fields = new.checked(partial=False)
     now = rt.clock()
     row = {
         "id": str(uuid.uuid4()),
@@ -161,23 +167,16 @@ def create_rule(rt: Runtime, *, principal: Principal, body: Any) -> RuleView:
         **_columns(rt, fields["planned"]),
     }
     with rt.db.write() as conn:
-        with unique_violation_as(AlreadyExists(f"A rule named {fields['name']!r} exists already.")):
-            conn.execute(provisioning_rules.insert().values(**row))
+        store.add(conn, row)
         _event(conn, principal, now, "rule.created", row["id"])
         return _view(_get(conn, principal, row["id"]))
 
 
-def _get(conn: sa.Connection, principal: Principal, rule_id: str, *, lock: bool = False) -> Any:
-    query = sa.select(provisioning_rules).where(
-        provisioning_rules.c.id == rule_id, provisioning_rules.c.account_id == principal.account_id
-    )
-    row = conn.execute(query.with_for_update() if lock else query).first()
-    if row is None:
-        raise NotFound(f"No rule {rule_id!r} in this account.", code="rule_not_found")
-    return row
+def _get(conn: Connection, principal: Principal, rule_id: str, *, lock: bool = False) -> Any:
+    return store.find(conn, account_id=principal.account_id, rule_id=rule_id, lock=lock)
 
 
-def _event(conn: sa.Connection, principal: Principal, now: Any, kind: str, rule_id: str) -> None:
+def _event(conn: Connection, principal: Principal, now: Any, kind: str, rule_id: str) -> None:
     record_event(
         conn,
         account_id=principal.account_id,
@@ -197,13 +196,8 @@ def list_rules(
     """The account's rules in the order they were made, a page at a time."""
     principal.require(Permission.READ_DEVICES)
     with rt.db.read() as conn:
-        return paging.created_page(
-            conn,
-            provisioning_rules,
-            [provisioning_rules.c.account_id == principal.account_id],
-            view=_view,
-            limit=page_limit,
-            token=page_token,
+        return store.page(
+            conn, account_id=principal.account_id, view=_view, limit=page_limit, token=page_token
         )
 
 
@@ -213,12 +207,10 @@ def get_rule(rt: Runtime, *, principal: Principal, rule_id: str) -> RuleView:
         return _view(_get(conn, principal, rule_id))
 
 
-def update_rule(rt: Runtime, *, principal: Principal, rule_id: str, body: Any) -> RuleView:
+def update_rule(rt: Runtime, *, principal: Principal, rule_id: str, change: RuleFields) -> RuleView:
     """Change an inactive rule; an active rule is immutable."""
     principal.require(Permission.WRITE_DEVICES)
-    if not isinstance(body, dict):
-        raise InvalidArgument.for_field("body", "must be an object")
-    fields = _parse(body, partial=True)
+    fields = change.checked(partial=True)
     if "active" in fields:
         raise InvalidArgument.for_field("active", "is changed by activate and deactivate")
     with rt.db.write() as conn:
@@ -231,14 +223,7 @@ def update_rule(rt: Runtime, *, principal: Principal, rule_id: str, body: Any) -
         }
         if "planned" in fields:
             values.update(_columns(rt, fields["planned"]))
-        with unique_violation_as(
-            AlreadyExists(f"A rule named {fields.get('name')!r} exists already.")
-        ):
-            conn.execute(
-                provisioning_rules.update()
-                .where(provisioning_rules.c.id == rule_id)
-                .values(**values, updated_at=now)
-            )
+        store.update(conn, rule_id, **values, updated_at=now)
         _event(conn, principal, now, "rule.updated", rule_id)
         return _view(_get(conn, principal, rule_id))
 
@@ -249,11 +234,7 @@ def set_rule_active(rt: Runtime, *, principal: Principal, rule_id: str, active: 
         row = _get(conn, principal, rule_id, lock=True)
         if bool(row.active) != active:
             now = rt.clock()
-            conn.execute(
-                provisioning_rules.update()
-                .where(provisioning_rules.c.id == rule_id)
-                .values(active=active, updated_at=now)
-            )
+            store.update(conn, rule_id, active=active, updated_at=now)
             _event(
                 conn, principal, now, "rule.activated" if active else "rule.deactivated", rule_id
             )
@@ -264,5 +245,5 @@ def delete_rule(rt: Runtime, *, principal: Principal, rule_id: str) -> None:
     principal.require(Permission.WRITE_DEVICES)
     with rt.db.write() as conn:
         _get(conn, principal, rule_id, lock=True)
-        conn.execute(provisioning_rules.delete().where(provisioning_rules.c.id == rule_id))
+        store.delete(conn, rule_id)
         _event(conn, principal, rt.clock(), "rule.deleted", rule_id)

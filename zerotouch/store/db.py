@@ -15,8 +15,11 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, exc
 
-from zerotouch.domain.errors import Unavailable
+from zerotouch.domain.errors import Unavailable, ZerotouchError
 from zerotouch.store.fast import close_pending
+
+# What services name a connection by (they never build statements themselves).
+Connection = sa.Connection
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30  # Writers queue on SQLite's single write lock; wait, do not fail.
@@ -357,3 +360,14 @@ def alembic_config(url: str) -> Config:
 def is_unique_violation(error: exc.IntegrityError) -> bool:
     text = str(error.orig).lower()
     return "unique" in text or "duplicate key" in text
+
+
+@contextlib.contextmanager
+def unique_violation_as(error: ZerotouchError) -> Iterator[None]:
+    """Turn a unique-constraint violation inside the block into ``error``."""
+    try:
+        yield
+    except exc.IntegrityError as raised:
+        if is_unique_violation(raised):
+            raise error from raised
+        raise

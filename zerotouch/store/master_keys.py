@@ -4,7 +4,8 @@ for each (crypto/envelope.py): what lets a server refuse a keyring that cannot o
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -41,3 +42,36 @@ def sealed_samples(conn: sa.Connection) -> list[tuple[str, str, str]]:
         if value is not None:
             found.append((f"{table.name}.{column}", purpose, str(value)))
     return found
+
+
+BATCH = 1_000  # Sealed values rewritten per statement.
+
+
+def _column(where: str) -> tuple[sa.Table, str]:
+    for table, column, _ in SEALED_COLUMNS:
+        if f"{table.name}.{column}" == where:
+            return table, column
+    raise KeyError(where)
+
+
+def sealed_values(conn: sa.Connection) -> Iterator[tuple[str, str, list[tuple[Any, str]]]]:
+    """Every sealed column ("table.column"), its sealing purpose, and its (key, value) pairs."""
+    for table, column, purpose in SEALED_COLUMNS:
+        col = table.c[column]
+        pk = next(iter(table.primary_key.columns))
+        rows = conn.execute(sa.select(pk, col).where(col.is_not(None))).all()
+        yield f"{table.name}.{column}", purpose, [(key, value) for key, value in rows]
+
+
+def write_sealed(conn: sa.Connection, where: str, updates: list[tuple[Any, str]]) -> None:
+    """Store new sealed values of one column ("table.column") by row key."""
+    table, column = _column(where)
+    pk = next(iter(table.primary_key.columns))
+    params = [{"_pk": key, "_value": value} for key, value in updates]
+    for start in range(0, len(params), BATCH):
+        conn.execute(
+            table.update()
+            .where(pk == sa.bindparam("_pk"))
+            .values({column: sa.bindparam("_value")}),
+            params[start : start + BATCH],
+        )

@@ -11,13 +11,11 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from zerotouch.domain.errors import InvalidArgument
-from zerotouch.domain.views import Page
+from zerotouch.domain.views import DEFAULT_PAGE_LIMIT, MAX_ID, MAX_PAGE_LIMIT, Page
+
+__all__ = ["DEFAULT_PAGE_LIMIT", "MAX_ID", "MAX_PAGE_LIMIT"]
 
 T = TypeVar("T")
-
-MAX_PAGE_LIMIT = 1000
-DEFAULT_PAGE_LIMIT = 100
-MAX_ID = 2**63 - 1  # Ids are 64-bit signed on PostgreSQL: a larger cursor matches nothing.
 
 
 def encode_token(last_id: int) -> str:

@@ -18,12 +18,12 @@ from fastapi import Depends, Query, Request, Response
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 
-from zerotouch.adapters.group_commit import GroupCommit
 from zerotouch.domain.errors import Unauthenticated
-from zerotouch.domain.views import DeviceView, Page
-from zerotouch.services.devices import ClaimRequest
+from zerotouch.domain.views import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, DeviceView, Page
+from zerotouch.services.batching import GroupCommit
+from zerotouch.services.claims import ClaimRequest
+from zerotouch.services.core import Core
 from zerotouch.services.runtime import Principal, Runtime
-from zerotouch.store.paging import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -64,11 +64,11 @@ CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
 async def get_claims(request: Request) -> GroupCommit[ClaimRequest, DeviceView]:
-    claims: GroupCommit[ClaimRequest, DeviceView] = request.app.state.claims
-    return claims
+    core: Core = request.app.state.core
+    return core.claims
 
 
-# Claims go through group commit (see services.devices.claim_devices).
+# Claims go through group commit (see services.claims.claim_devices).
 ClaimsDep = Annotated[GroupCommit[ClaimRequest, DeviceView], Depends(get_claims)]
 
 

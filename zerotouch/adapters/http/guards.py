@@ -18,10 +18,10 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from zerotouch.adapters.group_commit import GroupCommit
 from zerotouch.adapters.http import problems
 from zerotouch.domain.errors import InvalidArgument, Unauthenticated, ZerotouchError
 from zerotouch.domain.values import UNSTORABLE, is_storable, unstorable_path
+from zerotouch.services.batching import GroupCommit
 from zerotouch.services.runtime import Principal
 
 OPERATOR_PREFIX = "/v1/"
@@ -32,7 +32,7 @@ class OperatorAuth:
     before the route and before its body, so an unknown caller's upload is never read.
     The keys of requests that arrive together are looked up in one statement."""
 
-    def __init__(self, app: ASGIApp, keys: Callable[[], GroupCommit[str, Principal]]) -> None:
+    def __init__(self, app: ASGIApp, keys: GroupCommit[str, Principal]) -> None:
         self.app = app
         self.keys = keys
 
@@ -45,7 +45,7 @@ class OperatorAuth:
         try:
             if scheme.lower() != "bearer" or not key.strip():
                 raise Unauthenticated("An API key is required: 'Authorization: Bearer <key>'.")
-            principal = await self.keys()(key.strip())
+            principal = await self.keys(key.strip())
         except ZerotouchError as exc:  # 401, or 503 when the database did not answer.
             response = await problems.on_domain_error(Request(scope), exc)
             await response(scope, receive, send)

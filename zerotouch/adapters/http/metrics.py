@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -14,7 +13,7 @@ from zerotouch.services.runtime import Runtime
 class RequestMetrics:
     """Pure ASGI middleware (no per-request task or buffering) counting requests by route."""
 
-    def __init__(self, app: ASGIApp, runtime: Callable[[], Runtime]) -> None:
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
         self.app = app
         self.runtime = runtime
         # Labelled children looked up once: labels() takes a lock and builds a key each time.
@@ -40,7 +39,7 @@ class RequestMetrics:
             key = (scope["method"], route, status)
             children = self._children.get(key)
             if children is None:
-                metrics = self.runtime().metrics
+                metrics = self.runtime.metrics
                 children = self._children[key] = (
                     metrics.http_requests.labels(scope["method"], route, str(status)),
                     metrics.http_latency.labels(route),

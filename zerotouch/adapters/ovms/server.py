@@ -14,10 +14,10 @@ import logging
 import ssl
 from typing import cast
 
-from zerotouch.adapters.group_commit import GroupCommit
 from zerotouch.domain.errors import ZerotouchError
 from zerotouch.protocols import ovms
 from zerotouch.services import ovms as ovms_service
+from zerotouch.services.batching import GroupCommit
 from zerotouch.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class OvmsFrontend:
 
     AP-C requests that arrive together are answered together, with one database transaction
     (the deliveries' audit events are written before any answer goes out): under load a commit
-    serves many cars (see adapters/group_commit.py).
+    serves many cars (see services/batching.py).
     """
 
     def __init__(self, runtime: Runtime, *, rate_limit: int) -> None:

@@ -8,6 +8,7 @@ from zerotouch.adapters.http import schemas
 from zerotouch.adapters.http.deps import CallerDep, ClaimsDep, PageDep, reply, reply_page
 from zerotouch.adapters.http.guards import CheckedRoute
 from zerotouch.services import devices
+from zerotouch.services.claims import ClaimRequest
 
 router = APIRouter(prefix="/v1/claimed-devices", tags=["devices"], route_class=CheckedRoute)
 
@@ -16,7 +17,7 @@ Device = schemas.DevicePublic
 
 @router.post("", status_code=201, response_model=Device, summary="ClaimDevice")
 async def claim_device(body: schemas.ClaimCreate, caller: CallerDep, claims: ClaimsDep) -> Response:
-    request = devices.ClaimRequest(caller.principal, body.owner_token, body.qr, body.tags)
+    request = ClaimRequest(caller.principal, body.owner_token, body.qr, body.tags)
     view = await claims(request)
     return reply(Device.of(view), 201)
 

@@ -12,9 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from zerotouch.adapters.http import schemas
 from zerotouch.adapters.http.deps import CallerDep, PageDep, RuntimeDep, reply, reply_page
 from zerotouch.adapters.http.guards import CheckedRoute
-from zerotouch.domain.views import CaView
+from zerotouch.domain.views import MAX_ID, CaView
 from zerotouch.services import audit, authority
-from zerotouch.store.paging import MAX_ID
 
 router = APIRouter(route_class=CheckedRoute)
 
@@ -35,8 +34,8 @@ def _authority(view: CaView) -> schemas.AuthorityPublic:
     summary="CreateCertificateAuthority",
 )
 async def create_authority(body: schemas.AuthorityCreate, caller: CallerDep) -> Response:
-    raw = body.model_dump(by_alias=True, exclude_unset=True)
-    return reply(_authority(await caller.run(authority.create_authority, body=raw)), 201)
+    new = authority.NewAuthority(body.common_name, body.certificate, body.private_key)
+    return reply(_authority(await caller.run(authority.create_authority, new=new)), 201)
 
 
 @router.get(

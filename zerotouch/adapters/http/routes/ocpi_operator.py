@@ -18,8 +18,7 @@ router = APIRouter(prefix="/v1/ocpi", tags=["ocpi"], route_class=CheckedRoute)
     "/tokens", status_code=201, response_model=schemas.OcpiTokenPublic, summary="CreateOcpiToken"
 )
 async def create_token(body: schemas.OcpiTokenCreate, caller: CallerDep) -> Response:
-    raw = body.model_dump(by_alias=True, exclude_unset=True, mode="json")
-    made = await caller.run(ocpi.create_token_a, body=raw)
+    made = await caller.run(ocpi.create_token_a, note=body.note, expires_at=body.expires_at)
     return reply(
         schemas.OcpiTokenPublic(id=made.id, token_a=made.token, versions_url=made.versions_url), 201
     )
@@ -29,9 +28,9 @@ async def create_token(body: schemas.OcpiTokenCreate, caller: CallerDep) -> Resp
     "/peers", status_code=201, response_model=schemas.OcpiPeerPublic, summary="RegisterWithOcpiPeer"
 )
 async def register_peer(body: schemas.OcpiPeerCreate, caller: CallerDep) -> Response:
-    raw = body.model_dump(by_alias=True, exclude_unset=True, mode="json")
+    partner = ocpi.Partner(body.versions_url, body.token_a, body.version)
     view = await ocpi.register_outgoing(
-        caller.runtime, HttpTransport(), principal=caller.principal, body=raw
+        caller.runtime, HttpTransport(), principal=caller.principal, partner=partner
     )
     return reply(schemas.OcpiPeerPublic.of(view), 201)
 

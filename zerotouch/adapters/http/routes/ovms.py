@@ -18,8 +18,14 @@ Record = schemas.OvmsPublic
 
 @router.put("", response_model=Record, summary="PutOvmsRecord")
 async def put_ovms_record(device_id: str, body: schemas.OvmsPut, caller: CallerDep) -> Response:
-    raw = body.model_dump(by_alias=True, exclude_unset=True)
-    return reply(Record.of(await caller.run(ovms.put_record, device_id=device_id, body=raw)))
+    given = ovms.RecordInput(
+        parameters=body.parameters,
+        record=body.record,
+        apkey=body.apkey,
+        secret=body.secret,
+        one_time=bool(body.one_time),
+    )
+    return reply(Record.of(await caller.run(ovms.put_record, device_id=device_id, given=given)))
 
 
 @router.get("", response_model=Record, summary="GetOvmsRecord")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
 
 from zerotouch.adapters.http import schemas
@@ -14,10 +16,20 @@ router = APIRouter(prefix="/v1/provisioning-rules", tags=["rules"], route_class=
 Rule = schemas.RulePublic
 
 
+def _fields(body: schemas.RuleCreate | schemas.RuleUpdate) -> rules.RuleFields:
+    """The fields the caller gave, as the service takes them."""
+    given: dict[str, Any] = {}
+    for name in body.model_fields_set:
+        value = getattr(body, name)
+        if name == "commands" and value is not None:
+            value = [rules.PlanItem(item.request, item.description) for item in value]
+        given[name] = value
+    return rules.RuleFields.of(**given)
+
+
 @router.post("", status_code=201, response_model=Rule, summary="CreateRule")
 async def create_rule(body: schemas.RuleCreate, caller: CallerDep) -> Response:
-    raw = body.model_dump(by_alias=True, exclude_unset=True)
-    return reply(Rule.of(await caller.run(rules.create_rule, body=raw)), 201)
+    return reply(Rule.of(await caller.run(rules.create_rule, new=_fields(body))), 201)
 
 
 @router.get("", response_model=schemas.Page[Rule], summary="ListRules")
@@ -33,8 +45,8 @@ async def get_rule(rule_id: str, caller: CallerDep) -> Response:
 
 @router.patch("/{rule_id}", response_model=Rule, summary="UpdateRule")
 async def update_rule(rule_id: str, body: schemas.RuleUpdate, caller: CallerDep) -> Response:
-    raw = body.model_dump(by_alias=True, exclude_unset=True)
-    return reply(Rule.of(await caller.run(rules.update_rule, rule_id=rule_id, body=raw)))
+    change = _fields(body)
+    return reply(Rule.of(await caller.run(rules.update_rule, rule_id=rule_id, change=change)))
 
 
 @router.post("/{rule_id}/activate", response_model=Rule, summary="ActivateRule")

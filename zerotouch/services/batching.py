@@ -1,22 +1,38 @@
-"""Group commit for front-ends: requests that arrive together are handled by one call.
+"""Batching: the calls that arrive together share one transaction, and each keeps its own outcome.
 
-A service call that commits costs its transaction's round trips and fsync whatever it writes.
-Front-ends on one event loop collect their requests and hand them to a service function that
-handles a list in one transaction, then answer each. The function runs on a thread of its own,
-one group at a time, so no database wait (a lock, a slow disk, a server far away) ever holds up
-the event loop: while a group is in the database, the requests that arrive meanwhile gather
-into the next one. While requests keep arriving together (the last group had more than one),
-a group may wait up to ``window_s`` longer to gather more.
+The whole path, from a front-end to the database::
 
-A group that fails as a whole (any exception out of the function) is handled again item by
-item, each alone, so one caller's bad input or bad luck is never another caller's failure.
+    front-end (HTTP route, OVMS connection, ...)
+        │  await batcher(item)                     one item per caller
+        ▼
+    GroupCommit  ── the items queued while a group runs form the next group
+        │  handle(items) on the batcher's own thread (one group in flight; no database wait
+        │  ever holds the event loop)
+        ▼
+    service function (claim_devices, run_device_calls, load_credentials, ...)
+        │  in_groups(items, key, run): calls on the same thing go to successive groups, in order
+        ▼
+    unit of work: one transaction per group (store/db.py write_batched / batch)
+        │  reads for every item in one statement, each item stages its changes
+        ▼
+    set statements (store/sets.py): one statement per kind of change, whatever the group's size
+
+Per-call fallback, at both levels: a group that fails as a whole (any exception out of
+``handle``, or out of ``run`` at the service level) leaves nothing in the database, and each of
+its items is handled again alone; so one caller's bad input or bad luck is never another
+caller's failure. A refusal (a domain error) is an item's own outcome and does not fail its
+group.
+
+A transaction costs its round trips and fsync whatever it writes, so under load one commit
+serves many callers; while calls keep arriving together (the last group had more than one), a
+group may wait up to ``window_s`` longer to gather more. docs/hot-path.md tells the whole story.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
@@ -120,3 +136,39 @@ class GroupCommit(Generic[T, R]):
             return self._handle([item])[0]
         except Exception as exc:
             return exc
+
+
+def in_groups(
+    items: Sequence[T],
+    key: Callable[[T], Hashable],
+    run: Callable[[list[T]], list[R | Exception]],
+) -> list[R | Exception]:
+    """Outcomes of ``items`` in order. ``run`` handles a group in one transaction and returns
+    an outcome per item (an exception for an item it refused); if it raises, its transaction
+    must have left nothing behind."""
+    outcomes: dict[int, R | Exception] = {}
+    groups: list[list[tuple[int, T]]] = []
+    depth: dict[Hashable, int] = {}
+    for index, item in enumerate(items):
+        # The n-th item on the same thing goes to the n-th group, behind the one before it.
+        level = depth.get(key(item), 0)
+        depth[key(item)] = level + 1
+        if level == len(groups):
+            groups.append([])
+        groups[level].append((index, item))
+    for group in groups:
+        try:
+            done = run([item for _, item in group])
+        except Exception as exc:
+            if len(group) == 1:
+                outcomes[group[0][0]] = exc
+                continue
+            for index, item in group:
+                try:
+                    outcomes[index] = run([item])[0]
+                except Exception as alone:
+                    outcomes[index] = alone
+            continue
+        for (index, _), outcome in zip(group, done, strict=True):
+            outcomes[index] = outcome
+    return [outcomes[index] for index in range(len(items))]

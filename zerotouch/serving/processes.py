@@ -1,4 +1,4 @@
-"""Several server processes on one port, each with its own SO_REUSEPORT socket.
+"""Several serving processes on one port, each with its own SO_REUSEPORT socket.
 
 uvicorn's own workers share one listening socket, and whichever process's loop wakes first
 accepts a whole burst of connections: under 50 keep-alive clients one worker was seen serving
@@ -80,16 +80,13 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def _worker(host: str, port: int, options: dict[str, Any]) -> None:
-    import uvicorn
-
-    from zerotouch import logs
+    from zerotouch import logs, serving
     from zerotouch.settings import Settings
 
     settings = Settings()
     logs.configure(settings.log_level, settings.log_format)
 
-    config = uvicorn.Config("zerotouch.frontends:create_served_app", factory=True, **options)
-    uvicorn.Server(config).run(sockets=[_listen(host, port)])
+    serving.run(settings, options=options, sockets=[_listen(host, port)])
 
 
 def serve_workers(host: str, port: int, workers: int, options: dict[str, Any]) -> None:

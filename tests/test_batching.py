@@ -12,7 +12,6 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import Api
-from zerotouch.adapters.group_commit import GroupCommit
 from zerotouch.crypto import device_tokens
 from zerotouch.domain.errors import (
     AlreadyExists,
@@ -22,8 +21,9 @@ from zerotouch.domain.errors import (
     ZerotouchError,
 )
 from zerotouch.domain.views import DeviceView
-from zerotouch.services import devices
+from zerotouch.services import claims
 from zerotouch.services.accounts import authenticate
+from zerotouch.services.batching import GroupCommit
 from zerotouch.services.device_auth import (
     DeviceCaller,
     DeviceCredentials,
@@ -113,19 +113,19 @@ def test_grouped_claims_each_get_their_own_outcome(api: Api, rt: Runtime) -> Non
     )
     lora_qr = _qr(api, {"deviceId": "g-lora", **LORA})
     owner, rival = (authenticate(rt, api.keys[k]) for k in ("owner", "rival"))
-    devices.claim_device(rt, principal=rival, owner_token=taken)
+    claims.claim_device(rt, principal=rival, owner_token=taken)
     forged = f"LW:D0:70B3D57ED0000000:0011223344556677:AABB1122:O{other}"
-    outcomes = devices.claim_devices(
+    outcomes = claims.claim_devices(
         rt,
         [
-            devices.ClaimRequest(owner, owner_token=plain, tags=["extra"]),
-            devices.ClaimRequest(rival, owner_token=plain),  # The same token: one wins.
-            devices.ClaimRequest(owner, owner_token=ruled),
-            devices.ClaimRequest(owner, owner_token=taken),
-            devices.ClaimRequest(owner, owner_token="0" * 32),
-            devices.ClaimRequest(owner, qr=forged),  # Names g-lora, carries g-other's token.
-            devices.ClaimRequest(rival, owner_token="not a token"),
-            devices.ClaimRequest(owner, qr=lora_qr),
+            claims.ClaimRequest(owner, owner_token=plain, tags=["extra"]),
+            claims.ClaimRequest(rival, owner_token=plain),  # The same token: one wins.
+            claims.ClaimRequest(owner, owner_token=ruled),
+            claims.ClaimRequest(owner, owner_token=taken),
+            claims.ClaimRequest(owner, owner_token="0" * 32),
+            claims.ClaimRequest(owner, qr=forged),  # Names g-lora, carries g-other's token.
+            claims.ClaimRequest(rival, owner_token="not a token"),
+            claims.ClaimRequest(owner, qr=lora_qr),
         ],
     )
     first, second, with_rule, already, unknown, forged_qr, malformed, by_qr = outcomes
@@ -155,17 +155,15 @@ def test_a_claim_failing_inside_the_group_leaves_nothing_and_fails_alone(
 ) -> None:
     tokens = _tokens(api, *({"deviceId": f"iso-{i}", "tags": ["t"]} for i in range(4)))
     owner = authenticate(rt, api.keys["owner"])
-    apply_rules = devices._apply_rules
+    apply_rules = claims.apply_rules
 
     def failing_for_iso_2(*args: Any) -> int:
         if args[3].device_id == "iso-2":
             raise RuntimeError("disk full")
         return apply_rules(*args)
 
-    monkeypatch.setattr(devices, "_apply_rules", failing_for_iso_2)
-    outcomes = devices.claim_devices(
-        rt, [devices.ClaimRequest(owner, owner_token=t) for t in tokens]
-    )
+    monkeypatch.setattr(claims, "apply_rules", failing_for_iso_2)
+    outcomes = claims.claim_devices(rt, [claims.ClaimRequest(owner, owner_token=t) for t in tokens])
     assert [type(o).__name__ for o in outcomes] == [
         "DeviceView",
         "DeviceView",
@@ -185,8 +183,8 @@ def test_a_claim_failing_inside_the_group_leaves_nothing_and_fails_alone(
         ).scalars()
         assert sorted(claimed) == ["iso-0", "iso-1", "iso-3"]
     # The failed claim can be made again.
-    monkeypatch.setattr(devices, "_apply_rules", apply_rules)
-    assert devices.claim_device(rt, principal=owner, owner_token=tokens[2]).status == "READY"
+    monkeypatch.setattr(claims, "apply_rules", apply_rules)
+    assert claims.claim_device(rt, principal=owner, owner_token=tokens[2]).status == "READY"
 
 
 def test_grouped_device_calls_keep_their_own_outcomes(api: Api, rt: Runtime) -> None:

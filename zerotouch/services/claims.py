@@ -1,0 +1,217 @@
+"""Claiming by owner token or QR label: the database lets exactly one claim of a device win,
+and the active rules that share a tag with the device queue its plan."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from zerotouch.crypto.hashing import matches, secret_hash
+from zerotouch.domain.errors import (
+    AlreadyExists,
+    FieldError,
+    InvalidArgument,
+    PermissionDenied,
+    ZerotouchError,
+)
+from zerotouch.domain.lifecycle import DeviceEvent, DeviceStatus, device_transition
+from zerotouch.domain.values import OwnerToken, Permission, check_tags
+from zerotouch.domain.views import DeviceView
+from zerotouch.protocols import tr005
+from zerotouch.services import rules
+from zerotouch.services.batching import in_groups
+from zerotouch.services.devices import apply_rules, device_view
+from zerotouch.services.runtime import Principal, Runtime
+from zerotouch.store import devices as store
+from zerotouch.store import rules as rules_store
+from zerotouch.store.events import event_row, send_events
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """One claim as a caller asked for it: an owner token or a QR payload, and extra tags."""
+
+    principal: Principal
+    owner_token: Any = None
+    qr: Any = None
+    tags: Any = None
+
+
+@dataclass(slots=True)
+class _Claim:
+    principal: Principal
+    token: str
+    digest: str
+    label: tr005.Tr005Payload | tr005.ZerotouchLabel | None
+    extra_tags: list[str]
+    row: Any = None
+    tags: list[str] = field(default_factory=list)
+    queued: int = 0
+    refusal: Exception | None = None  # Why no device matched.
+
+    def statement_params(self) -> tuple[str, dict[str, Any]]:
+        """Which claim statement (store/devices.py ``send_claim``), and its parameters."""
+        params = {"hash": self.digest, "account": self.principal.account_id}
+        if isinstance(self.label, tr005.Tr005Payload):
+            return "tr005", params | {
+                "dev_eui": self.label.dev_eui,
+                "join_eui": self.label.join_eui,
+            }
+        if isinstance(self.label, tr005.ZerotouchLabel):
+            return "labelled", params | {"device_id": self.label.device_id}
+        return "plain", params
+
+
+def _claim_input(
+    owner_token: Any, qr: Any
+) -> tuple[str, tr005.Tr005Payload | tr005.ZerotouchLabel | None]:
+    if (owner_token is None) == (qr is None):
+        raise InvalidArgument.for_field("ownerToken", "give exactly one of ownerToken and qr")
+    if qr is not None:
+        try:
+            label = tr005.decode(qr)
+        except tr005.QrError as exc:
+            raise InvalidArgument.for_field("qr", str(exc)) from None
+        if label.owner_token is None:
+            raise InvalidArgument.for_field("qr", "carries no owner token")
+        owner_token, field = label.owner_token, "qr"
+    else:
+        label, field = None, "ownerToken"
+    try:
+        return OwnerToken(owner_token).value, label
+    except ValueError as exc:
+        raise InvalidArgument.for_field(field, str(exc)) from None
+
+
+def _invalid_token() -> PermissionDenied:
+    return PermissionDenied("The owner token is not valid.", code="invalid_owner_token")
+
+
+def _label_matches(row: Any, label: tr005.Tr005Payload | tr005.ZerotouchLabel | None) -> bool:
+    if isinstance(label, tr005.Tr005Payload):
+        return (row.dev_eui, row.join_eui) == (label.dev_eui, label.join_eui)
+    if isinstance(label, tr005.ZerotouchLabel):
+        return bool(row.device_id == label.device_id)
+    return True
+
+
+def claim_device(
+    rt: Runtime, *, principal: Principal, owner_token: Any = None, qr: Any = None, tags: Any = None
+) -> DeviceView:
+    """Claim the device the token belongs to; the database lets exactly one claim win."""
+    outcome = claim_devices(rt, [ClaimRequest(principal, owner_token, qr, tags)])[0]
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def claim_devices(rt: Runtime, requests: Sequence[ClaimRequest]) -> list[DeviceView | Exception]:
+    """Claim devices for several callers at once: a view or an error for each, in order.
+
+    Claims that arrive together share one transaction (see services/batching.py); two claims
+    of one token run one after the other, and the database lets exactly one claim of a device
+    win.
+    """
+    checked: list[_Claim | ZerotouchError] = []
+    for request in requests:
+        try:
+            checked.append(_checked(request))
+        except ZerotouchError as exc:
+            checked.append(exc)
+    claims = [claim for claim in checked if isinstance(claim, _Claim)]
+    claimed = iter(
+        in_groups(claims, lambda claim: claim.digest, functools.partial(_claim_together, rt))
+    )
+    outcomes = [claim if isinstance(claim, Exception) else next(claimed) for claim in checked]
+    for outcome in outcomes:
+        if isinstance(outcome, ZerotouchError):
+            label = outcome.code
+        else:
+            label = "internal_error" if isinstance(outcome, Exception) else "claimed"
+        rt.metrics.claims.labels(outcome=label).inc()
+    return outcomes
+
+
+def _checked(request: ClaimRequest) -> _Claim:
+    request.principal.require(Permission.WRITE_DEVICES)
+    token, label = _claim_input(request.owner_token, request.qr)
+    try:
+        extra_tags = check_tags(request.tags if request.tags is not None else [])
+    except ValueError as exc:
+        raise InvalidArgument("tags: " + str(exc), errors=[FieldError("tags", str(exc))]) from None
+    return _Claim(request.principal, token, secret_hash(token), label, extra_tags)
+
+
+def _claim_together(rt: Runtime, claims: list[_Claim]) -> list[DeviceView | Exception]:
+    """Claim each of ``claims`` (of distinct tokens) in one transaction."""
+    status = device_transition(DeviceStatus.UNCLAIMED, DeviceEvent.CLAIM).value
+    with rt.db.write() as conn:
+        now = rt.clock()
+        with rt.db.batch(conn):
+            # The claims, and each account's rules, in one round trip; the tag and event rows
+            # go with the commit.
+            sent = []
+            for claim in claims:
+                kind, params = claim.statement_params()
+                sent.append(store.send_claim(conn, kind, params | {"status": status, "now": now}))
+            accounts = {claim.principal.account_id for claim in claims}
+            rules_sent = {a: rules_store.send_active(conn, a) for a in accounts}
+            for claim, pending in zip(claims, sent, strict=True):
+                found = pending.rows()
+                claim.row, claim.refusal = (found[0] if found else None), None
+            active_rules = {account: pending.rows() for account, pending in rules_sent.items()}
+            claimed = [claim for claim in claims if claim.row is not None]
+            lookups = [
+                (claim, store.send_owner_lookup(conn, claim.digest))
+                for claim in claims
+                if claim.row is None
+            ]
+            for claim in claimed:
+                if not matches(claim.row.owner_token_hash, claim.token):
+                    raise _invalid_token()
+                # Tags are indexed (device_tags) from the claim on: only claimed devices are
+                # listed and matched against rules. The factory's tags stay on the device for
+                # the next owner.
+                claim.tags = list(dict.fromkeys([*claim.row.factory_tags, *claim.extra_tags]))
+            store.add_tags(
+                conn,
+                [{"device_pk": c.row.id, "tag": tag} for c in claimed for tag in c.tags],
+            )
+            send_events(
+                conn,
+                [
+                    event_row(
+                        c.principal.account_id,
+                        c.principal.actor,
+                        now,
+                        ("device.claimed", c.row.device_id, {"tags": c.tags}),
+                    )
+                    for c in claimed
+                ],
+            )
+            for claim, pending in lookups:
+                # Why nothing matched: a device the token (and label) names is claimed already.
+                existing = pending.rows()
+                if existing and _label_matches(existing[0], claim.label):
+                    claim.refusal = AlreadyExists(
+                        "The device is claimed already.", code="already_claimed"
+                    )
+                else:
+                    claim.refusal = _invalid_token()
+        for claim in claimed:
+            matched = rules.matching(active_rules[claim.principal.account_id], claim.tags)
+            claim.queued = apply_rules(rt, conn, claim.principal, claim.row, matched, now)
+    outcomes: list[DeviceView | Exception] = []
+    for claim in claims:
+        if claim.refusal is not None:
+            outcomes.append(claim.refusal)
+            continue
+        if claim.queued:
+            rt.wakeups.notify(claim.row.id)
+        # RETURNING gave the row as claimed; the plan holds just what the rules queued.
+        n = claim.queued
+        counts = {"total": n, "pending": n, "succeeded": 0, "failed": 0}
+        outcomes.append(device_view(claim.row, sorted(claim.tags), counts))
+    return outcomes

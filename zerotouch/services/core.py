@@ -1,0 +1,37 @@
+"""What every front-end of one process calls: the runtime, the device gateway, and the batchers
+of the operator calls that arrive together (services/batching.py).
+
+The serving root (zerotouch/serving) makes one per process and hands it to each front-end; a
+front-end builds its wire format around these and nothing else of the process.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from zerotouch.domain.views import DeviceView
+from zerotouch.services.accounts import load_principals
+from zerotouch.services.batching import GroupCommit
+from zerotouch.services.claims import ClaimRequest, claim_devices
+from zerotouch.services.device_gateway import DeviceGateway
+from zerotouch.services.runtime import Principal, Runtime
+
+
+class Core:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.devices = DeviceGateway(runtime)
+        # Claims of callers that arrive together share one transaction.
+        self.claims: GroupCommit[ClaimRequest, DeviceView] = GroupCommit(
+            functools.partial(claim_devices, runtime), name="claims"
+        )
+        # Operator API keys, looked up on every call for all the calls that arrive together.
+        self.api_keys: GroupCommit[str, Principal] = GroupCommit(
+            functools.partial(load_principals, runtime), name="api-keys"
+        )
+
+    def close(self) -> None:
+        """Let the batchers' threads go once the groups in them are done."""
+        self.devices.close()
+        self.claims.close()
+        self.api_keys.close()
