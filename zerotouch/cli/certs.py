@@ -1,0 +1,47 @@
+"""`zerotouch certs`: certificates for tests and demos."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from zerotouch.cli.common import certs_app, err
+
+
+@certs_app.command("server")
+def certs_server(
+    out: Annotated[
+        Path, typer.Option(help="Directory for ca.pem, ca.key, server.pem, server.key.")
+    ],
+    host: Annotated[
+        list[str] | None, typer.Option(help="DNS name or IP of the server; repeat for more.")
+    ] = None,
+    days: Annotated[int, typer.Option(min=1, max=3650, help="Validity of the certificate.")] = 365,
+) -> None:
+    """A TLS server certificate signed by a local CA (made once in --out, then reused)."""
+    from zerotouch.crypto import ca
+
+    hosts = host or ["localhost", "127.0.0.1"]
+    out.mkdir(parents=True, exist_ok=True)
+    ca_pem, ca_key = out / "ca.pem", out / "ca.key"
+    if ca_pem.exists() and ca_key.exists():
+        authority = ca.import_ca(ca_pem.read_text(), ca_key.read_text())
+    else:
+        authority = ca.generate_ca("zerotouch local CA")
+        _write(ca_pem, authority.certificate_pem, 0o644)
+        _write(ca_key, authority.private_key_pem, 0o600)
+    material = ca.issue_server_certificate(authority, hosts, validity=dt.timedelta(days=days))
+    _write(out / "server.pem", material.certificate_pem, 0o644)
+    _write(out / "server.key", material.private_key_pem, 0o600)
+    err.print(f"Server certificate for {', '.join(hosts)} written to {out}; trust {ca_pem}.")
+
+
+def _write(path: Path, text: str, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.chmod(path, mode)

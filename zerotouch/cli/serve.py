@@ -1,0 +1,119 @@
+"""`zerotouch serve`: the serving processes, after their ports and settings are checked."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from zerotouch import __version__, logs
+from zerotouch.bootstrap import build_runtime
+from zerotouch.cli.common import LogLevel, app, err, load_settings, log
+from zerotouch.services.runtime import Runtime
+from zerotouch.settings import ConfigurationError, Settings
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port.")] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Server processes; they share the database.")
+    ] = 1,
+    log_level: Annotated[
+        LogLevel | None,
+        typer.Option(case_sensitive=False, help="Log level (default info; ZEROTOUCH_LOG_LEVEL)."),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="Serve HTTPS with this certificate (PEM, chain).")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="The certificate's private key.")] = None,
+    ovms_port: Annotated[
+        int | None, typer.Option(help="OVMS auto-provisioning TCP port (0: off; default 6867).")
+    ] = None,
+    ovms_tls_port: Annotated[
+        int | None, typer.Option(help="OVMS over TLS, with --tls-cert (0: off; default 6870).")
+    ] = None,
+    ovms_rate_limit: Annotated[
+        int | None, typer.Option(help="AP-C per minute per address and per apkey (0: no limit).")
+    ] = None,
+) -> None:
+    """Run the HTTP API (operator API, Device API, OpenAPI page at /docs) and the OVMS
+    auto-provisioning listener."""
+    if (tls_cert is None) != (tls_key is None):
+        err.print("[red]--tls-cert and --tls-key go together.[/red]")
+        raise typer.Exit(2)
+    from zerotouch import serving
+
+    given = {
+        "host": host,
+        "port": port,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "ovms_port": ovms_port,
+        "ovms_tls_port": ovms_tls_port,
+        "ovms_rate_limit": ovms_rate_limit,
+        "workers": workers,
+        "log_level": log_level.value if log_level is not None else None,
+    }
+    updates = {k: v for k, v in given.items() if v is not None}
+    # Workers build their settings from the environment: what the flags say goes there too.
+    os.environ.update({f"ZEROTOUCH_{k.upper()}": str(v) for k, v in updates.items()})
+    settings = load_settings()
+    for name, path in (("--tls-cert", settings.tls_cert), ("--tls-key", settings.tls_key)):
+        if path is not None and not path.is_file():
+            raise ConfigurationError(f"{name}: {path} does not exist or is not a file")
+    logs.configure(settings.log_level, settings.log_format)
+    options: dict[str, Any] = {
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_level": settings.log_level,
+        "log_config": None,  # Logs go through zerotouch.logs, in one format.
+        "access_log": False,  # Requests are counted in /metrics.
+        "server_header": False,
+    }
+    if tls_cert is not None and tls_key is not None:
+        options.update(ssl_certfile=str(tls_cert), ssl_keyfile=str(tls_key))
+    from zerotouch.serving.processes import PortInUse, claim_ports, serve_workers
+
+    ports = [settings.port, settings.ovms_port]
+    if settings.tls_cert is not None:
+        ports.append(settings.ovms_tls_port)
+    try:
+        claimed = claim_ports(settings.host, [p for p in ports if p])
+    except PortInUse as exc:
+        raise ConfigurationError(str(exc)) from None
+    with claimed:
+        runtime = build_runtime(settings)
+        _announce(settings, runtime)
+        if workers > 1:
+            # Each worker builds its own runtime from the same environment.
+            runtime.db.dispose()
+            serve_workers(settings.host, settings.port, workers, options)
+            return
+        try:
+            serving.run(settings, runtime, options)
+        finally:
+            runtime.db.dispose()
+
+
+def _announce(settings: Settings, runtime: Runtime) -> None:
+    """One line that says where everything is, and one when a master key was just made."""
+    scheme = "https" if settings.tls_cert else "http"
+    ovms = f"OVMS on {settings.host}:{settings.ovms_port}" if settings.ovms_port else "OVMS off"
+    if settings.ovms_port and settings.tls_cert and settings.ovms_tls_port:
+        ovms += f" and {settings.ovms_tls_port} (TLS)"
+    database = runtime.db.url.render_as_string(hide_password=True)
+    log.info(
+        "zerotouch %s: API on %s://%s:%s, %s, data in %s, database %s, %d worker(s)",
+        __version__, scheme, settings.host, settings.port, ovms,
+        settings.data_dir.resolve(), database, settings.workers,
+    )  # fmt: skip
+    if runtime.keyring_created and runtime.keyring_path is not None:
+        log.warning(
+            "A new master key was made in %s: back it up; without it the secrets in this "
+            "database cannot be opened",
+            runtime.keyring_path,
+        )
