@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from zerotouch.crypto import device_side
-from zerotouch.domain.values import DEVICE_ID_RE
+from zerotouch.domain.values import DeviceId
 
 ALGORITHMS = ("ES256", "HS256")
 MAX_LIFETIME_S = 300  # API.md: exp at most 300 s after iat.
@@ -88,8 +88,10 @@ def presented(token: str) -> Presented:
         raise TokenError("no sub claim")
     # Checked before the device is looked up: whatever a token carries reaches no query
     # unless it is a deviceId.
-    if not DEVICE_ID_RE.fullmatch(sub):
-        raise TokenError("sub is not a deviceId")
+    try:
+        DeviceId(sub)
+    except ValueError:
+        raise TokenError("sub is not a deviceId") from None
     signing_input = token.rsplit(".", 1)[0].encode()
     return Presented(token, alg, sub, claims, signing_input, decoded["signature"])
 

@@ -7,9 +7,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from zerotouch.domain.errors import FieldError, InvalidArgument
-from zerotouch.domain.values import DEVICE_ID_RE, UNSTORABLE, check_tags, is_storable
+from zerotouch.domain.values import UNSTORABLE, DeviceId, Eui64, check_tags, is_storable
 
-_HEX16 = re.compile(r"[0-9A-Fa-f]{16}")
 _HEX32 = re.compile(r"[0-9A-Fa-f]{32}")
 _HEX8 = re.compile(r"[0-9A-Fa-f]{8}")
 _HEX12 = re.compile(r"[0-9A-Fa-f]{12}")
@@ -50,6 +49,14 @@ def _pattern(regex: re.Pattern[str], rule: str, *, upper: bool = False) -> Calla
     return check
 
 
+def _device_id(raw: object) -> str:
+    return DeviceId(raw).value  # type: ignore[arg-type]  # It checks its type itself.
+
+
+def _eui(raw: object) -> str:
+    return Eui64(raw).value  # type: ignore[arg-type]
+
+
 def _free_text(raw: object) -> str:
     if not isinstance(raw, str) or not 1 <= len(raw) <= FREE_TEXT_MAX:
         raise ValueError(f"must be a string of 1-{FREE_TEXT_MAX} characters")
@@ -68,9 +75,9 @@ def _pem_text(raw: object) -> str:
 
 
 _FIELDS: dict[str, tuple[str, Callable[[object], object]]] = {
-    "deviceId": ("device_id", _pattern(DEVICE_ID_RE, "1-64 characters of A-Z a-z 0-9 . _ : -")),
-    "devEui": ("dev_eui", _pattern(_HEX16, "16 hex digits", upper=True)),
-    "joinEui": ("join_eui", _pattern(_HEX16, "16 hex digits", upper=True)),
+    "deviceId": ("device_id", _device_id),
+    "devEui": ("dev_eui", _eui),
+    "joinEui": ("join_eui", _eui),
     "appKey": ("app_key", _pattern(_HEX32, "32 hex digits", upper=True)),
     "profileId": ("profile_id", _pattern(_HEX8, "8 hex digits", upper=True)),
     "vin": ("vin", _pattern(VIN_RE, "17 characters of A-H J-N P R-Z 0-9")),
