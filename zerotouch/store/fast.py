@@ -1,10 +1,12 @@
-"""Hot-path statements run straight on the driver's cursor.
+"""Hot-path statements run straight on the driver's cursor: the one place that compiles them.
 
-SQLAlchemy compiles each statement here once per dialect, and its own type processors convert
-parameters and results, so the SQL and the values are exactly what ``Connection.execute`` would
-produce. What is skipped is the per-call machinery around them, which on a claim cost twice what
-SQLite spent running the statements (measured with py-spy under bench/claims.py). Used only
-where a request runs a handful of fixed statements many times a second.
+SQLAlchemy compiles each statement here once per dialect (``FastStatement.plan``), and its own
+type processors convert parameters and results, so the SQL and the values are exactly what
+``Connection.execute`` would produce. What is skipped is the per-call machinery around them,
+which on a claim cost twice what SQLite spent running the statements (measured with py-spy
+under bench/claims.py). Used only where a request runs a handful of fixed statements many times
+a second, by the set statements of a group (store/sets.py) and by bulk inserts (store/bulk.py).
+docs/hot-path.md tells the whole story.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ Processor = Callable[[Any], Any] | None
 
 
 @dataclass(frozen=True, slots=True)
-class _Plan:
+class Plan:
     sql: str
     names: tuple[str, ...]
     positional: bool
@@ -41,16 +43,17 @@ def prepare(dialect: sa.Dialect) -> None:
     """Compile every hot-path statement for ``dialect`` now (a server does this as it starts),
     so that no request waits for a compilation."""
     for statement in list(_ALL):
-        statement._plan(dialect)
+        statement.plan(dialect)
 
 
 class FastStatement:
     def __init__(self, statement: sa.ClauseElement) -> None:
         self.statement = statement
-        self._plans: dict[str, _Plan] = {}
+        self._plans: dict[str, Plan] = {}
         _ALL.append(self)
 
-    def _plan(self, dialect: sa.Dialect) -> _Plan:
+    def plan(self, dialect: sa.Dialect) -> Plan:
+        """The statement compiled for ``dialect`` (once), with its converters."""
         plan = self._plans.get(dialect.name)
         if plan is None:
             compiled = self.statement.compile(dialect=dialect)
@@ -76,11 +79,11 @@ class FastStatement:
             defaults = {
                 name: b.effective_value for name, b in compiled.binds.items() if not b.required
             }
-            plan = _Plan(compiled.string, names, compiled.positional, bind, defaults, result, row)
+            plan = Plan(compiled.string, names, compiled.positional, bind, defaults, result, row)
             self._plans[dialect.name] = plan
         return plan
 
-    def _args(self, plan: _Plan, params: Mapping[str, Any]) -> Any:
+    def _args(self, plan: Plan, params: Mapping[str, Any]) -> Any:
         raw = [params[n] if n in params else plan.defaults[n] for n in plan.names]
         values = [
             p(v) if p is not None and v is not None else v
@@ -94,14 +97,14 @@ class FastStatement:
         Inside ``Database.batch`` on PostgreSQL the statement only joins the pipeline: it goes
         out with the next ones, and nothing waits for the server until rows are read.
         """
-        plan = self._plan(conn.dialect)
+        plan = self.plan(conn.dialect)
         dbapi_error = conn.dialect.loaded_dbapi.Error
         cursor = conn.connection.cursor()
         try:
             cursor.execute(plan.sql, self._args(plan, params))
         except dbapi_error as error:
             cursor.close()
-            raise _translated(plan.sql, error, dbapi_error) from error
+            raise translated(plan.sql, error, dbapi_error) from error
         except BaseException:
             cursor.close()
             raise
@@ -124,7 +127,7 @@ class Pending:
 
     __slots__ = ("__weakref__", "_cursor", "_error", "_plan")
 
-    def __init__(self, plan: _Plan, cursor: Any, dbapi_error: type[Exception]) -> None:
+    def __init__(self, plan: Plan, cursor: Any, dbapi_error: type[Exception]) -> None:
         self._plan, self._cursor, self._error = plan, cursor, dbapi_error
 
     def close(self) -> None:
@@ -140,7 +143,7 @@ class Pending:
         try:
             raw = cursor.fetchall()
         except self._error as error:
-            raise _translated(plan.sql, error, self._error) from error
+            raise translated(plan.sql, error, self._error) from error
         finally:
             cursor.close()
             self._cursor = None
@@ -165,6 +168,6 @@ def close_pending(conn: sa.Connection) -> None:
         pending.close()
 
 
-def _translated(sql: str, error: Exception, dbapi_error: type[Exception]) -> Exception:
+def translated(sql: str, error: Exception, dbapi_error: type[Exception]) -> Exception:
     """The driver's error raised as SQLAlchemy would, so store/ translates it like any other."""
     return sa.exc.DBAPIError.instance(sql, None, error, dbapi_error)
