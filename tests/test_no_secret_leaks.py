@@ -20,8 +20,12 @@ def test_secrets_never_leave(api: Api, caplog: pytest.LogCaptureFixture) -> None
     caplog.set_level(logging.DEBUG)
     bodies: list[str] = []
 
-    def call(method: str, path: str, role: str = "owner", **kw: object) -> dict[str, object]:
+    def call(
+        method: str, path: str, role: str = "owner", *, expect: int = 200, **kw: object
+    ) -> dict[str, object]:
         res = api.call(method, path, role, **kw)
+        # Each step must have done what it is there for, or the checks below prove nothing.
+        assert res.status_code == expect, (method, path, res.status_code, res.text)
         bodies.append(res.text)
         bodies.append(str(res.headers))
         return res.json() if res.content else {}
@@ -51,25 +55,29 @@ def test_secrets_never_leave(api: Api, caplog: pytest.LogCaptureFixture) -> None
         },
     )
     token = imported["devices"][0]["ownerToken"]  # type: ignore[index]
+    assert [r["deviceId"] for r in imported["rejected"]] == ["bad"]  # type: ignore[attr-defined]
     call(
         "POST",
         "/v1/manufacturing/devices?atomic=true",
         "manufacturer",
+        expect=422,
         json={
             "devices": [
                 {"deviceId": "bad2", "appKey": APP_KEY, "iccid": ICCID + "X", "deviceSecret": "zz"}
             ]
         },
     )
-    call("POST", "/v1/claimed-devices", json={"ownerToken": token})
+    call("POST", "/v1/claimed-devices", expect=201, json={"ownerToken": token})
     call(
         "POST",
         "/v1/claimed-devices/s1/provisioning",
+        expect=201,
         json={"request": {"preSharedKey": {"secTag": 1, "identity": "i", "secret": PSK}}},
     )
     call(
         "POST",
         "/v1/claimed-devices/s1/provisioning",
+        expect=201,
         json={
             "request": {
                 "clientPrivateKey": {
@@ -80,9 +88,10 @@ def test_secrets_never_leave(api: Api, caplog: pytest.LogCaptureFixture) -> None
             }
         },
     )
-    call(
+    call(  # A wrong password: refused, and the refusal names neither it nor the key.
         "POST",
         "/v1/claimed-devices/s1/provisioning",
+        expect=422,
         json={
             "request": {
                 "clientPrivateKey": {
@@ -96,6 +105,7 @@ def test_secrets_never_leave(api: Api, caplog: pytest.LogCaptureFixture) -> None
     call(
         "POST",
         "/v1/provisioning-rules",
+        expect=201,
         json={
             "name": "r",
             "tags": ["t"],
@@ -104,7 +114,7 @@ def test_secrets_never_leave(api: Api, caplog: pytest.LogCaptureFixture) -> None
             ],
         },
     )
-    call("POST", "/v1/certificate-authority", json={"commonName": "CA"})
+    call("POST", "/v1/certificate-authority", expect=201, json={"commonName": "CA"})
     call("GET", "/v1/claimed-devices/s1")
     call("GET", "/v1/claimed-devices")
     call("GET", "/v1/claimed-devices/s1/provisioning")
@@ -112,7 +122,9 @@ def test_secrets_never_leave(api: Api, caplog: pytest.LogCaptureFixture) -> None
     call("GET", "/v1/certificate-authority")
     call("GET", "/v1/events")
     call("GET", "/v1/events?deviceId=s1")
-    bodies.append(api.client.get("/metrics").text)
+    metrics = api.client.get("/metrics")
+    assert metrics.status_code == 200
+    bodies.append(metrics.text)
 
     seen = "\n".join(bodies) + "\n" + "\n".join(r.getMessage() for r in caplog.records)
     for secret in (APP_KEY, ICCID, DEVICE_SECRET, PSK, KEY_PASSWORD, "PRIVATE KEY"):
@@ -130,13 +142,15 @@ def test_secrets_are_sealed_at_rest(api: Api) -> None:
         {"deviceId": "s1", "appKey": APP_KEY, "iccid": ICCID, "deviceSecret": DEVICE_SECRET}
     )
     token = imported["devices"][0]["ownerToken"]
-    api.call("POST", "/v1/claimed-devices", json={"ownerToken": token})
-    api.call(
+    assert api.call("POST", "/v1/claimed-devices", json={"ownerToken": token}).status_code == 201
+    added = api.call(
         "POST",
         "/v1/claimed-devices/s1/provisioning",
         json={"request": {"preSharedKey": {"secTag": 1, "identity": "i", "secret": PSK}}},
     )
-    api.call("POST", "/v1/certificate-authority", json={"commonName": "CA"})
+    assert added.status_code == 201, added.text
+    made = api.call("POST", "/v1/certificate-authority", json={"commonName": "CA"})
+    assert made.status_code == 201, made.text
     rt = api.client.app.state.runtime  # type: ignore[attr-defined]
     with rt.db.read() as conn:
         dump = "\n".join(
