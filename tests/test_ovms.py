@@ -23,6 +23,7 @@ from zerotouch.crypto import ca
 from zerotouch.protocols import ovms
 from zerotouch.services import ovms as ovms_service
 from zerotouch.services.runtime import Runtime
+from zerotouch.store import ovms as ovms_store
 from zerotouch.store.db import Database
 
 VIN = "5YJRE11B781000001"
@@ -451,3 +452,44 @@ def test_the_car_side_command_against_serve(env: dict[str, str], tmp_path: Any) 
         assert over_tls.returncode == 0, over_tls.stderr
         assert over_tls.stdout.splitlines() == PARAMS
         http.close()
+
+
+def test_one_car_that_breaks_its_group_does_not_cost_the_others_their_answer(
+    api: Api, rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lookup fails for one car of a group: that car gets AP-X, the others their AP-S
+    (the group is answered again car by car; services/batching.py)."""
+    cars = [(f"car-{i}", f"WVWZZZ{i:011d}") for i in range(4)]
+    for device_id, vin in cars:
+        _car(api, device_id, vin=vin)
+    broken = cars[2][1]
+    lookup = ovms_store.lookup
+
+    def failing_for_one(conn: Any, apkey: str) -> Any:
+        if apkey == broken:
+            raise RuntimeError("the disk said no")
+        return lookup(conn, apkey)
+
+    monkeypatch.setattr(ovms_store, "lookup", failing_for_one)
+
+    async def go() -> list[bytes]:
+        frontend = OvmsFrontend(rt, rate_limit=0)
+        wires = []
+        for _, vin in cars:
+            wire = Wire()
+            car = CarConnection(frontend)
+            car.connection_made(wire)
+            car.data_received(ovms.request_line(vin))
+            wires.append(wire)
+        for _ in range(500):
+            if all(w.sent for w in wires):
+                break
+            await asyncio.sleep(0.01)
+        await frontend.close()
+        return [bytes(w.sent) for w in wires]
+
+    answers = asyncio.run(go())
+    assert answers[2] == ovms.AP_X
+    assert all(a.startswith(b"AP-S 0 ") for i, a in enumerate(answers) if i != 2), answers
+    events = api.call("GET", "/v1/events").json()["items"]
+    assert sum(e["type"] == "ovms.delivered" for e in events) == 3
