@@ -193,15 +193,13 @@ def test_answers_keep_the_order_of_the_requests(api: Api, rt: Runtime) -> None:
     assert lines[0].startswith(b"AP-S 0 ") and lines[1:] == [b"AP-X", b"AP-X", b""]
 
 
-def test_many_cars_in_one_turn_share_a_transaction(api: Api, rt: Runtime) -> None:
-    cars = [(f"car-{i}", f"WVWZZZ{i:011d}") for i in range(5)]
-    for device_id, vin in cars:
-        _car(api, device_id, vin=vin)
+def _together(rt: Runtime, vins: list[str]) -> list[bytes]:
+    """What each car got, their AP-C sent in the same turn of the event loop (one group)."""
 
     async def go() -> list[bytes]:
         frontend = OvmsFrontend(rt, rate_limit=0)
         wires = []
-        for _, vin in [*cars, ("none", "NOSUCHVIN")]:
+        for vin in vins:
             wire = Wire()
             car = CarConnection(frontend)
             car.connection_made(wire)
@@ -211,9 +209,18 @@ def test_many_cars_in_one_turn_share_a_transaction(api: Api, rt: Runtime) -> Non
             if all(w.sent for w in wires):
                 break
             await asyncio.sleep(0.01)
+        await frontend.close()
         return [bytes(w.sent) for w in wires]
 
-    answers = asyncio.run(go())
+    return asyncio.run(go())
+
+
+def test_many_cars_in_one_turn_share_a_transaction(api: Api, rt: Runtime) -> None:
+    cars = [(f"car-{i}", f"WVWZZZ{i:011d}") for i in range(5)]
+    for device_id, vin in cars:
+        _car(api, device_id, vin=vin)
+
+    answers = _together(rt, [vin for _, vin in cars] + ["NOSUCHVIN"])
     assert all(a.startswith(b"AP-S 0 ") for a in answers[:-1]) and answers[-1] == ovms.AP_X
     for line in answers[:-1]:
         parsed = ovms.parse_answer(line.rstrip(b"\r\n"))
@@ -472,23 +479,7 @@ def test_one_car_that_breaks_its_group_does_not_cost_the_others_their_answer(
 
     monkeypatch.setattr(ovms_store, "lookup", failing_for_one)
 
-    async def go() -> list[bytes]:
-        frontend = OvmsFrontend(rt, rate_limit=0)
-        wires = []
-        for _, vin in cars:
-            wire = Wire()
-            car = CarConnection(frontend)
-            car.connection_made(wire)
-            car.data_received(ovms.request_line(vin))
-            wires.append(wire)
-        for _ in range(500):
-            if all(w.sent for w in wires):
-                break
-            await asyncio.sleep(0.01)
-        await frontend.close()
-        return [bytes(w.sent) for w in wires]
-
-    answers = asyncio.run(go())
+    answers = _together(rt, [vin for _, vin in cars])
     assert answers[2] == ovms.AP_X
     assert all(a.startswith(b"AP-S 0 ") for i, a in enumerate(answers) if i != 2), answers
     events = api.call("GET", "/v1/events").json()["items"]

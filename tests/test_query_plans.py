@@ -92,7 +92,7 @@ def _fleet(tmp_path: Path) -> Iterator[Database]:
 
 def _plan(db: Database, statement: FastStatement, params: dict[str, Any]) -> str:
     with db.read() as conn:
-        plan = statement._plan(conn.dialect)
+        plan = statement.plan(conn.dialect)
         prefix = "EXPLAIN QUERY PLAN " if db.is_sqlite else "EXPLAIN "
         rows = conn.exec_driver_sql(prefix + plan.sql, statement._args(plan, params)).all()
     return "\n".join(str(row[-1]) for row in rows)

@@ -5,10 +5,10 @@ accepted once), its device row locked and its hold checked, the device's plan, a
 the device's keys and its account's CA. Each then changes a few commands, perhaps the device's
 status, and writes events. Call by call that was ten statements and more each, and on
 PostgreSQL every statement costs a trip through the driver and the server whatever it carries.
-Here everything a group's calls read comes back from one statement and its jtis go in as one
-(store/sets.py), each call works on what they found and stages its changes in its ``Call``, and
-the changes go out as one statement per kind: the number of statements stays the same however
-many calls there are.
+Here everything a group's calls read comes back from one statement and its jtis go in as one,
+each call works on what they found and stages its changes in its ``Call``, and the changes go
+out as one statement per kind (store/device_calls.py): the number of statements stays the same
+however many calls there are (docs/hot-path.md).
 
 A call that is refused (a domain error: 401, 403, 422) stages nothing and gets its error (its
 token's jti counts as used); the others go on. Anything else fails the group, and

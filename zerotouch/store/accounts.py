@@ -45,14 +45,7 @@ def key_page(
     conn: sa.Connection, *, account_id: int, view: Callable[[Any], V], limit: int, token: str | None
 ) -> Page[V]:
     """The account's keys in the order they were made, a page at a time."""
-    return paging.created_page(
-        conn,
-        api_keys,
-        [api_keys.c.account_id == account_id],
-        view=view,
-        limit=limit,
-        token=token,
-    )
+    return paging.account_page(conn, api_keys, account_id, view=view, limit=limit, token=token)
 
 
 def keys_with_accounts(conn: sa.Connection, account_name: str | None) -> list[Any]:

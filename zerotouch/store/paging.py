@@ -115,3 +115,18 @@ def slice_page(items: Sequence[T], *, limit: int, token: str | None) -> Page[T]:
     end = start + limit
     following = base64.urlsafe_b64encode(f"o{end}".encode()).decode().rstrip("=")
     return Page(list(items[start:end]), len(items), following if end < len(items) else None)
+
+
+def account_page(
+    conn: sa.Connection,
+    table: sa.Table,
+    account_id: int,
+    *,
+    view: Callable[[Any], T],
+    limit: int,
+    token: str | None,
+) -> Page[T]:
+    """One page of an account's rows of ``table``, in the order they were made."""
+    return created_page(
+        conn, table, [table.c.account_id == account_id], view=view, limit=limit, token=token
+    )

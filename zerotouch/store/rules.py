@@ -73,11 +73,6 @@ def page(
     token: str | None,
 ) -> Page[V]:
     """The account's rules in the order they were made, a page at a time."""
-    return paging.created_page(
-        conn,
-        provisioning_rules,
-        [provisioning_rules.c.account_id == account_id],
-        view=view,
-        limit=limit,
-        token=token,
+    return paging.account_page(
+        conn, provisioning_rules, account_id, view=view, limit=limit, token=token
     )

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Response
 from zerotouch.adapters.http import schemas
 from zerotouch.adapters.http.deps import CallerDep, reply
 from zerotouch.adapters.http.guards import CheckedRoute
+from zerotouch.domain.errors import InvalidArgument
 from zerotouch.services import ovms
 
 router = APIRouter(
@@ -18,6 +19,8 @@ Record = schemas.OvmsPublic
 
 @router.put("", response_model=Record, summary="PutOvmsRecord")
 async def put_ovms_record(device_id: str, body: schemas.OvmsPut, caller: CallerDep) -> Response:
+    if body.one_time is None and "one_time" in body.model_fields_set:
+        raise InvalidArgument.for_field("oneTime", "must be true or false")
     given = ovms.RecordInput(
         parameters=body.parameters,
         record=body.record,
