@@ -22,6 +22,7 @@ from zerotouch.adapters.ovms.server import CarConnection, OvmsFrontend
 from zerotouch.crypto import ca
 from zerotouch.protocols import ovms
 from zerotouch.services import ovms as ovms_service
+from zerotouch.services.core import Core
 from zerotouch.services.runtime import Runtime
 from zerotouch.store import ovms as ovms_store
 from zerotouch.store.db import Database
@@ -154,7 +155,7 @@ async def _answered(car: CarConnection) -> None:
 def _session(rt: Runtime, *chunks: bytes, rate_limit: int = 0) -> Wire:
     async def go() -> Wire:
         wire = Wire()
-        car = CarConnection(OvmsFrontend(rt, rate_limit=rate_limit))
+        car = CarConnection(OvmsFrontend(Core(rt, ovms_rate_limit=rate_limit)))
         car.connection_made(wire)
         for chunk in chunks:
             car.data_received(chunk)
@@ -197,7 +198,7 @@ def _together(rt: Runtime, vins: list[str]) -> list[bytes]:
     """What each car got, their AP-C sent in the same turn of the event loop (one group)."""
 
     async def go() -> list[bytes]:
-        frontend = OvmsFrontend(rt, rate_limit=0)
+        frontend = OvmsFrontend(Core(rt, ovms_rate_limit=0))
         wires = []
         for vin in vins:
             wire = Wire()
@@ -262,7 +263,7 @@ def test_rate_limit_per_address(api: Api, rt: Runtime) -> None:
     _car(api)
 
     async def go() -> list[bytes]:
-        frontend = OvmsFrontend(rt, rate_limit=2)
+        frontend = OvmsFrontend(Core(rt, ovms_rate_limit=2))
         sent = []
         for _ in range(3):
             wire = Wire()
@@ -283,7 +284,7 @@ def test_rate_limit_per_apkey(api: Api, rt: Runtime) -> None:
     _car(api)
 
     async def go() -> list[bytes]:
-        frontend = OvmsFrontend(rt, rate_limit=2)
+        frontend = OvmsFrontend(Core(rt, ovms_rate_limit=2))
         sent = []
         for address in ("192.0.2.1", "192.0.2.2", "192.0.2.3"):
             wire = Wire(address)
@@ -311,7 +312,7 @@ def test_tls_listener(api: Api, rt: Runtime) -> None:
             key.write_text(material.private_key_pem)
             server_context.load_cert_chain(cert, key)
         client_context = ssl.create_default_context(cadata=authority.certificate_pem)
-        frontend = OvmsFrontend(rt, rate_limit=0)
+        frontend = OvmsFrontend(Core(rt, ovms_rate_limit=0))
         server = await frontend.listen("127.0.0.1", 0, tls=server_context)
         port = server.sockets[0].getsockname()[1]
         try:
@@ -356,7 +357,7 @@ def test_first_line_timeout_and_grace(api: Api, rt: Runtime, monkeypatch: Any) -
     monkeypatch.setattr(ovms_server, "GRACE_S", 0.05)
 
     async def go() -> tuple[bool, bool, bool]:
-        frontend = OvmsFrontend(rt, rate_limit=0)
+        frontend = OvmsFrontend(Core(rt, ovms_rate_limit=0))
         silent, talker = Wire(), Wire()
         CarConnection(frontend).connection_made(silent)
         car = CarConnection(frontend)
@@ -379,7 +380,7 @@ def test_concurrent_cars_over_tcp(api: Api, rt: Runtime) -> None:
         _car(api, device_id, vin=vin)
 
     async def go() -> list[Any]:
-        frontend = OvmsFrontend(rt, rate_limit=0)
+        frontend = OvmsFrontend(Core(rt, ovms_rate_limit=0))
         server = await frontend.listen("127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         try:

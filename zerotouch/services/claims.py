@@ -34,9 +34,9 @@ class ClaimRequest:
     """One claim as a caller asked for it: an owner token or a QR payload, and extra tags."""
 
     principal: Principal
-    owner_token: Any = None
-    qr: Any = None
-    tags: Any = None
+    owner_token: str | None = None
+    qr: str | None = None
+    tags: list[str] | None = None
 
 
 @dataclass(slots=True)
@@ -65,7 +65,7 @@ class _Claim:
 
 
 def _claim_input(
-    owner_token: Any, qr: Any
+    owner_token: str | None, qr: str | None
 ) -> tuple[str, tr005.Tr005Payload | tr005.ZerotouchLabel | None]:
     if (owner_token is None) == (qr is None):
         raise InvalidArgument.for_field("ownerToken", "give exactly one of ownerToken and qr")
@@ -76,11 +76,12 @@ def _claim_input(
             raise InvalidArgument.for_field("qr", str(exc)) from None
         if label.owner_token is None:
             raise InvalidArgument.for_field("qr", "carries no owner token")
-        owner_token, field = label.owner_token, "qr"
+        token, field = label.owner_token, "qr"
     else:
-        label, field = None, "ownerToken"
+        assert owner_token is not None
+        token, label, field = owner_token, None, "ownerToken"
     try:
-        return OwnerToken(owner_token).value, label
+        return OwnerToken(token).value, label
     except ValueError as exc:
         raise InvalidArgument.for_field(field, str(exc)) from None
 
@@ -98,7 +99,12 @@ def _label_matches(row: Any, label: tr005.Tr005Payload | tr005.ZerotouchLabel | 
 
 
 def claim_device(
-    rt: Runtime, *, principal: Principal, owner_token: Any = None, qr: Any = None, tags: Any = None
+    rt: Runtime,
+    *,
+    principal: Principal,
+    owner_token: str | None = None,
+    qr: str | None = None,
+    tags: list[str] | None = None,
 ) -> DeviceView:
     """Claim the device the token belongs to; the database lets exactly one claim win."""
     outcome = claim_devices(rt, [ClaimRequest(principal, owner_token, qr, tags)])[0]

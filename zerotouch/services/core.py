@@ -10,15 +10,22 @@ from __future__ import annotations
 import functools
 
 from zerotouch.domain.views import DeviceView
+from zerotouch.protocols import ovms
+from zerotouch.services import ovms as ovms_service
 from zerotouch.services.accounts import load_principals
 from zerotouch.services.batching import GroupCommit
 from zerotouch.services.claims import ClaimRequest, claim_devices
 from zerotouch.services.device_gateway import DeviceGateway
 from zerotouch.services.runtime import Principal, Runtime
 
+# While cars arrive together, an OVMS group waits this long for more (bench/ovms.py).
+OVMS_WINDOW_S = 0.005
+
 
 class Core:
-    def __init__(self, runtime: Runtime) -> None:
+    """``ovms_rate_limit``: AP-C attempts a minute per address and per apkey (0: no limit)."""
+
+    def __init__(self, runtime: Runtime, *, ovms_rate_limit: int = 0) -> None:
         self.runtime = runtime
         self.devices = DeviceGateway(runtime)
         # Claims of callers that arrive together share one transaction.
@@ -30,8 +37,15 @@ class Core:
             functools.partial(load_principals, runtime), name="api-keys"
         )
 
+        # Cars' AP-C, (apkey, source address) each, answered in one transaction a group.
+        self.ovms_answers: GroupCommit[tuple[str, str], ovms.Answer | None] = GroupCommit(
+            functools.partial(ovms_service.answer_requests, runtime, rate_limit=ovms_rate_limit),
+            window_s=OVMS_WINDOW_S,
+            name="ovms-answers",
+        )
+
     def close(self) -> None:
         """Let the batchers' threads go once the groups in them are done."""
         self.devices.close()
-        self.claims.close()
-        self.api_keys.close()
+        for batcher in (self.claims, self.api_keys, self.ovms_answers):
+            batcher.close()

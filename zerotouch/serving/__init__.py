@@ -52,7 +52,7 @@ async def housekeeping(rt: Runtime) -> None:
 @contextlib.asynccontextmanager
 async def ovms_listeners(core: Core, settings: Settings) -> AsyncIterator[OvmsFrontend]:
     """The OVMS listeners the settings ask for, for as long as the block runs."""
-    frontend = OvmsFrontend(core.runtime, rate_limit=settings.ovms_rate_limit)
+    frontend = OvmsFrontend(core)
     try:
         shared = settings.workers > 1
         if settings.ovms_port:
@@ -110,7 +110,7 @@ def run(
     """One serving process; its runtime is built from ``settings`` unless given. ``options``
     go to uvicorn (its event loop, HTTP parser, TLS, logging)."""
     rt = runtime or build_runtime(settings)
-    core = Core(rt)
+    core = Core(rt, ovms_rate_limit=settings.ovms_rate_limit)
     try:
         fast.prepare(rt.db.engine.dialect)
         config = uvicorn.Config(

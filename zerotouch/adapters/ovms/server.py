@@ -16,15 +16,12 @@ from typing import cast
 
 from zerotouch.domain.errors import ZerotouchError
 from zerotouch.protocols import ovms
-from zerotouch.services import ovms as ovms_service
-from zerotouch.services.batching import GroupCommit
-from zerotouch.services.runtime import Runtime
+from zerotouch.services.core import Core
 
 log = logging.getLogger(__name__)
 
 FIRST_LINE_TIMEOUT_S = 30.0
 GRACE_S = 2.0  # Time for a car to read its answer (and for a second AP-C to get AP-X).
-BATCH_WINDOW_S = 0.005  # How long requests are gathered while cars arrive together.
 
 
 class CarConnection(asyncio.Protocol):
@@ -82,38 +79,28 @@ class CarConnection(asyncio.Protocol):
 
 
 class OvmsFrontend:
-    """The listeners of one server process; they share its runtime and rate limits.
+    """The listeners of one server process, around its core.
 
     AP-C requests that arrive together are answered together, with one database transaction
     (the deliveries' audit events are written before any answer goes out): under load a commit
-    serves many cars (see services/batching.py).
+    serves many cars (the core's ``ovms_answers``; services/batching.py). A group that fails is
+    answered again car by car, so one car's failure is only its own AP-X.
     """
 
-    def __init__(self, runtime: Runtime, *, rate_limit: int) -> None:
-        self.runtime = runtime
-        self.rate_limit = rate_limit
+    def __init__(self, core: Core) -> None:
+        self.core = core
         self.servers: list[asyncio.Server] = []
-        self._answers: GroupCommit[tuple[str, ovms.Request], ovms.Answer | None] = GroupCommit(
-            self._answer_all, window_s=BATCH_WINDOW_S, name="ovms-answers"
-        )
 
     def submit(self, car: CarConnection, request: ovms.Request) -> None:
-        self._answers.submit((car.peer, request), lambda answer: self._answer(car, answer))
+        self.core.ovms_answers.submit(
+            (request.apkey, car.peer), lambda answer: self._answer(car, answer)
+        )
 
     def _answer(self, car: CarConnection, answer: ovms.Answer | Exception | None) -> None:
         given = _or_refusal(answer)
-        self.runtime.metrics.ovms_answers.labels(answer="ap_x" if given is None else "ap_s").inc()
+        metrics = self.core.runtime.metrics
+        metrics.ovms_answers.labels(answer="ap_x" if given is None else "ap_s").inc()
         car.answer(given)
-
-    def _answer_all(
-        self, requests: list[tuple[str, ovms.Request]]
-    ) -> list[ovms.Answer | Exception | None]:
-        answers = ovms_service.answer_requests(
-            self.runtime,
-            [(request.apkey, peer) for peer, request in requests],
-            rate_limit=self.rate_limit,
-        )
-        return list(answers)
 
     async def listen(
         self, host: str, port: int, *, tls: ssl.SSLContext | None = None, shared: bool = False
@@ -132,7 +119,6 @@ class OvmsFrontend:
             server.close()
         for server in self.servers:
             await server.wait_closed()
-        self._answers.close()
 
 
 def _or_refusal(answer: ovms.Answer | Exception | None) -> ovms.Answer | None:
