@@ -111,3 +111,35 @@ def test_a_second_server_gets_address_in_use(env: dict[str, str], tmp_path: Path
     finally:
         first.send_signal(signal.SIGTERM)
         first.wait(30)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_server_closes_every_front_end_and_exits_0(
+    env: dict[str, str], stop: signal.Signals
+) -> None:
+    """HTTP stops first (its requests finish), then OVMS and the housekeeping, then the process
+    ends normally: the signal is not raised again behind the serving root's back."""
+    port, ovms_port = _free_port(), _free_port()
+    command = [sys.executable, "-m", "zerotouch", "serve", "--port", str(port), "--ovms-port"]
+    proc = subprocess.Popen(
+        [*command, str(ovms_port), "--ovms-tls-port", "0", "--log-level", "info"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_healthy(port, proc)
+        with socket.create_connection(("127.0.0.1", ovms_port), timeout=5):
+            pass  # The OVMS listener is up.
+        proc.send_signal(stop)
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 0, stderr
+        assert "Traceback" not in stderr, stderr
+        assert "zerotouch stopped: HTTP, OVMS and housekeeping closed" in stderr, stderr
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", ovms_port), timeout=1).close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -12,9 +12,11 @@ import asyncio
 import contextlib
 import gc
 import logging
+import signal
 import socket
 import ssl
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import uvicorn
@@ -89,16 +91,40 @@ def _settle() -> None:
     gc.freeze()
 
 
+class HttpServer(uvicorn.Server):
+    """uvicorn's server, for which SIGINT and SIGTERM only mean: stop serving.
+
+    uvicorn raises the signal again once its server has stopped, which would end the process
+    before the other front-ends and the housekeeping are closed; here the serving root closes
+    them, and the process then ends normally.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        stops = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in stops}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 async def serve(
     core: Core,
     settings: Settings,
     http: uvicorn.Server,
     sockets: list[socket.socket] | None = None,
 ) -> None:
-    """Serve until SIGINT or SIGTERM: the core's housekeeping, OVMS and HTTP side by side."""
+    """Serve until SIGINT or SIGTERM: the core's housekeeping, OVMS and HTTP side by side.
+    HTTP stops first (the requests in flight finish), then the others."""
     async with running(core, settings):
         _settle()
         await http.serve(sockets=sockets)
+    log.info("zerotouch stopped: HTTP, OVMS and housekeeping closed")
 
 
 def run(
@@ -121,7 +147,7 @@ def run(
             **(options or {}),
         )
         with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
-            runner.run(serve(core, settings, uvicorn.Server(config), sockets))
+            runner.run(serve(core, settings, HttpServer(config), sockets))
     finally:
         core.close()
         if runtime is None:
