@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from zerotouch.domain.commands import MAX_COMMANDS_PER_DEVICE, CommandType, split_secrets
@@ -86,8 +86,15 @@ def queue_commands(
 
 
 def add_command(
-    rt: Runtime, *, principal: Principal, device_id: str, description: Any, request: Any
+    rt: Runtime,
+    *,
+    principal: Principal,
+    device_id: str,
+    description: str | None,
+    request: Mapping[str, Any],
 ) -> CommandView:
+    """Append a command (``{"<type>": {...}}``, checked here by its type) to the device's
+    plan."""
     principal.require(Permission.WRITE_DEVICES)
     text = check_description(description)
     command_type, params = parse_request(request)
