@@ -8,9 +8,9 @@ from zerotouch.crypto import ca
 from zerotouch.domain.errors import InvalidArgument, NotFound
 from zerotouch.domain.values import Permission
 from zerotouch.domain.views import CaView
+from zerotouch.services.audit import audit_event
 from zerotouch.services.runtime import Principal, Runtime
 from zerotouch.store import authorities
-from zerotouch.store.events import record_event
 
 KEY_PURPOSE = "certificate_authorities.private_key"
 COMMON_NAME_MAX = 64  # RFC 5280 upper bound for commonName.
@@ -64,10 +64,9 @@ def create_authority(rt: Runtime, *, principal: Principal, new: NewAuthority) ->
             now=now,
         )
         kind = "generated" if new.common_name is not None else "imported"
-        record_event(
+        audit_event(
             conn,
-            account_id=principal.account_id,
-            actor=principal.actor,
+            principal,
             at=now,
             event=(f"certificate_authority.{kind}", None, {"fingerprint": material.fingerprint}),
         )

@@ -14,13 +14,13 @@ from zerotouch.domain.records import IDENTIFIER_FIELDS
 from zerotouch.domain.values import Permission
 from zerotouch.domain.views import DeviceView, ImportedDevice, Page
 from zerotouch.services import rules
+from zerotouch.services.audit import audit_event
 from zerotouch.services.manufacturing import label_for
 from zerotouch.services.plans import queue_commands
 from zerotouch.services.runtime import Principal, Runtime
 from zerotouch.store import devices as store
 from zerotouch.store import paging
 from zerotouch.store.db import Connection
-from zerotouch.store.events import record_event
 
 _IDENTIFIER_COLUMNS = dict(
     zip(IDENTIFIER_FIELDS, ("dev_eui", "join_eui", "vin", "imei", "serial", "mac"), strict=True)
@@ -112,13 +112,7 @@ def _move(rt: Runtime, *, principal: Principal, device_id: str, event: DeviceEve
             "unblock": "unblocked",
             "reprovision": "reprovisioned",
         }[event.value]
-        record_event(
-            conn,
-            account_id=principal.account_id,
-            actor=principal.actor,
-            at=now,
-            event=(f"device.{kind}", device_id, data),
-        )
+        audit_event(conn, principal, at=now, event=(f"device.{kind}", device_id, data))
         if event is DeviceEvent.UNCLAIM:
             store.release(conn, row.id)
             return device_view(row, [], {})
@@ -173,10 +167,9 @@ def apply_rules(
     planned = [item for rule in matched for item in rules.plan_of(rt, rule)]
     if planned:
         queue_commands(rt, conn, device_pk=row.id, planned=planned)
-        record_event(
+        audit_event(
             conn,
-            account_id=principal.account_id,
-            actor=principal.actor,
+            principal,
             at=now,
             event=(
                 "plan.applied",

@@ -14,9 +14,9 @@ from zerotouch.domain.records import FactoryRecord, parse_factory_record
 from zerotouch.domain.values import Permission
 from zerotouch.domain.views import ImportedDevice, ImportResult, RejectedRow
 from zerotouch.protocols import tr005
+from zerotouch.services.audit import audit_event
 from zerotouch.services.runtime import Principal, Runtime
 from zerotouch.store import devices as store
-from zerotouch.store.events import record_event
 
 MAX_IMPORT_RECORDS = 10_000
 _CONFLICT_RETRIES = 3
@@ -183,10 +183,9 @@ def _write(
             store.add_imported(conn, [p.row for p in fresh])
             # One event per import: who imported which devices. Per-device rows would double
             # the write cost of an import for no more information.
-            record_event(
+            audit_event(
                 conn,
-                account_id=principal.account_id,
-                actor=principal.actor,
+                principal,
                 at=fresh[0].row["created_at"],
                 event=(
                     "devices.imported",

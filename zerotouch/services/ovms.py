@@ -22,6 +22,7 @@ from zerotouch.domain.lifecycle import DeviceEvent, DeviceStatus, device_transit
 from zerotouch.domain.records import VIN_RE
 from zerotouch.domain.values import Permission
 from zerotouch.protocols import ovms
+from zerotouch.services.audit import audit_event
 from zerotouch.services.runtime import Principal, Runtime
 from zerotouch.store import ovms as store
 from zerotouch.store import rate_limits
@@ -137,10 +138,9 @@ def put_record(
             created_at=now,
             updated_at=now,
         )
-        record_event(
+        audit_event(
             conn,
-            account_id=principal.account_id,
-            actor=principal.actor,
+            principal,
             at=now,
             event=(
                 "ovms.record_set",
@@ -166,13 +166,7 @@ def delete_record(rt: Runtime, *, principal: Principal, device_id: str) -> None:
         )
         _row(conn, device.id)
         store.delete(conn, device.id)
-        record_event(
-            conn,
-            account_id=principal.account_id,
-            actor=principal.actor,
-            at=rt.clock(),
-            event=("ovms.record_deleted", device_id, {}),
-        )
+        audit_event(conn, principal, at=rt.clock(), event=("ovms.record_deleted", device_id, {}))
 
 
 def _row(conn: Connection, device_pk: int) -> Any:

@@ -20,13 +20,13 @@ from zerotouch.domain.lifecycle import (
 )
 from zerotouch.domain.values import Permission
 from zerotouch.domain.views import CommandView
+from zerotouch.services.audit import audit_event
 from zerotouch.services.requests import check_description, parse_request
 from zerotouch.services.runtime import Principal, Runtime
 from zerotouch.store import devices as device_store
 from zerotouch.store import plans as store
 from zerotouch.store.db import Connection
 from zerotouch.store.devices import device_for_account
-from zerotouch.store.events import record_event
 from zerotouch.store.plans import next_position
 
 SECRETS_PURPOSE = "commands.secrets"
@@ -105,10 +105,9 @@ def add_command(
         (row,) = queue_commands(
             rt, conn, device_pk=device.id, planned=[(text, command_type, params)]
         )
-        record_event(
+        audit_event(
             conn,
-            account_id=principal.account_id,
-            actor=principal.actor,
+            principal,
             at=row["created_at"],
             event=("command.created", device_id, {"commandId": row["id"], "type": row["type"]}),
         )
@@ -153,10 +152,9 @@ def delete_command(rt: Runtime, *, principal: Principal, device_id: str, command
         row = _command(conn, device.id, command_id)
         command_transition(CommandStatus(row.status), CommandEvent.DELETE)
         store.delete(conn, command_id)
-        record_event(
+        audit_event(
             conn,
-            account_id=principal.account_id,
-            actor=principal.actor,
+            principal,
             at=rt.clock(),
             event=("command.deleted", device_id, {"commandId": command_id}),
         )
@@ -188,10 +186,9 @@ def _settle(
         status = command_transition(was, event)
         now = rt.clock()
         store.update(conn, command_id, status=status.value, updated_at=now)
-        record_event(
+        audit_event(
             conn,
-            account_id=principal.account_id,
-            actor=principal.actor,
+            principal,
             at=now,
             event=(
                 f"command.{status.value.lower()}",
@@ -218,10 +215,9 @@ def _resolve_error(conn: Connection, principal: Principal, device: Any, now: dt.
     new = device_transition(DeviceStatus.ERROR, DeviceEvent.RESOLVE)
     column = "blocked_from" if blocked_in_error else "status"
     device_store.update(conn, device.id, **{column: new.value, "updated_at": now})
-    record_event(
+    audit_event(
         conn,
-        account_id=principal.account_id,
-        actor=principal.actor,
+        principal,
         at=now,
         event=("device.resumed", device.device_id, {"from": "ERROR", "to": new.value}),
     )

@@ -16,12 +16,12 @@ from zerotouch.domain.errors import (
 )
 from zerotouch.domain.values import Permission, check_tags
 from zerotouch.domain.views import Page, RuleView
+from zerotouch.services.audit import audit_event
 from zerotouch.services.requests import check_description, parse_request
 from zerotouch.services.runtime import Principal, Runtime
 from zerotouch.store import paging
 from zerotouch.store import rules as store
 from zerotouch.store.db import Connection
-from zerotouch.store.events import record_event
 
 SECRETS_PURPOSE = "provisioning_rules.secrets"
 NAME_MAX = 128
@@ -177,13 +177,7 @@ def _get(conn: Connection, principal: Principal, rule_id: str, *, lock: bool = F
 
 
 def _event(conn: Connection, principal: Principal, now: Any, kind: str, rule_id: str) -> None:
-    record_event(
-        conn,
-        account_id=principal.account_id,
-        actor=principal.actor,
-        at=now,
-        event=(kind, None, {"ruleId": rule_id}),
-    )
+    audit_event(conn, principal, at=now, event=(kind, None, {"ruleId": rule_id}))
 
 
 def list_rules(

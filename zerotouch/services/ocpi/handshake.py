@@ -27,6 +27,7 @@ from zerotouch.domain.errors import (
 )
 from zerotouch.domain.values import Permission
 from zerotouch.protocols import ocpi
+from zerotouch.services.audit import audit_event
 from zerotouch.services.ocpi.partners import (
     CONNECTED,
     OUTGOING_PURPOSE,
@@ -195,10 +196,9 @@ async def register_outgoing(
             peer_id = store_peer(
                 rt, conn, principal.account_id, theirs, found, "outgoing", incoming, now
             )
-            record_event(
+            audit_event(
                 conn,
-                account_id=principal.account_id,
-                actor=principal.actor,
+                principal,
                 at=now,
                 event=("ocpi.registered", None, {"peerId": peer_id, "direction": "outgoing"}),
             )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from zerotouch.crypto.hashing import secret_hash
 from zerotouch.domain.errors import InvalidArgument, Unauthenticated
 from zerotouch.domain.values import Permission
+from zerotouch.services.audit import audit_event
 from zerotouch.services.ocpi.partners import (
     CALLBACK,
     CALLBACK_LIFETIME,
@@ -22,7 +23,6 @@ from zerotouch.services.ocpi.partners import (
 )
 from zerotouch.services.runtime import Principal, Runtime
 from zerotouch.store import ocpi as store
-from zerotouch.store.events import record_event
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +59,8 @@ def create_token_a(
             used_at=None,
             created_at=now,
         )
-        record_event(
-            conn,
-            account_id=principal.account_id,
-            actor=principal.actor,
-            at=now,
-            event=("ocpi.token_created", None, {"tokenId": token_id}),
+        audit_event(
+            conn, principal, at=now, event=("ocpi.token_created", None, {"tokenId": token_id})
         )
     return TokenA(token_id, token, versions_url(rt))
 
