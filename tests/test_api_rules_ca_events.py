@@ -116,6 +116,14 @@ def test_rules_past_the_limit_refuse_the_claim_whole(api: Api) -> None:
     assert api.call("GET", "/v1/claimed-devices/d1").status_code == 404
 
 
+def test_ca_from_a_name_and_a_certificate_field_at_once_is_refused(api: Api) -> None:
+    for body in ({"commonName": "CA", "certificate": None}, {"commonName": None}):
+        res = api.call("POST", "/v1/certificate-authority", json=body)
+        assert res.status_code == 422, res.text
+        assert [e["field"] for e in res.json()["errors"]] == ["commonName"]
+    assert api.call("GET", "/v1/certificate-authority").status_code == 404
+
+
 def test_generate_ca(api: Api) -> None:
     assert api.call("GET", "/v1/certificate-authority").status_code == 404
     res = api.call("POST", "/v1/certificate-authority", "editor", json={"commonName": "Acme CA"})

@@ -45,6 +45,24 @@ def _car(api: Api, device_id: str = "car-1", vin: str = VIN, **put: Any) -> dict
 # --- operator API -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"parameters": None, "record": "x"}, "parameters"),
+        ({"parameters": None}, "parameters"),
+        ({"record": None}, "record"),
+        ({"parameters": PARAMS, "oneTime": None}, "oneTime"),
+    ],
+)
+def test_a_field_given_as_null_is_refused_by_name(
+    api: Api, body: dict[str, Any], field: str
+) -> None:
+    api.claimed("car-1", vin=VIN, iccid=ICCID)
+    res = api.call("PUT", "/v1/claimed-devices/car-1/ovms", json=body)
+    assert res.status_code == 422, res.text
+    assert [e["field"] for e in res.json()["errors"]] == [field]
+
+
 def test_put_get_delete(api: Api) -> None:
     body = _car(api)
     assert body["apkey"] == VIN and body["parameters"] == PARAMS and body["oneTime"] is False

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from zerotouch.adapters.http import schemas
 from zerotouch.adapters.http.deps import CallerDep, PageDep, RuntimeDep, reply, reply_page
 from zerotouch.adapters.http.guards import CheckedRoute
+from zerotouch.domain.errors import InvalidArgument
 from zerotouch.domain.views import MAX_ID, CaView
 from zerotouch.services import audit, authority
 
@@ -34,8 +35,12 @@ def _authority(view: CaView) -> schemas.AuthorityPublic:
     summary="CreateCertificateAuthority",
 )
 async def create_authority(body: schemas.AuthorityCreate, caller: CallerDep) -> Response:
-    common_name = body.common_name
-    if common_name is None and "common_name" in body.model_fields_set:
+    common_name, given = body.common_name, body.model_fields_set
+    if "common_name" in given and given & {"certificate", "private_key"}:
+        raise InvalidArgument.for_field(
+            "commonName", "give commonName or certificate and privateKey, not both"
+        )
+    if common_name is None and "common_name" in given:
         common_name = ""  # Given as null: refused for its length, as any empty name.
     new = authority.NewAuthority(common_name, body.certificate, body.private_key)
     return reply(_authority(await caller.run(authority.create_authority, new=new)), 201)

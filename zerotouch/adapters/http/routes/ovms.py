@@ -17,10 +17,23 @@ router = APIRouter(
 Record = schemas.OvmsPublic
 
 
+def _refuse_nulls(body: schemas.OvmsPut) -> None:
+    """A field given as null is refused as the service refuses a value it cannot take (the
+    record's text and flag have no "unset" value): it is not taken as absent."""
+    given = body.model_fields_set
+    if body.one_time is None and "one_time" in given:
+        raise InvalidArgument.for_field("oneTime", "must be true or false")
+    if {"parameters", "record"} <= given:
+        raise InvalidArgument.for_field("parameters", "give exactly one of parameters and record")
+    if body.parameters is None and "parameters" in given:
+        raise InvalidArgument.for_field("parameters", "must be a list of strings")
+    if body.record is None and "record" in given:
+        raise InvalidArgument.for_field("record", "must be one line of text")
+
+
 @router.put("", response_model=Record, summary="PutOvmsRecord")
 async def put_ovms_record(device_id: str, body: schemas.OvmsPut, caller: CallerDep) -> Response:
-    if body.one_time is None and "one_time" in body.model_fields_set:
-        raise InvalidArgument.for_field("oneTime", "must be true or false")
+    _refuse_nulls(body)
     given = ovms.RecordInput(
         parameters=body.parameters,
         record=body.record,
