@@ -17,7 +17,7 @@ from zerotouch.domain.errors import (
     ZerotouchError,
 )
 from zerotouch.domain.lifecycle import DeviceEvent, DeviceStatus, device_transition
-from zerotouch.domain.values import OwnerToken, Permission, check_tags
+from zerotouch.domain.values import OWNER_TOKEN_RE, OwnerToken, Permission, check_tags
 from zerotouch.domain.views import DeviceView
 from zerotouch.protocols import tr005
 from zerotouch.services import rules
@@ -37,6 +37,8 @@ class ClaimRequest:
     owner_token: str | None = None
     qr: str | None = None
     tags: list[str] | None = None
+    # nRF Cloud's name for what a device's owner holds: an owner token or a label's payload.
+    claim_token: str | None = None
 
 
 @dataclass(slots=True)
@@ -65,18 +67,28 @@ class _Claim:
 
 
 def _claim_input(
-    owner_token: str | None, qr: str | None
+    owner_token: str | None, qr: str | None, claim_token: str | None = None
 ) -> tuple[str, tr005.Tr005Payload | tr005.ZerotouchLabel | None]:
-    if (owner_token is None) == (qr is None):
-        raise InvalidArgument.for_field("ownerToken", "give exactly one of ownerToken and qr")
+    given = [v for v in (owner_token, qr, claim_token) if v is not None]
+    if len(given) != 1:
+        raise InvalidArgument.for_field(
+            "ownerToken", "give exactly one of ownerToken, qr and claimToken"
+        )
+    qr_field = "qr"
+    if claim_token is not None:
+        # An owner token as it is printed, or the whole payload of the label it is printed on.
+        if OWNER_TOKEN_RE.fullmatch(claim_token.strip().upper()):
+            owner_token = claim_token
+        else:
+            qr, qr_field = claim_token, "claimToken"
     if qr is not None:
         try:
             label = tr005.decode(qr)
         except tr005.QrError as exc:
-            raise InvalidArgument.for_field("qr", str(exc)) from None
+            raise InvalidArgument.for_field(qr_field, str(exc)) from None
         if label.owner_token is None:
-            raise InvalidArgument.for_field("qr", "carries no owner token")
-        token, field = label.owner_token, "qr"
+            raise InvalidArgument.for_field(qr_field, "carries no owner token")
+        token, field = label.owner_token, qr_field
     else:
         assert owner_token is not None
         token, label, field = owner_token, None, "ownerToken"
@@ -142,7 +154,7 @@ def claim_devices(rt: Runtime, requests: Sequence[ClaimRequest]) -> list[DeviceV
 
 def _checked(request: ClaimRequest) -> _Claim:
     request.principal.require(Permission.WRITE_DEVICES)
-    token, label = _claim_input(request.owner_token, request.qr)
+    token, label = _claim_input(request.owner_token, request.qr, request.claim_token)
     try:
         extra_tags = check_tags(request.tags if request.tags is not None else [])
     except ValueError as exc:
@@ -221,3 +233,19 @@ def _claim_together(rt: Runtime, claims: list[_Claim]) -> list[DeviceView | Exce
         counts = {"total": n, "pending": n, "succeeded": 0, "failed": 0}
         outcomes.append(device_view(claim.row, sorted(claim.tags), counts))
     return outcomes
+
+
+def check_claim(rt: Runtime, request: ClaimRequest) -> str:
+    """What a claim would answer, without claiming: the deviceId, or the claim's own refusal
+    (the same error a claim would get)."""
+    claim = _checked(request)
+    with rt.db.read() as conn:
+        row = store.owner_lookup(conn, claim.digest)
+    if row is None or not matches(row.owner_token_hash, claim.token):
+        raise _invalid_token()
+    if not _label_matches(row, claim.label):
+        raise _invalid_token()
+    if row.account_id is not None:
+        raise AlreadyExists("The device is claimed already.", code="already_claimed")
+    device_id: str = row.device_id
+    return device_id

@@ -73,6 +73,20 @@ def send_owner_lookup(conn: sa.Connection, token_hash: str) -> Pending:
     return _BY_TOKEN_HASH.send(conn, {"hash": token_hash})
 
 
+def owner_lookup(conn: sa.Connection, token_hash: str) -> Any:
+    """The device an owner token belongs to (deviceId, EUIs, the token's hash, its account),
+    claimed or not; None if there is none."""
+    return conn.execute(
+        sa.select(
+            devices.c.device_id,
+            devices.c.dev_eui,
+            devices.c.join_eui,
+            devices.c.owner_token_hash,
+            devices.c.account_id,
+        ).where(devices.c.owner_token_hash == token_hash)
+    ).first()
+
+
 def add_tags(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Index tags of claimed devices (``device_pk``, ``tag`` rows), as one statement."""
     _TAGS.send(conn, rows)

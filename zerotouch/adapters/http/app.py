@@ -19,6 +19,7 @@ from zerotouch.adapters.http.direct import DirectRoutes
 from zerotouch.adapters.http.metrics import RequestMetrics
 from zerotouch.adapters.http.routes import (
     api_keys,
+    claims,
     device_api,
     devices,
     manufacturing,
@@ -53,6 +54,7 @@ def create_app(core: Core, settings: Settings | None = None) -> FastAPI:
     for router in (
         device_api.router,
         manufacturing.router,
+        claims.router,
         devices.router,
         provisioning.router,
         rules.router,

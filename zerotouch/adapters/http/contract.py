@@ -14,16 +14,21 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from zerotouch.adapters.http import schemas
+
+REF = "#/components/schemas/{model}"
+
 PROBLEM_JSON = "application/problem+json"
 PROBLEM = {
     "type": "object",
-    "required": ["type", "title", "status", "detail", "code"],
+    "required": ["type", "title", "status", "detail", "code", "message"],
     "properties": {
         "type": {"type": "string"},
         "title": {"type": "string"},
         "status": {"type": "integer"},
         "detail": {"type": "string"},
         "code": {"type": "string", "description": "Stable, snake_case."},
+        "message": {"type": "string", "description": "The detail again, as nRF Cloud names it."},
         "errors": {
             "type": "array",
             "items": {
@@ -90,6 +95,11 @@ def document(app: FastAPI) -> dict[str, Any]:
     )
     schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM
     schema["components"]["schemas"]["OcpiEnvelope"] = OCPI_ENVELOPE
+    # Bodies that routes read themselves (JSON or CSV), declared for the document.
+    for model in (schemas.ClaimCreate,):
+        declared = model.model_json_schema(by_alias=True, ref_template=REF)
+        schema["components"]["schemas"].update(declared.pop("$defs", {}))
+        schema["components"]["schemas"][model.__name__] = declared
     for path, item in schema.get("paths", {}).items():
         for method, operation in item.items():
             _declare(path, method, operation)

@@ -65,6 +65,8 @@ def problem(
         "status": status,
         "detail": detail,
         "code": code,
+        # nRF Cloud's clients read the reason from ``message``: the same text as ``detail``.
+        "message": detail,
     }
     if field_errors is not None:
         body["errors"] = field_errors

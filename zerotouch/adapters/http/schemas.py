@@ -49,6 +49,7 @@ class CommandCounts(Public):
 
 
 class DevicePublic(Public):
+    id: str = Field(description="The deviceId again, as nRF Cloud names it.")
     device_id: str
     status: str
     tags: list[str]
@@ -60,6 +61,7 @@ class DevicePublic(Public):
     @classmethod
     def of(cls, v: views.DeviceView) -> DevicePublic:
         return cls(
+            id=v.device_id,
             device_id=v.device_id,
             status=v.status,
             tags=v.tags,
@@ -88,7 +90,31 @@ class ClaimCreate(Body):
     qr: str | None = Field(
         default=None, max_length=512, description="The label's QR payload (TR005 or ZT)."
     )
+    claim_token: str | None = Field(
+        default=None,
+        max_length=512,
+        description="nRF Cloud's name: an owner token or a label's payload. Its tags may be "
+        "comma-separated, as nRF Cloud's clients send them.",
+    )
     tags: list[Tag] = Field(default_factory=list)
+
+
+class ClaimCheck(Public):
+    """A dry run's answer: the claim would succeed."""
+
+    device_id: str
+
+
+class BulkClaimFailure(Public):
+    row: int = Field(description="The row of the CSV, counted from 1.")
+    code: str
+    message: str
+    errors: list[dict[str, str]] | None = None
+
+
+class BulkClaimPublic(Public):
+    claimed_ids: list[str]
+    failed: list[BulkClaimFailure]
 
 
 class CommandCreate(Body):

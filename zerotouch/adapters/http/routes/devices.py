@@ -1,25 +1,17 @@
-"""Claiming and the owner's hold on devices."""
+"""The owner's hold on claimed devices (claiming is in claims.py)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
 from zerotouch.adapters.http import schemas
-from zerotouch.adapters.http.deps import CallerDep, ClaimsDep, PageDep, reply, reply_page
+from zerotouch.adapters.http.deps import CallerDep, PageDep, reply, reply_page
 from zerotouch.adapters.http.guards import CheckedRoute
 from zerotouch.services import devices
-from zerotouch.services.claims import ClaimRequest
 
 router = APIRouter(prefix="/v1/claimed-devices", tags=["devices"], route_class=CheckedRoute)
 
 Device = schemas.DevicePublic
-
-
-@router.post("", status_code=201, response_model=Device, summary="ClaimDevice")
-async def claim_device(body: schemas.ClaimCreate, caller: CallerDep, claims: ClaimsDep) -> Response:
-    request = ClaimRequest(caller.principal, body.owner_token, body.qr, body.tags)
-    view = await claims(request)
-    return reply(Device.of(view), 201)
 
 
 @router.get("", response_model=schemas.Page[Device], summary="ListDevices")
