@@ -46,6 +46,8 @@ CALLS: list[tuple[str, str, str, dict[str, Any] | None]] = [
     (WRITE, "POST", "/v1/certificate-authority", {"commonName": "CA"}),
     (READ, "GET", "/v1/certificate-authority", None),
     (READ, "GET", "/v1/events", None),
+    (WRITE, "POST", "/v1/provisioning/tags", {"tag": "t"}),
+    (READ, "GET", "/v1/provisioning/tags", None),
 ]
 
 

@@ -12,7 +12,7 @@ from zerotouch.domain.views import Page
 from zerotouch.store import paging
 from zerotouch.store.db import unique_violation_as
 from zerotouch.store.fast import FastStatement, Pending
-from zerotouch.store.schema import provisioning_rules
+from zerotouch.store.schema import provisioning_rules, provisioning_tags
 
 V = TypeVar("V")
 
@@ -75,4 +75,23 @@ def page(
     """The account's rules in the order they were made, a page at a time."""
     return paging.account_page(
         conn, provisioning_rules, account_id, view=view, limit=limit, token=token
+    )
+
+
+# --- provisioning tags -----------------------------------------------------------------------
+
+
+def add_tag(conn: sa.Connection, row: dict[str, Any]) -> None:
+    with unique_violation_as(
+        AlreadyExists(f"The tag {row['tag']!r} exists already.", code="tag_exists")
+    ):
+        conn.execute(provisioning_tags.insert().values(**row))
+
+
+def tag_page(
+    conn: sa.Connection, *, account_id: int, view: Callable[[Any], V], limit: int, token: str | None
+) -> Page[V]:
+    """The account's tags in the order they were declared, a page at a time."""
+    return paging.account_page(
+        conn, provisioning_tags, account_id, view=view, limit=limit, token=token
     )

@@ -254,6 +254,18 @@ provisioning_rules = sa.Table(
     sa.UniqueConstraint("account_id", "name"),
 )
 
+# Tags an account declared (nRF Cloud's provisioning tags): named, described, listed.
+provisioning_tags = sa.Table(
+    "provisioning_tags",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("account_id", BigId, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("tag", sa.String(64), nullable=False),
+    sa.Column("description", sa.String(256), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("account_id", "tag"),
+)
+
 certificate_authorities = sa.Table(
     "certificate_authorities",
     metadata,

@@ -29,6 +29,7 @@ from zerotouch.adapters.http.routes import (
     ovms,
     provisioning,
     rules,
+    tags,
 )
 from zerotouch.domain.errors import ZerotouchError
 from zerotouch.domain.values import ROLE_PERMISSIONS, Permission
@@ -58,6 +59,7 @@ def create_app(core: Core, settings: Settings | None = None) -> FastAPI:
         devices.router,
         provisioning.router,
         rules.router,
+        tags.router,
         ovms.router,
         ocpi_operator.router,
         api_keys.router,

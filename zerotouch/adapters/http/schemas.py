@@ -177,6 +177,21 @@ class RuleUpdate(Body):
     commands: list[RuleCommand] | None = Field(default=None, json_schema_extra=_COMMANDS)
 
 
+class TagCreate(Body):
+    tag: str = Field(min_length=1, max_length=64)
+    description: str | None = Field(default=None, max_length=256)
+
+
+class TagPublic(Public):
+    tag: str
+    description: str
+    created_at: str | None
+
+    @classmethod
+    def of(cls, v: Any) -> TagPublic:
+        return cls(tag=v.tag, description=v.description, created_at=rfc3339(v.created_at))
+
+
 class RulePublic(Public):
     id: str
     name: str
