@@ -123,3 +123,49 @@ def test_a_failing_command_holds_the_device_until_reset(
     assert outcome[0].errors == {}
     assert statuses() == ["SUCCEEDED", "SUCCEEDED", "SUCCEEDED"]
     assert api.call("GET", f"/v1/claimed-devices/{device_id}").json()["status"] == "PROVISIONED"
+
+
+def test_nordic_onboarding_plan_with_the_device_s_own_subject(
+    api: Api, rt: Runtime, tmp_path: Path
+) -> None:
+    """nRF Cloud's onboarding rule (two key generations in one secTag, a server certificate)
+    then a CSR with empty attributes: signed for CN=<deviceId>, both keys registered."""
+    fleet = make_fleet(api, 2, rule=False, prefix="nrf")
+    for identity in fleet.identities:
+        path = f"/v1/claimed-devices/{identity.device_id}/provisioning"
+        for request in (
+            {"clientPrivateKeyGeneration": {"secTag": SEC_TAG}},
+            {"cloudAccessKeyGeneration": {"secTag": SEC_TAG}},
+            {"serverCertificate": {"secTag": SEC_TAG, "content": fleet.ca_pem}},
+            {
+                "certificateSigningRequest": {
+                    "secTag": SEC_TAG,
+                    "attributes": "",
+                    "keyUsage": "101010000",
+                    "sign": True,
+                }
+            },
+            {"finished": {}},
+        ):
+            res = api.call("POST", path, json={"request": request})
+            assert res.status_code == 201, res.text
+    with live_server(rt) as base:
+        result = asyncio.run(
+            simulate(fleet.identities, {"server-url": base, "long-poll": 5}, tmp_path)
+        )
+    assert result.errors == {}
+    for identity in fleet.identities:
+        device = api.call("GET", f"/v1/claimed-devices/{identity.device_id}").json()
+        assert device["status"] == "PROVISIONED"
+        folder = tmp_path / identity.device_id / str(SEC_TAG)
+        cert = x509.load_pem_x509_certificate((folder / "client.pem").read_bytes())
+        names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        assert [n.value for n in names] == [identity.device_id]
+        assert (folder / "cloud-access-key.pem").exists()
+        commands = api.call("GET", f"/v1/claimed-devices/{identity.device_id}/provisioning")
+        generated = [
+            c for c in commands.json()["items"] if "KeyGeneration" in next(iter(c["request"]))
+        ]
+        assert [c["status"] for c in generated] == ["SUCCEEDED", "SUCCEEDED"]
+        keys = {c["response"]["publicKey"] for c in generated}
+        assert len(keys) == 2  # Two keys, each its own.

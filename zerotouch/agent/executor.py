@@ -41,6 +41,17 @@ def _key_generation(keystore: Keystore, params: dict[str, Any]) -> dict[str, Any
     return {"publicKey": pair.public_key_pem}
 
 
+CLOUD_ACCESS_KEY = "cloud-access-key.pem"
+
+
+def _cloud_access_key(keystore: Keystore, params: dict[str, Any]) -> dict[str, Any]:
+    """A key of its own beside the secTag's client key (which the CSR and TLS use)."""
+    sec_tag = int(params["secTag"])
+    pair = device_side.generate_key_pair()
+    keystore.write(sec_tag, CLOUD_ACCESS_KEY, pair.private_key_pem, private=True)
+    return {"publicKey": pair.public_key_pem}
+
+
 def _csr(keystore: Keystore, params: dict[str, Any]) -> dict[str, Any]:
     sec_tag = int(params["secTag"])
     private = keystore.private_key(sec_tag)
@@ -91,6 +102,7 @@ def _finished(keystore: Keystore, params: dict[str, Any]) -> dict[str, Any]:
 
 _HANDLERS: dict[CommandType, Callable[[Keystore, dict[str, Any]], dict[str, Any]]] = {
     CommandType.CLIENT_PRIVATE_KEY_GENERATION: _key_generation,
+    CommandType.CLOUD_ACCESS_KEY_GENERATION: _cloud_access_key,
     CommandType.CERTIFICATE_SIGNING_REQUEST: _csr,
     CommandType.SERVER_CERTIFICATE: _server_certificate,
     CommandType.CLIENT_CERTIFICATE: _client_certificate,

@@ -10,6 +10,8 @@ SECRET_MASK = "***"  # noqa: S105 - the mask shown in place of a secret, not one
 
 class CommandType(StrEnum):
     CLIENT_PRIVATE_KEY_GENERATION = "clientPrivateKeyGeneration"
+    # nRF Cloud's: a second key in the secTag, for the device's own cloud access (its JWTs).
+    CLOUD_ACCESS_KEY_GENERATION = "cloudAccessKeyGeneration"
     CERTIFICATE_SIGNING_REQUEST = "certificateSigningRequest"
     SERVER_CERTIFICATE = "serverCertificate"
     CLIENT_CERTIFICATE = "clientCertificate"
@@ -18,6 +20,11 @@ class CommandType(StrEnum):
     CONFIG = "config"
     FINISHED = "finished"
 
+
+# Commands whose result is a public key the service registers for the device.
+KEY_GENERATIONS = frozenset(
+    {CommandType.CLIENT_PRIVATE_KEY_GENERATION, CommandType.CLOUD_ACCESS_KEY_GENERATION}
+)
 
 # Write-only request fields: stored encrypted, shown as SECRET_MASK on every read.
 SECRET_REQUEST_FIELDS: dict[CommandType, tuple[str, ...]] = {

@@ -25,6 +25,7 @@ from zerotouch.protocols.device_messages import CommandOut
 from zerotouch.services.device_auth import DeviceCaller
 from zerotouch.services.device_calls import OPEN, Call
 from zerotouch.services.plans import SECRETS_PURPOSE
+from zerotouch.services.requests import csr_subject
 from zerotouch.services.runtime import Runtime
 from zerotouch.store import device_calls as store
 
@@ -56,7 +57,7 @@ def fetch_commands(rt: Runtime, after: str | None, limit: int, call: Call) -> li
         batch = []
     if batch:
         _dispatch(call, batch)
-    return [_command_out(rt, row) for row in batch]
+    return [_command_out(rt, row, call.caller.device_id) for row in batch]
 
 
 def has_commands(rt: Runtime, *, caller: DeviceCaller, after: str | None) -> bool:
@@ -97,8 +98,10 @@ def _dispatch(call: Call, batch: list[Any]) -> None:
     )
 
 
-def _command_out(rt: Runtime, row: Any) -> CommandOut:
+def _command_out(rt: Runtime, row: Any, device_id: str) -> CommandOut:
     params = dict(params_of(row))
+    if row.type == CommandType.CERTIFICATE_SIGNING_REQUEST:
+        params["attributes"] = csr_subject(params["attributes"], device_id)
     if row.secrets_sealed:
         params.update(json.loads(rt.keyring.open(row.secrets_sealed, SECRETS_PURPOSE)))
     return CommandOut(row.id, row.type, params)

@@ -56,12 +56,25 @@ def _password(raw: Any) -> str:
     return raw
 
 
+def _subject(raw: Any) -> str:
+    """A distinguished name, or "" for the device's own: ``CN=<deviceId>`` (as nRF Cloud)."""
+    if raw == "":
+        return ""
+    return pem.check_subject(raw)
+
+
+def csr_subject(attributes: str, device_id: str) -> str:
+    """The subject a CSR command asks for, once the device is known."""
+    return attributes or f"CN={device_id}"
+
+
 # type -> field -> (required, check)
 _SPECS: dict[CommandType, dict[str, tuple[bool, Check]]] = {
     CommandType.CLIENT_PRIVATE_KEY_GENERATION: {"secTag": (True, _sec_tag)},
+    CommandType.CLOUD_ACCESS_KEY_GENERATION: {"secTag": (True, _sec_tag)},
     CommandType.CERTIFICATE_SIGNING_REQUEST: {
         "secTag": (True, _sec_tag),
-        "attributes": (True, pem.check_subject),
+        "attributes": (True, _subject),
         "keyUsage": (True, _key_usage),
         "sign": (False, _bool),
     },

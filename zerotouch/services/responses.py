@@ -15,7 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from zerotouch.crypto import ca, device_tokens, pem
-from zerotouch.domain.commands import KEY_USAGE_BITS, MAX_COMMANDS_PER_DEVICE, CommandType
+from zerotouch.domain.commands import (
+    KEY_GENERATIONS,
+    KEY_USAGE_BITS,
+    MAX_COMMANDS_PER_DEVICE,
+    CommandType,
+)
 from zerotouch.domain.lifecycle import (
     CommandEvent,
     CommandStatus,
@@ -27,6 +32,7 @@ from zerotouch.domain.lifecycle import (
 from zerotouch.protocols.device_messages import DeviceResponse
 from zerotouch.services.device_calls import Call
 from zerotouch.services.dispatch import IN_PROGRESS, PENDING, params_of
+from zerotouch.services.requests import csr_subject
 from zerotouch.services.runtime import Runtime
 
 
@@ -123,7 +129,7 @@ def _settle_device(report: _Report, was: str) -> None:
 
 def _accept_result(report: _Report, row: Any, result: dict[str, Any]) -> None:
     """Check a successful result by command type and act on it; raise ResultRefused."""
-    if row.type == CommandType.CLIENT_PRIVATE_KEY_GENERATION:
+    if row.type in KEY_GENERATIONS:
         _register_key(report, row, result)
     elif row.type == CommandType.CERTIFICATE_SIGNING_REQUEST:
         csr = result.get("csr")
@@ -166,7 +172,7 @@ def _issue_certificate(report: _Report, row: Any, csr: str) -> None:
             ca_certificate_pem=authority.certificate_pem,
             ca_private_key_pem=authority.private_key_pem,
             csr=request,
-            subject=params["attributes"],
+            subject=csr_subject(params["attributes"], report.call.caller.device_id),
             key_usage=usage,
             validity=report.rt.certificate_validity,
             now=report.call.now,

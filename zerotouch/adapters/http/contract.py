@@ -77,6 +77,7 @@ CONFLICTS = {
     "RegisterWithOcpiPeer",
     "RotateOcpiPeer",
     "CreateCertificateAuthority",
+    "CreateProvisioningTag",
 }
 OCPI_VERSIONS = ("2.2.1", "2.1.1")
 PEER_FAILURES = {"RegisterWithOcpiPeer", "RotateOcpiPeer"}
