@@ -101,3 +101,8 @@ def test_no_module_is_over_400_lines() -> None:
 def test_the_device_route_shells_stay_thin() -> None:
     routes = PACKAGE / "adapters" / "http" / "routes"
     assert len((routes / "device_api.py").read_text().splitlines()) <= 120
+
+
+def test_the_readme_stays_short() -> None:
+    readme = PACKAGE.parent / "README.md"
+    assert len(readme.read_text().splitlines()) < 400

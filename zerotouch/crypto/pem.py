@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -72,3 +74,13 @@ def check_subject(attributes: object) -> str:
     if len(name) == 0:
         raise ValueError("must name at least one attribute")
     return attributes
+
+
+def csr_keygen_form(csr_pem: str) -> str:
+    """A PEM CSR in the form the modem's ``%KEYGEN`` gives one and nRF Cloud reports it:
+    base64url of its DER, without padding (and without the COSE part a modem adds)."""
+    try:
+        der = x509.load_pem_x509_csr(csr_pem.encode()).public_bytes(serialization.Encoding.DER)
+    except ValueError:
+        raise ValueError("is not a PEM certificate signing request") from None
+    return base64.urlsafe_b64encode(der).rstrip(b"=").decode()

@@ -101,11 +101,21 @@ def _apply(report: _Report, row: Any, response: DeviceResponse) -> bool:
         report.pending += len(report.in_progress)
         report.in_progress.clear()
         return False
-    _finish_command(report, row, CommandEvent.SUCCEED, response.result)
+    _finish_command(report, row, CommandEvent.SUCCEED, _nested(row.type, response.result))
     call.event("command.succeeded", {"commandId": row.id})
     if row.type == CommandType.FINISHED:
         report.status = device_transition(report.status, DeviceEvent.FINISH)
     return True
+
+
+def _nested(command_type: str, result: dict[str, Any] | None) -> dict[str, Any]:
+    """A result as nRF Cloud reports it: under its command type, a CSR in the modem's
+    ``%KEYGEN`` form (base64url DER) with the PEM the device gave kept beside it."""
+    result = result or {}
+    if command_type == CommandType.CERTIFICATE_SIGNING_REQUEST:
+        csr = str(result["csr"])  # Checked as a PEM CSR when the result was accepted.
+        return {command_type: {**result, "csr": pem.csr_keygen_form(csr), "pem": csr}}
+    return {command_type: result}
 
 
 def _finish_command(report: _Report, row: Any, event: CommandEvent, response: Any) -> None:
@@ -135,6 +145,10 @@ def _accept_result(report: _Report, row: Any, result: dict[str, Any]) -> None:
         csr = result.get("csr")
         if not isinstance(csr, str):
             raise ResultRefused("csr: must be a PEM certificate signing request")
+        try:
+            pem.csr_keygen_form(csr)
+        except ValueError as exc:
+            raise ResultRefused(f"csr: {exc}") from None
         if params_of(row).get("sign"):
             _issue_certificate(report, row, csr)
 
