@@ -249,3 +249,17 @@ def check_claim(rt: Runtime, request: ClaimRequest) -> str:
         raise AlreadyExists("The device is claimed already.", code="already_claimed")
     device_id: str = row.device_id
     return device_id
+
+
+def claimed_by(rt: Runtime, principal: Principal, claim_token: str, since: Any) -> str | None:
+    """The deviceId the token belongs to when the caller's account claimed it at ``since`` or
+    later (a bulk claim taken up again finds its own claims so), else None."""
+    claim = _checked(ClaimRequest(principal, claim_token=claim_token))
+    with rt.db.read() as conn:
+        row = store.owner_lookup(conn, claim.digest)
+    if row is None or row.account_id != principal.account_id or row.claimed_at is None:
+        return None
+    if row.claimed_at < since or not matches(row.owner_token_hash, claim.token):
+        return None
+    device_id: str = row.device_id
+    return device_id

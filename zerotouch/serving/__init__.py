@@ -38,12 +38,15 @@ log = logging.getLogger(__name__)
 HOUSEKEEPING_INTERVAL_S = 60
 
 
-async def housekeeping(rt: Runtime) -> None:
+async def housekeeping(core: Core) -> None:
     """Periodic work: the replay cache forgets tokens that have expired, the OVMS rate limit
-    its ended windows; OCPI partners silent for the ping interval get a still-alive check."""
+    its ended windows; OCPI partners silent for the ping interval get a still-alive check; bulk
+    claims that a stopped node left unfinished are taken up."""
+    rt = core.runtime
     while True:
         await asyncio.sleep(min(HOUSEKEEPING_INTERVAL_S, rt.ocpi.ping_interval))
         try:
+            core.bulk.kick()
             await asyncio.to_thread(purge_token_ids, rt)
             await asyncio.to_thread(ovms_service.forget_rate_windows, rt)
             await ocpi_service.check_peers(rt, HttpTransport())
@@ -71,7 +74,8 @@ async def ovms_listeners(core: Core, settings: Settings) -> AsyncIterator[OvmsFr
 @contextlib.asynccontextmanager
 async def running(core: Core, settings: Settings) -> AsyncIterator[None]:
     """The core's housekeeping and the non-HTTP front-ends, for as long as the block runs."""
-    chores = asyncio.create_task(housekeeping(core.runtime))
+    chores = asyncio.create_task(housekeeping(core))
+    core.bulk.kick()  # Bulk claims this node (or another) left unfinished.
     try:
         async with ovms_listeners(core, settings):
             yield

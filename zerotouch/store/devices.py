@@ -83,6 +83,7 @@ def owner_lookup(conn: sa.Connection, token_hash: str) -> Any:
             devices.c.join_eui,
             devices.c.owner_token_hash,
             devices.c.account_id,
+            devices.c.claimed_at,
         ).where(devices.c.owner_token_hash == token_hash)
     ).first()
 

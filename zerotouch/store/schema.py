@@ -266,6 +266,27 @@ provisioning_tags = sa.Table(
     sa.UniqueConstraint("account_id", "tag"),
 )
 
+# Bulk claims answered at once and worked through in the background, a chunk at a time; the
+# rows (owner tokens) are sealed. ``lease_until``: the node working on it, until then.
+bulk_claims = sa.Table(
+    "bulk_claims",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("account_id", BigId, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("key_id", sa.String(36), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("total", sa.Integer(), nullable=False),
+    sa.Column("processed", sa.Integer(), nullable=False),
+    sa.Column("claimed", Json, nullable=False),
+    sa.Column("failed", Json, nullable=False),
+    sa.Column("rows_sealed", sa.Text(), nullable=False),
+    sa.Column("lease_until", UtcDateTime(), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Column("completed_at", UtcDateTime(), nullable=True),
+)
+
 certificate_authorities = sa.Table(
     "certificate_authorities",
     metadata,
@@ -304,4 +325,5 @@ SEALED_COLUMNS: tuple[tuple[sa.Table, str, str], ...] = (
     (ovms_records, "secret_sealed", "ovms_records.secret"),
     (ovms_records, "answer_sealed", "ovms_records.answer"),
     (ocpi_peers, "outgoing_token_sealed", "ocpi_peers.outgoing_token"),
+    (bulk_claims, "rows_sealed", "bulk_claims.rows"),
 )

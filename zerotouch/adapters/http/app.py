@@ -56,6 +56,7 @@ def create_app(core: Core, settings: Settings | None = None) -> FastAPI:
         device_api.router,
         manufacturing.router,
         claims.router,
+        claims.status_router,
         devices.router,
         provisioning.router,
         rules.router,
@@ -81,16 +82,24 @@ def create_app(core: Core, settings: Settings | None = None) -> FastAPI:
     return app
 
 
+_LARGE_BODIES = {
+    manufacturing.IMPORT_PATH: Permission.IMPORT_DEVICES,
+    claims.BULK_PATH: Permission.WRITE_DEVICES,
+}
+
+
 def _body_limit(app: FastAPI, scope: Scope) -> int:
-    """Bytes a request's body may hold: factory imports are large, OCPI objects small."""
+    """Bytes a request's body may hold: factory imports and bulk claims are large (for those
+    who may make them), OCPI objects small."""
     settings: Settings = app.state.body_limits
     path: str = scope["path"]
     principal = scope.get("state", {}).get("principal")
+    large = _LARGE_BODIES.get(path)
     if (
-        path == manufacturing.IMPORT_PATH
+        large is not None
         and scope["method"] == "POST"
         and principal is not None
-        and Permission.IMPORT_DEVICES in ROLE_PERMISSIONS[principal.role]
+        and large in ROLE_PERMISSIONS[principal.role]
     ):
         return settings.max_import_bytes
     if path.startswith(ocpi.PREFIX):

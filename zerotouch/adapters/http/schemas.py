@@ -99,24 +99,6 @@ class ClaimCreate(Body):
     tags: list[Tag] = Field(default_factory=list)
 
 
-class ClaimCheck(Public):
-    """A dry run's answer: the claim would succeed."""
-
-    device_id: str
-
-
-class BulkClaimFailure(Public):
-    row: int = Field(description="The row of the CSV, counted from 1.")
-    code: str
-    message: str
-    errors: list[dict[str, str]] | None = None
-
-
-class BulkClaimPublic(Public):
-    claimed_ids: list[str]
-    failed: list[BulkClaimFailure]
-
-
 class CommandCreate(Body):
     description: str | None = Field(default=None, json_schema_extra={"maxLength": 256})
     request: dict[str, Any] = Field(

@@ -17,15 +17,18 @@ from typing import Any
 import pydantic
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
+from pydantic import Field
 
 from zerotouch.adapters.http import schemas
 from zerotouch.adapters.http.deps import CallerDep, ClaimsDep, read_body, reply
 from zerotouch.adapters.http.guards import CheckedRoute, read_json
 from zerotouch.domain.errors import InvalidArgument, ZerotouchError
+from zerotouch.domain.values import Permission
 from zerotouch.domain.views import DeviceView
-from zerotouch.services import claims
+from zerotouch.services import bulk_claims, claims
 from zerotouch.services.batching import GroupCommit
 from zerotouch.services.claims import ClaimRequest
+from zerotouch.services.core import Core
 from zerotouch.services.runtime import Principal
 
 log = logging.getLogger(__name__)
@@ -33,24 +36,69 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/claimed-devices", tags=["devices"], route_class=CheckedRoute)
 
 BULK_ROWS_MAX = 1_000  # Nordic's claim_devices sends at most this many rows a request.
+BULK_PATH = "/v1/claimed-devices/bulk"  # Any number of rows, claimed in the background.
 
+
+class ClaimCheck(schemas.Public):
+    """A dry run's answer: the claim would succeed."""
+
+    device_id: str
+
+
+class BulkClaimFailure(schemas.Public):
+    row: int = Field(description="The row of the CSV, counted from 1.")
+    code: str
+    message: str
+    errors: list[dict[str, str]] | None = None
+
+
+class BulkClaimPublic(schemas.Public):
+    claimed_ids: list[str]
+    failed: list[BulkClaimFailure]
+
+
+class BulkOpsPublic(schemas.Public):
+    bulk_ops_request_id: str
+    status: str = Field(description="PENDING, IN_PROGRESS or COMPLETED")
+    total: int
+    processed: int
+    claimed_ids: list[str]
+    failed: list[BulkClaimFailure]
+    created_at: str | None
+    completed_at: str | None
+
+    @classmethod
+    def of(cls, v: Any) -> BulkOpsPublic:
+        return cls(
+            bulk_ops_request_id=v.id,
+            status=v.status,
+            total=v.total,
+            processed=v.processed,
+            claimed_ids=v.claimed,
+            failed=[BulkClaimFailure(**f) for f in v.failed],
+            created_at=schemas.rfc3339(v.created_at),
+            completed_at=schemas.rfc3339(v.completed_at),
+        )
+
+
+_CSV: dict[str, Any] = {
+    "schema": {
+        "type": "string",
+        "description": 'Rows of `token[,"tag1,tag2"]`, no header: a bulk claim.',
+    }
+}
 _CLAIM_BODY = {
     "requestBody": {
         "required": True,
         "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/ClaimCreate"}},
-            "text/csv": {
-                "schema": {
-                    "type": "string",
-                    "description": 'Rows of `token[,"tag1,tag2"]`, no header: a bulk claim.',
-                }
-            },
+            "text/csv": _CSV,
         },
     }
 }
 _CLAIM_ANSWERS: dict[int | str, dict[str, Any]] = {
-    200: {"description": "A bulk claim's outcome", "model": schemas.BulkClaimPublic},
-    202: {"description": "A dry run: the claim would succeed", "model": schemas.ClaimCheck},
+    200: {"description": "A bulk claim's outcome", "model": BulkClaimPublic},
+    202: {"description": "A dry run: the claim would succeed", "model": ClaimCheck},
 }
 
 
@@ -78,7 +126,7 @@ async def claim_device(
     wanted = _claim_request(caller.principal, body)
     if dryrun:
         device_id = await asyncio.to_thread(claims.check_claim, caller.runtime, wanted)
-        return reply(schemas.ClaimCheck(device_id=device_id), 202)
+        return reply(ClaimCheck(device_id=device_id), 202)
     view = await batch(wanted)
     return reply(schemas.DevicePublic.of(view), 201)
 
@@ -117,7 +165,7 @@ def _claim_request(principal: Principal, body: dict[str, Any]) -> ClaimRequest:
 Row = tuple[str, list[str]] | InvalidArgument  # A token and its tags, or why not.
 
 
-def _csv_rows(raw: bytes) -> list[tuple[int, Row]]:
+def _csv_rows(raw: bytes, limit: int | None = BULK_ROWS_MAX) -> list[tuple[int, Row]]:
     """Each row's number (from 1, as the file counts them) and its token and tags; a row that
     cannot be one is its own refusal. Blank rows are passed over."""
     try:
@@ -144,8 +192,10 @@ def _csv_rows(raw: bytes) -> list[tuple[int, Row]]:
             continue
         tags = [t.strip() for t in cells[1].split(",") if t.strip()] if len(cells) == 2 else []
         rows.append((number, (cells[0].strip(), tags)))
-        if len(rows) > BULK_ROWS_MAX:
-            raise InvalidArgument.for_field("body", f"holds more than {BULK_ROWS_MAX} rows")
+        if limit is not None and len(rows) > limit:
+            raise InvalidArgument.for_field(
+                "body", f"holds more than {limit} rows: post it to {BULK_PATH}"
+            )
     if not rows:
         raise InvalidArgument.for_field("body", "holds no claim")
     return rows
@@ -155,7 +205,7 @@ async def _claim_rows(
     principal: Principal,
     rows: list[tuple[int, Row]],
     batch: GroupCommit[ClaimRequest, DeviceView],
-) -> schemas.BulkClaimPublic:
+) -> BulkClaimPublic:
     async def one(row: Row) -> DeviceView:
         if isinstance(row, InvalidArgument):
             raise row
@@ -172,19 +222,54 @@ async def _claim_rows(
         elif isinstance(outcome, Exception):
             log.error("a bulk claim's row %d failed", number, exc_info=outcome)
             failed.append(
-                schemas.BulkClaimFailure(
+                BulkClaimFailure(
                     row=number, code="internal_error", message="The claim failed; try again."
                 )
             )
         else:
             raise outcome
-    return schemas.BulkClaimPublic(claimed_ids=claimed, failed=failed)
+    return BulkClaimPublic(claimed_ids=claimed, failed=failed)
 
 
-def _failure(number: int, error: ZerotouchError) -> schemas.BulkClaimFailure:
+def _failure(number: int, error: ZerotouchError) -> BulkClaimFailure:
     errors = None
     if isinstance(error, InvalidArgument):
         errors = [{"field": e.field, "message": e.message} for e in error.errors]
-    return schemas.BulkClaimFailure(
-        row=number, code=error.code, message=error.message, errors=errors
-    )
+    return BulkClaimFailure(row=number, code=error.code, message=error.message, errors=errors)
+
+
+@router.post(
+    "/bulk",
+    status_code=202,
+    response_model=BulkOpsPublic,
+    openapi_extra={"requestBody": {"required": True, "content": {"text/csv": _CSV}}},
+    summary="BulkClaimDevices",
+)
+async def bulk_claim(request: Request, caller: CallerDep) -> Response:
+    """Claim the rows of a CSV of any size in the background; the answer names the status
+    resource (``GET /v1/bulk-ops-requests/{id}``) that reports progress and each failed row."""
+    caller.principal.require(Permission.WRITE_DEVICES)
+    raw = await read_body(request)
+    rows = [
+        bulk_claims.BulkRow(n, refusal=row)
+        if isinstance(row, InvalidArgument)
+        else bulk_claims.BulkRow(n, row[0], row[1])
+        for n, row in _csv_rows(raw, limit=None)
+    ]
+    job = await caller.run(bulk_claims.submit, rows=rows)
+    core: Core = request.app.state.core
+    core.bulk.kick()
+    response = reply(BulkOpsPublic.of(job), 202)
+    response.headers["Location"] = f"/v1/bulk-ops-requests/{job.id}"
+    return response
+
+
+status_router = APIRouter(prefix="/v1/bulk-ops-requests", tags=["devices"])
+
+
+@status_router.get(
+    "/{bulk_ops_request_id}", response_model=BulkOpsPublic, summary="GetBulkOpsRequest"
+)
+async def bulk_status(bulk_ops_request_id: str, caller: CallerDep) -> Response:
+    job = await caller.run(bulk_claims.get, job_id=bulk_ops_request_id)
+    return reply(BulkOpsPublic.of(job))
