@@ -17,7 +17,7 @@ The limits are the firmware's (tests/vectors/nrf/README.md, "Settled points").
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,13 +170,17 @@ def _records(raw: bytes, what: str) -> list[Any]:
     return decoded
 
 
+def _each(raw: bytes, what: str) -> Iterator[tuple[str, str, int, list[Any]]]:
+    """Each record's place (for messages), correlation id, type and the fields after them."""
+    for index, record in enumerate(_records(raw, what)):
+        where = f"record {index}"
+        yield where, _check_id(record[0], where), record[1], record[2:]
+
+
 def decode_responses(raw: bytes) -> list[Response]:
     """A device's responses message; NrfMessageError for anything the CDDL does not allow."""
     out: list[Response] = []
-    for index, record in enumerate(_records(raw, "responses")):
-        where = f"record {index}"
-        correlation_id = _check_id(record[0], where)
-        kind, rest = record[1], record[2:]
+    for where, correlation_id, kind, rest in _each(raw, "responses"):
         if kind == ERROR and len(rest) == 2:
             cme = _check_uint(rest[0], f"{where}: cme_error")
             out.append(ErrorResponse(correlation_id, cme, _check_text(rest[1], where)))
@@ -194,10 +198,7 @@ def decode_responses(raw: bytes) -> list[Response]:
 def decode_commands(raw: bytes) -> list[Command]:
     """A commands message, as a device reads it (for the simulated modem and the tests)."""
     out: list[Command] = []
-    for index, record in enumerate(_records(raw, "commands")):
-        where = f"record {index}"
-        correlation_id = _check_id(record[0], where)
-        kind, rest = record[1], record[2:]
+    for where, correlation_id, kind, rest in _each(raw, "commands"):
         if kind == AT_COMMAND and len(rest) == 3:
             set_command = _check_text(rest[0], where)
             parameters = _check_text(rest[1], where)
