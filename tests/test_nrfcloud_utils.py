@@ -24,14 +24,15 @@ from zerotouch.services.runtime import Runtime
 @pytest.fixture
 def base(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     with live_server(rt) as url:
-        # set_dev_stage() builds the URL from these three: they now make zerotouch's.
+        # set_dev_stage() builds the URL from these three: they now make zerotouch's (and
+        # every one, api_url too, is put back after the test).
+        monkeypatch.setattr(nrf_cloud_diap, "api_url", nrf_cloud_diap.api_url)
         monkeypatch.setattr(nrf_cloud_diap, "API_URL_START", url)
         monkeypatch.setitem(nrf_cloud_diap.DEV_STAGE_DICT, "", "/")
         monkeypatch.setattr(nrf_cloud_diap, "API_URL_END", "v1/")
         nrf_cloud_diap.set_dev_stage("")
         assert nrf_cloud_diap.api_url == f"{url}/v1/"
         yield url
-    nrf_cloud_diap.set_dev_stage("prod")
 
 
 def _token(api: Api, device_id: str) -> str:

@@ -126,15 +126,31 @@ def unstorable_path(value: object, path: str = "body") -> str | None:
     return None
 
 
+def _tag_problem(raw: object) -> str | None:
+    if not isinstance(raw, str) or not 1 <= len(raw) <= TAG_MAX_LENGTH:
+        return f"must be a string of 1-{TAG_MAX_LENGTH} characters"
+    if not is_storable(raw):
+        return UNSTORABLE
+    return None
+
+
+def check_tag(raw: object) -> str:
+    """One tag: 1-64 characters that can be stored."""
+    problem = _tag_problem(raw)
+    if problem is not None:
+        raise ValueError(problem)
+    assert isinstance(raw, str)
+    return raw
+
+
 def check_tags(raw: object) -> list[str]:
     """Validate a list of tags; duplicates collapse, order is kept."""
     if not isinstance(raw, list):
         raise ValueError("must be a list of strings")
     tags: dict[str, None] = {}
     for tag in raw:
-        if not isinstance(tag, str) or not 1 <= len(tag) <= TAG_MAX_LENGTH:
-            raise ValueError(f"each tag must be a string of 1-{TAG_MAX_LENGTH} characters")
-        if not is_storable(tag):
-            raise ValueError(f"a tag {UNSTORABLE}")
+        problem = _tag_problem(tag)
+        if problem is not None:
+            raise ValueError(("a tag " if problem == UNSTORABLE else "each tag ") + problem)
         tags[tag] = None
     return list(tags)

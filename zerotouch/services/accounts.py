@@ -16,10 +16,9 @@ from typing import Any
 from zerotouch.crypto.hashing import matches, new_api_key, secret_hash
 from zerotouch.domain.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from zerotouch.domain.values import Permission, Role
-from zerotouch.domain.views import Page
+from zerotouch.domain.views import DEFAULT_PAGE_LIMIT, Page
 from zerotouch.services.runtime import Principal, Runtime
 from zerotouch.store import accounts as store
-from zerotouch.store import paging
 from zerotouch.store.db import Connection
 from zerotouch.store.events import record_event
 
@@ -137,7 +136,7 @@ def list_api_keys(
     rt: Runtime,
     *,
     principal: Principal,
-    page_limit: int = paging.DEFAULT_PAGE_LIMIT,
+    page_limit: int = DEFAULT_PAGE_LIMIT,
     page_token: str | None = None,
 ) -> Page[ApiKeyView]:
     """The account's keys (never their secrets), in the order they were made."""

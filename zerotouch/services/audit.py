@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from zerotouch.domain.values import Permission
-from zerotouch.domain.views import EventView, Page
+from zerotouch.domain.views import DEFAULT_PAGE_LIMIT, EventView, Page
 from zerotouch.services.runtime import Principal, Runtime
 from zerotouch.store import events as store
 from zerotouch.store import paging
@@ -20,7 +20,7 @@ def list_events(
     principal: Principal,
     device_id: str | None = None,
     after: int = 0,
-    page_limit: int = paging.DEFAULT_PAGE_LIMIT,
+    page_limit: int = DEFAULT_PAGE_LIMIT,
     page_token: str | None = None,
 ) -> Page[EventView]:
     principal.require(Permission.READ_DEVICES)

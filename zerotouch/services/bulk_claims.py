@@ -17,7 +17,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from zerotouch.domain.errors import AlreadyExists, InvalidArgument, NotFound, ZerotouchError
+from zerotouch.domain.errors import (
+    AlreadyExists,
+    FieldError,
+    InvalidArgument,
+    NotFound,
+    ZerotouchError,
+)
 from zerotouch.domain.values import Permission, Role
 from zerotouch.domain.views import DeviceView
 from zerotouch.services import claims
@@ -61,6 +67,12 @@ def failure(row: int, error: ZerotouchError) -> dict[str, Any]:
     if isinstance(error, InvalidArgument):
         out["errors"] = [{"field": e.field, "message": e.message} for e in error.errors]
     return out
+
+
+def _refusal(stored: dict[str, Any]) -> InvalidArgument:
+    """A row's refusal as ``failure`` stored it (it gives the same failure again)."""
+    errors = [FieldError(e["field"], e["message"]) for e in stored.get("errors", ())]
+    return InvalidArgument(stored["message"], code=stored["code"], errors=errors)
 
 
 def _view(row: Any) -> BulkClaimView:
@@ -151,40 +163,71 @@ async def work(rt: Runtime, claim: Claim) -> int:
     return handled
 
 
+Mine = Callable[[str], Awaitable[str | None]]
+Unexpected = Callable[[int, Exception], dict[str, Any]]
+
+
+async def claim_rows(
+    principal: Principal,
+    rows: Sequence[BulkRow],
+    claim: Claim,
+    *,
+    mine: Mine | None = None,
+    unexpected: Unexpected | None = None,
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Claim each row on its own, all at once (they share the claim batcher's groups): the
+    deviceIds claimed and each refused row's failure, in row order. ``mine``: the deviceId of a
+    token this caller claimed already (counted as claimed). ``unexpected``: a row's failure for
+    an error that is not a refusal (without it, such an error is raised)."""
+
+    async def one(row: BulkRow) -> str | dict[str, Any]:
+        if row.refusal is not None:
+            return failure(row.row, row.refusal)
+        assert row.token is not None
+        request = claims.ClaimRequest(principal, tags=row.tags, claim_token=row.token)
+        try:
+            return (await claim(request)).device_id
+        except AlreadyExists as exc:
+            device_id = await mine(row.token) if mine is not None else None
+            return device_id if device_id is not None else failure(row.row, exc)
+        except ZerotouchError as exc:
+            return failure(row.row, exc)
+        except Exception as exc:
+            if unexpected is None:
+                raise
+            return unexpected(row.row, exc)
+
+    claimed: list[str] = []
+    failed: list[dict[str, Any]] = []
+    for outcome in await asyncio.gather(*(one(row) for row in rows)):
+        if isinstance(outcome, str):
+            claimed.append(outcome)
+        else:
+            failed.append(outcome)
+    return claimed, failed
+
+
 async def _work_on(rt: Runtime, job: Any, claim: Claim) -> int:
-    rows: list[dict[str, Any]] = json.loads(rt.keyring.open(job.rows_sealed, ROWS_PURPOSE))
+    stored: list[dict[str, Any]] = json.loads(rt.keyring.open(job.rows_sealed, ROWS_PURPOSE))
+    rows = [
+        BulkRow(r["row"], refusal=_refusal(r["refusal"]))
+        if "refusal" in r
+        else BulkRow(r["row"], r["token"], r["tags"])
+        for r in stored
+    ]
     principal = Principal(job.account_id, Role(job.role), job.key_id)
+
+    async def mine(token: str) -> str | None:
+        return await asyncio.to_thread(claims.claimed_by, rt, principal, token, job.created_at)
+
     processed, claimed, failed = job.processed, list(job.claimed), list(job.failed)
     handled = 0
     while processed < job.total:
         chunk = rows[processed : processed + CHUNK]
-
-        async def one(row: dict[str, Any]) -> DeviceView | dict[str, Any]:
-            if "refusal" in row:
-                refusal: dict[str, Any] = row["refusal"]
-                return refusal
-            request = claims.ClaimRequest(principal, tags=row["tags"], claim_token=row["token"])
-            try:
-                return await claim(request)
-            except AlreadyExists as exc:
-                since = job.created_at
-                mine = await asyncio.to_thread(
-                    claims.claimed_by, rt, principal, row["token"], since
-                )
-                return {"device_id": mine} if mine else failure(row["row"], exc)
-            except ZerotouchError as exc:
-                return failure(row["row"], exc)
-
-        for outcome in await asyncio.gather(*(one(row) for row in chunk)):
-            if isinstance(outcome, DeviceView):
-                claimed.append(outcome.device_id)
-            elif "device_id" in outcome:
-                claimed.append(outcome["device_id"])
-            else:
-                failed.append(outcome)
+        done, refused = await claim_rows(principal, chunk, claim, mine=mine)
+        claimed += done
+        failed += refused
         processed += len(chunk)
         handled += len(chunk)
         await asyncio.to_thread(_save, rt, job, processed, claimed, failed)
-    if job.total == 0:
-        await asyncio.to_thread(_save, rt, job, 0, claimed, failed)
     return handled

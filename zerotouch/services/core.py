@@ -79,11 +79,6 @@ class BulkClaims:
         except Exception:
             log.exception("bulk claims stopped; the housekeeping takes them up again")
 
-    async def idle(self) -> None:
-        """Wait until this process has no bulk claim to work on (tests, shutdown)."""
-        if self._task is not None:
-            await asyncio.shield(self._task)
-
     def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()

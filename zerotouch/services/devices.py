@@ -12,7 +12,7 @@ from zerotouch.domain.errors import (
 from zerotouch.domain.lifecycle import DeviceEvent, DeviceStatus, device_transition
 from zerotouch.domain.records import IDENTIFIER_FIELDS
 from zerotouch.domain.values import Permission
-from zerotouch.domain.views import DeviceView, ImportedDevice, Page
+from zerotouch.domain.views import DEFAULT_PAGE_LIMIT, DeviceView, ImportedDevice, Page
 from zerotouch.services import rules
 from zerotouch.services.audit import audit_event
 from zerotouch.services.manufacturing import label_for
@@ -58,7 +58,7 @@ def list_devices(
     principal: Principal,
     status: str | None = None,
     tag: str | None = None,
-    page_limit: int = paging.DEFAULT_PAGE_LIMIT,
+    page_limit: int = DEFAULT_PAGE_LIMIT,
     page_token: str | None = None,
 ) -> Page[DeviceView]:
     principal.require(Permission.READ_DEVICES)

@@ -15,11 +15,10 @@ from zerotouch.domain.errors import (
     InvalidArgument,
 )
 from zerotouch.domain.values import Permission, check_tags
-from zerotouch.domain.views import Page, RuleView
+from zerotouch.domain.views import DEFAULT_PAGE_LIMIT, Page, RuleView
 from zerotouch.services.audit import audit_event
 from zerotouch.services.requests import check_description, parse_request
 from zerotouch.services.runtime import Principal, Runtime
-from zerotouch.store import paging
 from zerotouch.store import rules as store
 from zerotouch.store.db import Connection
 
@@ -184,7 +183,7 @@ def list_rules(
     rt: Runtime,
     *,
     principal: Principal,
-    page_limit: int = paging.DEFAULT_PAGE_LIMIT,
+    page_limit: int = DEFAULT_PAGE_LIMIT,
     page_token: str | None = None,
 ) -> Page[RuleView]:
     """The account's rules in the order they were made, a page at a time."""

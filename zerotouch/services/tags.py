@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zerotouch.domain.errors import InvalidArgument
-from zerotouch.domain.values import Permission, check_tags
+from zerotouch.domain.values import Permission, check_tag
 from zerotouch.domain.views import DEFAULT_PAGE_LIMIT, Page
 from zerotouch.services.audit import audit_event
 from zerotouch.services.requests import check_description
@@ -36,9 +36,9 @@ def create_tag(
 ) -> TagView:
     principal.require(Permission.WRITE_DEVICES)
     try:
-        (name,) = check_tags([tag])
+        name = check_tag(tag)
     except ValueError as exc:
-        raise InvalidArgument.for_field("tag", str(exc).replace("each tag", "it")) from None
+        raise InvalidArgument.for_field("tag", str(exc)) from None
     text = check_description(description)
     now = rt.clock()
     with rt.db.write() as conn:

@@ -38,19 +38,6 @@ def record_event(
 _EVENTS = InsertRows(events, ("account_id", "at", "actor", "type", "device_id", "data"))
 
 
-def record_events(
-    conn: sa.Connection,
-    *,
-    account_id: int | None,
-    actor: str,
-    at: dt.datetime,
-    events: Sequence[Event],
-) -> None:
-    """Write several audit events of one call in the caller's transaction, in order, as one
-    statement (on PostgreSQL each statement costs a trip to the server)."""
-    send_events(conn, [event_row(account_id, actor, at, event) for event in events])
-
-
 def send_events(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Write audit events of several callers (rows from ``event_row``) as one statement."""
     _EVENTS.send(conn, rows)

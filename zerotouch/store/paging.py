@@ -11,9 +11,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from zerotouch.domain.errors import InvalidArgument
-from zerotouch.domain.views import DEFAULT_PAGE_LIMIT, MAX_ID, MAX_PAGE_LIMIT, Page
-
-__all__ = ["DEFAULT_PAGE_LIMIT", "MAX_ID", "MAX_PAGE_LIMIT"]
+from zerotouch.domain.views import MAX_ID, MAX_PAGE_LIMIT, Page
 
 T = TypeVar("T")
 

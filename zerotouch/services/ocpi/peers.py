@@ -10,7 +10,7 @@ from typing import Any
 
 from zerotouch.domain.errors import NotFound, PeerFailed
 from zerotouch.domain.values import Permission
-from zerotouch.domain.views import Page
+from zerotouch.domain.views import DEFAULT_PAGE_LIMIT, Page
 from zerotouch.services.ocpi.partners import (
     CONNECTED,
     OFFLINE,
@@ -33,7 +33,7 @@ def list_peers(
     rt: Runtime,
     *,
     principal: Principal,
-    page_limit: int = paging.DEFAULT_PAGE_LIMIT,
+    page_limit: int = DEFAULT_PAGE_LIMIT,
     page_token: str | None = None,
 ) -> Page[PeerView]:
     """Our partners, then the parties a hub announced to us (direction ``hub``), a page at a

@@ -22,7 +22,7 @@ from pydantic import Field
 from zerotouch.adapters.http import schemas
 from zerotouch.adapters.http.deps import CallerDep, ClaimsDep, read_body, reply
 from zerotouch.adapters.http.guards import CheckedRoute, read_json
-from zerotouch.domain.errors import InvalidArgument, ZerotouchError
+from zerotouch.domain.errors import InvalidArgument
 from zerotouch.domain.values import Permission
 from zerotouch.domain.views import DeviceView
 from zerotouch.services import bulk_claims, claims
@@ -162,17 +162,14 @@ def _claim_request(principal: Principal, body: dict[str, Any]) -> ClaimRequest:
     return ClaimRequest(principal, given.owner_token, given.qr, tags, given.claim_token)
 
 
-Row = tuple[str, list[str]] | InvalidArgument  # A token and its tags, or why not.
-
-
-def _csv_rows(raw: bytes, limit: int | None = BULK_ROWS_MAX) -> list[tuple[int, Row]]:
-    """Each row's number (from 1, as the file counts them) and its token and tags; a row that
-    cannot be one is its own refusal. Blank rows are passed over."""
+def _csv_rows(raw: bytes, limit: int | None = BULK_ROWS_MAX) -> list[bulk_claims.BulkRow]:
+    """Each row with its number (from 1, as the file counts them), token and tags; a row that
+    cannot be one carries its refusal. Blank rows are passed over."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InvalidArgument.for_field("body", f"is not UTF-8 (byte {exc.start})") from None
-    rows: list[tuple[int, Row]] = []
+    rows: list[bulk_claims.BulkRow] = []
     reader = csv.reader(io.StringIO(text))
     number = 0
     while True:
@@ -182,16 +179,19 @@ def _csv_rows(raw: bytes, limit: int | None = BULK_ROWS_MAX) -> list[tuple[int, 
         except StopIteration:
             break
         except csv.Error as exc:
-            rows.append((number, InvalidArgument.for_field("row", f"cannot be read: {exc}")))
+            refusal = InvalidArgument.for_field("row", f"cannot be read: {exc}")
+            rows.append(bulk_claims.BulkRow(number, refusal=refusal))
             continue
         if not any(cell.strip() for cell in cells):
             continue
         if len(cells) > 2:
             reason = f"has {len(cells)} cells: a token, and its tags in one cell"
-            rows.append((number, InvalidArgument.for_field("row", reason)))
+            rows.append(
+                bulk_claims.BulkRow(number, refusal=InvalidArgument.for_field("row", reason))
+            )
             continue
         tags = [t.strip() for t in cells[1].split(",") if t.strip()] if len(cells) == 2 else []
-        rows.append((number, (cells[0].strip(), tags)))
+        rows.append(bulk_claims.BulkRow(number, cells[0].strip(), tags))
         if limit is not None and len(rows) > limit:
             raise InvalidArgument.for_field(
                 "body", f"holds more than {limit} rows: post it to {BULK_PATH}"
@@ -201,41 +201,20 @@ def _csv_rows(raw: bytes, limit: int | None = BULK_ROWS_MAX) -> list[tuple[int, 
     return rows
 
 
+def _internal_error(row: int, error: Exception) -> dict[str, Any]:
+    log.error("a bulk claim's row %d failed", row, exc_info=error)
+    return {"row": row, "code": "internal_error", "message": "The claim failed; try again."}
+
+
 async def _claim_rows(
     principal: Principal,
-    rows: list[tuple[int, Row]],
+    rows: list[bulk_claims.BulkRow],
     batch: GroupCommit[ClaimRequest, DeviceView],
 ) -> BulkClaimPublic:
-    async def one(row: Row) -> DeviceView:
-        if isinstance(row, InvalidArgument):
-            raise row
-        token, tags = row
-        return await batch(ClaimRequest(principal, tags=tags, claim_token=token))
-
-    outcomes = await asyncio.gather(*(one(row) for _, row in rows), return_exceptions=True)
-    claimed, failed = [], []
-    for (number, _), outcome in zip(rows, outcomes, strict=True):
-        if isinstance(outcome, DeviceView):
-            claimed.append(outcome.device_id)
-        elif isinstance(outcome, ZerotouchError):
-            failed.append(_failure(number, outcome))
-        elif isinstance(outcome, Exception):
-            log.error("a bulk claim's row %d failed", number, exc_info=outcome)
-            failed.append(
-                BulkClaimFailure(
-                    row=number, code="internal_error", message="The claim failed; try again."
-                )
-            )
-        else:
-            raise outcome
-    return BulkClaimPublic(claimed_ids=claimed, failed=failed)
-
-
-def _failure(number: int, error: ZerotouchError) -> BulkClaimFailure:
-    errors = None
-    if isinstance(error, InvalidArgument):
-        errors = [{"field": e.field, "message": e.message} for e in error.errors]
-    return BulkClaimFailure(row=number, code=error.code, message=error.message, errors=errors)
+    claimed, failed = await bulk_claims.claim_rows(
+        principal, rows, batch, unexpected=_internal_error
+    )
+    return BulkClaimPublic(claimed_ids=claimed, failed=[BulkClaimFailure(**f) for f in failed])
 
 
 @router.post(
@@ -250,13 +229,7 @@ async def bulk_claim(request: Request, caller: CallerDep) -> Response:
     resource (``GET /v1/bulk-ops-requests/{id}``) that reports progress and each failed row."""
     caller.principal.require(Permission.WRITE_DEVICES)
     raw = await read_body(request)
-    rows = [
-        bulk_claims.BulkRow(n, refusal=row)
-        if isinstance(row, InvalidArgument)
-        else bulk_claims.BulkRow(n, row[0], row[1])
-        for n, row in _csv_rows(raw, limit=None)
-    ]
-    job = await caller.run(bulk_claims.submit, rows=rows)
+    job = await caller.run(bulk_claims.submit, rows=_csv_rows(raw, limit=None))
     core: Core = request.app.state.core
     core.bulk.kick()
     response = reply(BulkOpsPublic.of(job), 202)
