@@ -121,6 +121,31 @@ def test_agent_simulates_a_fleet_from_a_csv(env: dict[str, str], tmp_path: Path)
     assert too_many.returncode == 2 and "holds 3 devices" in too_many.stderr
 
 
+def test_agent_simulates_nrf91_modems_from_a_csv(env: dict[str, str], tmp_path: Path) -> None:
+    keys = demo.create_keys(env)
+    with demo.server(env) as (base, _process):
+        identities = demo.prepare_fleet(base, keys, 3, protocol=demo.NRF)
+        csv_file = tmp_path / "modems.csv"
+        demo.write_identities(csv_file, identities)
+        assert csv_file.read_text().startswith("deviceId,jwtKey")
+        done = zerotouch(
+            env,
+            "agent",
+            "--simulate", "3",
+            "--devices", str(csv_file),
+            "--server-url", base,
+            "--protocol", "nrf",
+            "--rx-max-size", "2048",
+            "--records-limit", "20",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "3 of 3" in done.stdout
+        assert demo.status_counts(base, keys)["PROVISIONED"] == 3
+    wrong = zerotouch(env, "agent", "--simulate", "1", "--devices", str(csv_file),
+                      "--server-url", base, "--protocol", "coap")  # fmt: skip
+    assert wrong.returncode == 2 and "--protocol" in wrong.stderr
+
+
 def test_demo_runs_the_whole_journey(env: dict[str, str], tmp_path: Path) -> None:
     done = zerotouch(env, "demo", "--devices", "5", "--dir", str(tmp_path / "demo"))
     assert done.returncode == 0, done.stdout + done.stderr

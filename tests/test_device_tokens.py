@@ -116,3 +116,36 @@ def test_tampered_claims_do_not_verify() -> None:
 def test_garbage_is_refused(token: str) -> None:
     with pytest.raises(TokenError):
         device_tokens.presented(token)
+
+
+MODEM_UUID = "50503041-3633-4261-803d-1e2b8f70111a"
+
+
+def test_the_modem_jwt_names_the_device_in_iss() -> None:
+    """nrf_provisioning asks the modem for a JWT without a subject: the modem writes
+    ``iss`` ``<chip>.<device UUID>`` and a ``jti`` of its own (nrf_provisioning_jwt.c)."""
+    pair = device_side.generate_key_pair()
+    signer = device_tokens.Signer(private_key_pem=pair.private_key_pem)
+    token = signer.issue(MODEM_UUID, now=NOW, lifetime=300, chip="nRF9160")
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert "sub" not in claims and claims["iss"] == f"nRF9160.{MODEM_UUID}"
+    verified = _verify(token, keys=[pair.public_key_pem])
+    assert verified.device_id == MODEM_UUID and verified.jti == claims["jti"]
+    with pytest.raises(TokenError, match="at most 300"):
+        _verify(signer.issue(MODEM_UUID, now=NOW, lifetime=301, chip="nRF9160"),
+                keys=[pair.public_key_pem])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"iss": MODEM_UUID},  # No chip.
+        {"iss": "nRF9160."},  # No UUID.
+        {"iss": "nRF9160.a b"},  # Not a deviceId.
+        {"iss": 7},
+        {},
+    ],
+)
+def test_a_token_that_names_no_device_is_refused(claims: dict[str, object]) -> None:
+    with pytest.raises(TokenError, match="sub|iss"):
+        device_tokens.presented(_forge({"alg": "ES256", "typ": "JWT"}, claims))

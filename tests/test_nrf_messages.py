@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import cbor2
@@ -11,26 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.nrf_cddl import VECTORS, valid
 from zerotouch.protocols import nrf_provisioning as nrf
 
-VECTORS = Path(__file__).parent / "vectors" / "nrf"
 CASES = json.loads((VECTORS / "messages.json").read_text())["vectors"]
 
 
-def _schema() -> Any:
-    # zcbor 0.9.1 imports a name cbor2 6 renamed; it is the same error kind under the new name.
-    if not hasattr(cbor2, "CBORDecodeValueError"):
-        cbor2.CBORDecodeValueError = cbor2.CBORDecodeError  # type: ignore[attr-defined]
-    from zcbor.zcbor.zcbor import DataTranslator
-
-    return DataTranslator.from_cddl((VECTORS / "nrf_provisioning_cbor.cddl").read_text(), 10)
-
-
-SCHEMA = _schema()
-
-
-def _valid(kind: str, raw: bytes) -> None:
-    SCHEMA.my_types[kind].validate_str(raw)  # Raises when the CDDL does not allow it.
+_valid = valid
 
 
 def _of(record: list[Any]) -> nrf.Command | nrf.Response:

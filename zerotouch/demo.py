@@ -22,14 +22,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives import serialization
 
+from zerotouch.agent.nrf_modem import new_modem
 from zerotouch.agent.simulate import Identity
 from zerotouch.bootstrap import build_runtime
+from zerotouch.crypto import device_side
 from zerotouch.domain.lifecycle import CLAIMED_STATUSES
 from zerotouch.services.accounts import create_api_key
 from zerotouch.settings import Settings
 
 TAG = "demo"
+DEVICE_API, NRF = "device", "nrf"  # The protocols simulated devices speak.
 SEC_TAG = 16842753  # The secTag nRF Cloud examples use for a device's credentials.
 IMPORT_BATCH = 1000
 START_TIMEOUT_S = 30
@@ -164,8 +168,11 @@ def prepare_fleet(
     *,
     prefix: str = "demo",
     verify: ssl.SSLContext | bool = True,
+    protocol: str = DEVICE_API,
 ) -> list[Identity]:
-    """CA and rule first, then import and claim ``count`` devices: each gets the plan."""
+    """CA and rule first, then import and claim ``count`` devices: each gets the plan. For
+    ``protocol`` "nrf": nRF91 modems, named by UUID, each with its identity key (the factory
+    record carries its public key)."""
     owner = {"Authorization": f"Bearer {keys.owner}"}
     factory = {"Authorization": f"Bearer {keys.manufacturer}"}
     with httpx.Client(base_url=base, timeout=120, verify=verify) as http:
@@ -188,15 +195,16 @@ def prepare_fleet(
         if created.status_code != 409:
             _check(created, 201)
         run = secrets.token_hex(3)
-        identities = [
-            Identity(f"{prefix}-{run}-{i:05d}", secrets.token_hex(16).upper()) for i in range(count)
-        ]
+        if protocol == NRF:
+            identities = [_modem_identity() for _ in range(count)]
+        else:
+            identities = [
+                Identity(f"{prefix}-{run}-{i:05d}", secrets.token_hex(16).upper())
+                for i in range(count)
+            ]
         tokens: list[str] = []
         for start in range(0, count, IMPORT_BATCH):
-            records = [
-                {"deviceId": i.device_id, "deviceSecret": i.device_secret, "tags": [TAG]}
-                for i in identities[start : start + IMPORT_BATCH]
-            ]
+            records = [_record(i) for i in identities[start : start + IMPORT_BATCH]]
             answer = _check(
                 http.post("/v1/manufacturing/devices", json={"devices": records}, headers=factory),
                 200,
@@ -207,13 +215,33 @@ def prepare_fleet(
     return identities
 
 
+def _modem_identity() -> Identity:
+    modem = new_modem()
+    return Identity(modem.uuid, None, modem.identity_pem)
+
+
+def _record(identity: Identity) -> dict[str, Any]:
+    record: dict[str, Any] = {"deviceId": identity.device_id, "tags": [TAG]}
+    if identity.jwt_key is not None:
+        key = serialization.load_pem_private_key(identity.jwt_key.encode(), password=None)
+        record["publicKey"] = device_side.public_pem(key)  # type: ignore[arg-type]
+    else:
+        record["deviceSecret"] = identity.device_secret
+    return record
+
+
 def write_identities(path: Path, identities: list[Identity]) -> None:
-    """``deviceId,deviceSecret`` for ``zerotouch agent --simulate`` (secrets: mode 0600)."""
+    """``deviceId,deviceSecret`` (or, for nRF91 modems, ``deviceId,jwtKey``) for ``zerotouch
+    agent --simulate`` (secrets: mode 0600)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", newline="") as out:
         writer = csv.writer(out)
-        writer.writerow(["deviceId", "deviceSecret"])
-        writer.writerows((i.device_id, i.device_secret) for i in identities)
+        if any(i.jwt_key for i in identities):
+            writer.writerow(["deviceId", "jwtKey"])
+            writer.writerows((i.device_id, i.jwt_key) for i in identities)
+        else:
+            writer.writerow(["deviceId", "deviceSecret"])
+            writer.writerows((i.device_id, i.device_secret) for i in identities)
 
 
 def status_counts(base: str, keys: Keys) -> dict[str, int]:

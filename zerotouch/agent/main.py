@@ -92,6 +92,29 @@ def run_simulation(
         )
 
 
+def run_nrf_simulation(
+    identities: list[simulate.Identity],
+    base_url: str,
+    buffers: tuple[int, int, int],
+    console: Console,
+) -> simulate.Simulation:
+    """Simulated nRF91 modems (``rxMaxSize``, ``txMaxSize``, ``limit``) with a progress bar."""
+    from zerotouch.agent import nrf_device
+    from zerotouch.protocols.nrf_at import Buffers
+
+    rx, tx, limit = buffers
+    columns = (TextColumn("[bold]nRF91 modems"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("modems", total=len(identities))
+
+        def listen(_device: str, _event: str) -> None:
+            progress.update(task, advance=1)
+
+        return uvloop.run(
+            nrf_device.simulate(identities, base_url, Buffers(rx, tx, limit), listener=listen)
+        )
+
+
 def summary_table(result: simulate.Simulation, total: int, elapsed_s: float) -> Table:
     seconds = list(result.seconds.values())
     table = Table(title="simulated devices")
@@ -103,5 +126,6 @@ def summary_table(result: simulate.Simulation, total: int, elapsed_s: float) -> 
     table.add_row("time to PROVISIONED p50", f"{simulate.percentile(seconds, 50):.2f} s")
     table.add_row("time to PROVISIONED p99", f"{simulate.percentile(seconds, 99):.2f} s")
     table.add_row("requests sent", f"{result.requests:,}")
-    table.add_row("keystores", str(result.keystores))
+    if result.keystores is not None:
+        table.add_row("keystores", str(result.keystores))
     return table

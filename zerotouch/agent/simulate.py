@@ -30,7 +30,9 @@ DEFAULT_CONNECTIONS = 256
 @dataclass(frozen=True, slots=True)
 class Identity:
     device_id: str
-    device_secret: str
+    device_secret: str | None
+    # An nRF91 modem's identity key (PEM): it signs the modem's JWTs.
+    jwt_key: str | None = None
 
 
 @dataclass
@@ -44,10 +46,17 @@ class Simulation:
 
 
 def read_identities(path: Path, count: int | None = None) -> list[Identity]:
-    """``deviceId,deviceSecret`` rows (a header row first), as the factory import takes them."""
+    """``deviceId,deviceSecret`` rows (a header row first), as the factory import takes them;
+    for nRF91 modems, ``deviceId,jwtKey`` (the modem's identity key, PEM)."""
     with path.open(newline="") as source:
         rows = list(csv.DictReader(source))
-    identities = [Identity(r["deviceId"], r["deviceSecret"]) for r in rows]
+    try:
+        identities = [
+            Identity(r["deviceId"], r.get("deviceSecret") or None, r.get("jwtKey") or None)
+            for r in rows
+        ]
+    except KeyError:
+        raise SettingsError(f"{path}: every row needs a deviceId") from None
     if count is not None:
         if count > len(identities):
             raise SettingsError(f"{path} holds {len(identities)} devices, {count} were asked for")

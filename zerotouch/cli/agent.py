@@ -15,6 +15,8 @@ from rich.table import Table
 from zerotouch.cli.common import app, err
 
 Opt = typer.Option
+# Nordic's nrf_provisioning sample builds rxMaxSize 2048 and 20 records (prj.conf).
+NRF_SAMPLE_BUFFERS = (2048, 2048, 20)
 
 
 @app.command()
@@ -45,13 +47,26 @@ def agent(
         int | None, Opt(min=1, help="Run N simulated devices from --devices instead.")
     ] = None,
     devices: Annotated[
-        Path | None, Opt(help="CSV of deviceId,deviceSecret for --simulate.")
+        Path | None,
+        Opt(help="CSV of deviceId,deviceSecret (nrf: deviceId,jwtKey) for --simulate."),
     ] = None,
+    protocol: Annotated[
+        str,
+        Opt(help="device: the Device API; nrf: simulated nRF91 modems (nrf_provisioning)."),
+    ] = "device",
+    rx_max_size: Annotated[int, Opt(help="nrf: the modems' rxMaxSize.")] = 1024,
+    tx_max_size: Annotated[int, Opt(help="nrf: the modems' txMaxSize.")] = 2048,
+    records_limit: Annotated[int, Opt(help="nrf: records per message (limit).")] = 10,
 ) -> None:
     """The device-side agent: fetch the plan, run each command, report, until finished."""
     from zerotouch.agent import settings as agent_settings
     from zerotouch.agent.client import DeviceApiError
-    from zerotouch.agent.main import run_device, run_simulation, summary_table
+    from zerotouch.agent.main import (
+        run_device,
+        run_nrf_simulation,
+        run_simulation,
+        summary_table,
+    )
     from zerotouch.agent.simulate import read_identities
 
     flags: dict[str, Any] = {
@@ -79,6 +94,16 @@ def agent(
                     "--simulate needs --devices (deviceId,deviceSecret)"
                 )
             identities = read_identities(devices, simulate)
+            if protocol == "nrf":
+                if server_url is None:
+                    raise agent_settings.SettingsError("--protocol nrf needs --server-url")
+                buffers = (rx_max_size, tx_max_size, records_limit)
+                started = time.perf_counter()
+                result = run_nrf_simulation(identities, server_url, buffers, out)
+                out.print(summary_table(result, len(identities), time.perf_counter() - started))
+                raise typer.Exit(0 if not result.errors else 1)
+            if protocol != "device":
+                raise agent_settings.SettingsError("--protocol must be device or nrf")
             base = {k: v for k, v in flags.items() if v is not None and k != "keystore"}
             root = keystore or Path(tempfile.mkdtemp(prefix="zerotouch-keystores-"))
             started = time.perf_counter()
@@ -101,10 +126,14 @@ def demo(
     directory: Annotated[
         Path | None, typer.Option("--dir", help="Where data and keystores go (default: new).")
     ] = None,
+    protocol: Annotated[
+        str, typer.Option(help="device: agents on the Device API; nrf: simulated nRF91 modems.")
+    ] = "device",
 ) -> None:
     """The whole journey on one machine: import, claim, CA and rule, agents, PROVISIONED."""
-    from zerotouch.agent.main import run_simulation, summary_table
+    from zerotouch.agent.main import run_nrf_simulation, run_simulation, summary_table
     from zerotouch.demo import (
+        NRF,
         create_keys,
         prepare_fleet,
         server,
@@ -121,14 +150,20 @@ def demo(
     keys = create_keys(env)
     with server(env) as (base, _process):
         out.print(f"Server at {base} (SQLite in {root / 'data'}).")
-        identities = prepare_fleet(base, keys, devices)
+        if protocol not in ("device", NRF):
+            err.print("[red]--protocol must be device or nrf[/red]")
+            raise typer.Exit(2)
+        identities = prepare_fleet(base, keys, devices, protocol=protocol)
         write_identities(root / "devices.csv", identities)
         out.print(
             f"Imported and claimed {devices} devices; a CA and a rule by tag queued "
             "key generation, CSR (signed), server certificate, config, finished."
         )
         started = time.perf_counter()
-        result = run_simulation(identities, {"server-url": base}, root / "keystores", out)
+        if protocol == NRF:
+            result = run_nrf_simulation(identities, base, NRF_SAMPLE_BUFFERS, out)
+        else:
+            result = run_simulation(identities, {"server-url": base}, root / "keystores", out)
         elapsed = time.perf_counter() - started
         counts = status_counts(base, keys)
     table = Table(title="devices by status")
@@ -138,5 +173,10 @@ def demo(
         table.add_row(status, str(count))
     out.print(table)
     out.print(summary_table(result, devices, elapsed))
-    out.print(f"Keystores: {root / 'keystores'}/<deviceId>/; identities: {root / 'devices.csv'}.")
+    if protocol == NRF:
+        out.print(f"Modems' identities: {root / 'devices.csv'} (deviceId,jwtKey).")
+    else:
+        out.print(
+            f"Keystores: {root / 'keystores'}/<deviceId>/; identities: {root / 'devices.csv'}."
+        )
     raise typer.Exit(0 if not result.errors else 1)

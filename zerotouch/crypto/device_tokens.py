@@ -1,7 +1,9 @@
-"""Device API tokens: short-lived JWTs signed by the device (ES256) or with its secret (HS256).
+"""Device tokens: short-lived JWTs signed by the device (ES256) or with its secret (HS256).
 
-Verification raises TokenError; the reason is for the log, the caller answers 401 without it.
-The time is passed in, so tests and callers control it.
+A token names its device in ``sub`` (the Device API), or, as the nRF91 modem's own JWT does
+(``%JWT`` without a subject, as Nordic's ``nrf_provisioning`` library asks for it), in ``iss``
+as ``<chip>.<device UUID>``. Verification raises TokenError; the reason is for the log, the
+caller answers 401 without it. The time is passed in, so tests and callers control it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ MAX_LIFETIME_S = 300  # API.md: exp at most 300 s after iat.
 CLOCK_SKEW_S = 30
 JTI_MAX = 128
 _JTI_RE = re.compile(f"[\\x21-\\x7e]{{1,{JTI_MAX}}}")
+# The modem's issuer: its chip ("nRF9160", "nRF9151", ...), a dot, the device UUID.
+_MODEM_ISSUER = re.compile(r"[A-Za-z0-9]{1,16}\.(.+)")
 
 
 class _FactorySecretHmac(jwt.algorithms.HMACAlgorithm):
@@ -83,17 +87,30 @@ def presented(token: str) -> Presented:
     if alg not in ALGORITHMS:
         raise TokenError(f"algorithm {alg!r} is not accepted (ES256 or HS256)")
     claims = _claims(decoded)
+    device_id = _device_named(claims)
+    signing_input = token.rsplit(".", 1)[0].encode()
+    return Presented(token, alg, device_id, claims, signing_input, decoded["signature"])
+
+
+def _device_named(claims: dict[str, Any]) -> str:
+    """The deviceId in ``sub``, or else the UUID in a modem's ``iss``. Checked before the
+    device is looked up: whatever a token carries reaches no query unless it is a deviceId."""
     sub = claims.get("sub")
+    if sub is None:
+        issuer = claims.get("iss")
+        matched = _MODEM_ISSUER.fullmatch(issuer) if isinstance(issuer, str) else None
+        if matched is None:
+            raise TokenError("no sub claim, and no iss of the form <chip>.<device UUID>")
+        sub, name = matched.group(1), "iss"
+    else:
+        name = "sub"
     if not isinstance(sub, str) or not sub:
         raise TokenError("no sub claim")
-    # Checked before the device is looked up: whatever a token carries reaches no query
-    # unless it is a deviceId.
     try:
         DeviceId(sub)
     except ValueError:
-        raise TokenError("sub is not a deviceId") from None
-    signing_input = token.rsplit(".", 1)[0].encode()
-    return Presented(token, alg, sub, claims, signing_input, decoded["signature"])
+        raise TokenError(f"{name} does not name a deviceId") from None
+    return sub
 
 
 @functools.lru_cache(maxsize=4096)
@@ -140,7 +157,7 @@ def verify(
         if problem := algorithm.check_key_length(prepared):
             raise TokenError(f"bad key: {problem}")
         if algorithm.verify(token.signing_input, prepared, token.signature):
-            return _checked(token.claims, now)
+            return _checked(token.device_id, token.claims, now)
     raise TokenError("the signature matches no key of the device")
 
 
@@ -154,10 +171,8 @@ def _claims(decoded: dict[str, Any]) -> dict[str, Any]:
     return claims
 
 
-def _checked(claims: dict[str, Any], now: float) -> DeviceClaims:
-    sub, jti, iat, exp = (claims.get(name) for name in ("sub", "jti", "iat", "exp"))
-    if not isinstance(sub, str) or not sub:
-        raise TokenError("no sub claim")
+def _checked(device_id: str, claims: dict[str, Any], now: float) -> DeviceClaims:
+    jti, iat, exp = (claims.get(name) for name in ("jti", "iat", "exp"))
     if not isinstance(jti, str) or not _JTI_RE.fullmatch(jti):
         raise TokenError(f"jti must be 1-{JTI_MAX} printable ASCII characters")
     if not isinstance(iat, int) or not isinstance(exp, int):
@@ -168,7 +183,7 @@ def _checked(claims: dict[str, Any], now: float) -> DeviceClaims:
         raise TokenError("issued in the future")
     if exp <= now:
         raise TokenError("expired")
-    return DeviceClaims(sub, jti, iat, exp)
+    return DeviceClaims(device_id, jti, iat, exp)
 
 
 class Signer:
@@ -199,13 +214,18 @@ class Signer:
         encoded = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
         self._header = jwt.utils.base64url_encode(encoded)
 
-    def issue(self, device_id: str, *, now: float, lifetime: int = 120) -> str:
-        claims = {
-            "sub": device_id,
-            "iat": int(now),
-            "exp": int(now) + lifetime,
-            "jti": secrets.token_urlsafe(16),
-        }
+    def issue(
+        self, device_id: str, *, now: float, lifetime: int = 120, chip: str | None = None
+    ) -> str:
+        """A token for ``device_id``; with ``chip``, in the form of the nRF91 modem's own
+        (``iss`` ``<chip>.<device UUID>``, no ``sub``)."""
+        claims: dict[str, Any]
+        if chip is None:
+            claims = {"sub": device_id, "jti": secrets.token_urlsafe(16)}
+        else:
+            issuer = f"{chip}.{device_id}"
+            claims = {"iss": issuer, "jti": f"{issuer}.{secrets.token_hex(16)}"}
+        claims.update(iat=int(now), exp=int(now) + lifetime)
         payload = json.dumps(claims, separators=(",", ":")).encode()
         signing_input = self._header + b"." + jwt.utils.base64url_encode(payload)
         signature = self._algorithm.sign(signing_input, self._key)

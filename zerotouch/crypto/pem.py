@@ -83,4 +83,35 @@ def csr_keygen_form(csr_pem: str) -> str:
         der = x509.load_pem_x509_csr(csr_pem.encode()).public_bytes(serialization.Encoding.DER)
     except ValueError:
         raise ValueError("is not a PEM certificate signing request") from None
-    return base64.urlsafe_b64encode(der).rstrip(b"=").decode()
+    return base64url(der)
+
+
+def base64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def from_base64url(text: str) -> bytes:
+    """Unpadded (or padded) base64url; ValueError for anything else."""
+    if not text or not all(c.isalnum() or c in "-_=" for c in text):
+        raise ValueError("is not base64url")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError:
+        raise ValueError("is not base64url") from None
+
+
+def csr_forms(value: object) -> tuple[str, str]:
+    """A CSR given as PEM or in the modem's ``%KEYGEN`` form (base64url DER, then optionally
+    ``.`` and the COSE part): its PEM and its ``%KEYGEN`` form (the COSE part kept)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a PEM certificate signing request or the modem's form of one")
+    if value.lstrip().startswith("-----BEGIN"):
+        return value, csr_keygen_form(value)
+    body, _, cose = value.partition(".")
+    if cose:
+        from_base64url(cose)
+    try:
+        csr = x509.load_der_x509_csr(from_base64url(body))
+    except ValueError:
+        raise ValueError("is not a certificate signing request") from None
+    return csr.public_bytes(serialization.Encoding.PEM).decode(), value

@@ -31,10 +31,23 @@ class CommandOut:
 
 
 @dataclass(frozen=True, slots=True)
+class Fitted:
+    """How many of a device's next commands go out to it at once; ``refused``: why the first
+    of them never can (it is too large for the device)."""
+
+    count: int
+    refused: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceResponse:
     id: str
     result: dict[str, Any] | None
     error: str | None
+    # Kept with the error in the command's response (the modem's CME error, for one).
+    error_details: dict[str, Any] | None = None
+    # A CSR made with a key the device generated for it (the modem's %KEYGEN does both).
+    key_generated: bool = False
 
 
 def wants_cbor(accept: str | None) -> bool:

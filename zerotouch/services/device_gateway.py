@@ -86,16 +86,20 @@ class DeviceGateway:
         wait: int | None = None,
         *,
         gone: Gone = _never_gone,
+        fit: dispatch.Fit | None = None,
     ) -> list[CommandOut]:
         """The next commands after the cursor, marked IN_PROGRESS; with ``wait`` (seconds, at
-        most 60) the call waits until there is something to do. Empty: nothing to do now."""
+        most 60) the call waits until there is something to do. Empty: nothing to do now.
+        ``fit``: the front-end's limit on what goes out at once (services/dispatch.py)."""
         device = await self.authenticate(credentials)
         count = _bounded("limit", limit, dispatch.DEFAULT_LIMIT)
         seconds = _bounded("wait", wait, 0)
         rt = self.runtime
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        fetch = DeviceWork(device, functools.partial(dispatch.fetch_commands, rt, after, count))
+        fetch = DeviceWork(
+            device, functools.partial(dispatch.fetch_commands, rt, after, count, fit=fit)
+        )
         batch: list[CommandOut] = await self._calls(fetch)
         while not batch and loop.time() < deadline and not await gone():
             await rt.wakeups.wait(device.device_pk, min(RECHECK_S, deadline - loop.time()))

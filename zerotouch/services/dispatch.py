@@ -9,7 +9,8 @@ for it by its group of device calls, and stages its changes there (services/devi
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from zerotouch.domain.commands import CommandType
 from zerotouch.domain.errors import InvalidArgument
@@ -21,7 +22,7 @@ from zerotouch.domain.lifecycle import (
     command_transition,
     device_transition,
 )
-from zerotouch.protocols.device_messages import CommandOut
+from zerotouch.protocols.device_messages import CommandOut, Fitted
 from zerotouch.services.device_auth import DeviceCaller
 from zerotouch.services.device_calls import OPEN, Call
 from zerotouch.services.plans import SECRETS_PURPOSE
@@ -34,10 +35,20 @@ DEFAULT_LIMIT = 10
 PENDING, IN_PROGRESS = CommandStatus.PENDING.value, CommandStatus.IN_PROGRESS.value
 
 
-def fetch_commands(rt: Runtime, after: str | None, limit: int, call: Call) -> list[CommandOut]:
+class Fit(Protocol):
+    """A front-end's choice of how many of the next commands go out at once (the buffers of
+    the device it serves), and why the first can never go, if it cannot."""
+
+    def __call__(self, commands: Sequence[CommandOut]) -> Fitted: ...
+
+
+def fetch_commands(
+    rt: Runtime, after: str | None, limit: int, call: Call, fit: Fit | None = None
+) -> list[CommandOut]:
     """The next commands after ``after``, marked IN_PROGRESS; empty when there is nothing to do
-    (also while the device is in ERROR). Runs in its group of device calls (services/
-    device_calls.py), on the plan read for it."""
+    (also while the device is in ERROR). With ``fit``, only as many as fit the device; a
+    command that never can fails instead (the device goes to ERROR). Runs in its group of
+    device calls (services/device_calls.py), on the plan read for it."""
     start = 0
     if after is not None:
         cursor = next((row for row in call.plan if row.id == after), None)
@@ -48,9 +59,16 @@ def fetch_commands(rt: Runtime, after: str | None, limit: int, call: Call) -> li
     batch = _cut(upcoming)
     if call.device.status == DeviceStatus.ERROR.value:
         batch = []
+    out = [_command_out(rt, row, call.caller.device_id) for row in batch]
+    if fit is not None and out:
+        fitted = fit(out)
+        if fitted.refused is not None:
+            _refuse(call, batch[0], fitted.refused)
+            return []
+        batch, out = batch[: fitted.count], out[: fitted.count]
     if batch:
         _dispatch(call, batch)
-    return [_command_out(rt, row, call.caller.device_id) for row in batch]
+    return out
 
 
 def has_commands(rt: Runtime, *, caller: DeviceCaller, after: str | None) -> bool:
@@ -89,6 +107,24 @@ def _dispatch(call: Call, batch: list[Any]) -> None:
         "commands.dispatched",
         {"commandIds": [r.id for r in batch], "from": was.value, "to": status.value},
     )
+
+
+def _refuse(call: Call, row: Any, reason: str) -> None:
+    """The command can never go to this device: it fails there, as if the device had failed
+    it, and the commands it holds go back to PENDING behind it."""
+    dispatch = CommandEvent.DISPATCH if row.status == PENDING else CommandEvent.REDISPATCH
+    failed = command_transition(
+        command_transition(CommandStatus(row.status), dispatch), CommandEvent.FAIL
+    )
+    call.change(row.id, status=failed.value, response={"error": {"message": reason}})
+    for other in call.plan:
+        if other.status == IN_PROGRESS and other.id != row.id:
+            call.change(other.id, status=PENDING)
+    call.event("command.failed", {"commandId": row.id, "message": reason})
+    was = DeviceStatus(call.device.status)
+    status = device_transition(device_transition(was, DeviceEvent.FETCH), DeviceEvent.FAIL)
+    call.move_device(status)
+    call.event(f"device.{status.value.lower()}", {"from": was.value, "to": status.value})
 
 
 def _command_out(rt: Runtime, row: Any, device_id: str) -> CommandOut:

@@ -10,6 +10,7 @@ from zerotouch.crypto import pem
 from zerotouch.domain.commands import CommandType
 from zerotouch.domain.errors import FieldError, InvalidArgument
 from zerotouch.domain.values import SecTag
+from zerotouch.protocols import nrf_at
 
 _KEY_USAGE = re.compile(r"[01]{9}")
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2}){1,64}")
@@ -144,6 +145,17 @@ def parse_request(raw: Any, *, path: str = "request") -> tuple[CommandType, dict
             pem.check_encrypted_private_key(values["content"], values["password"])
         except ValueError as exc:
             errors.append(FieldError(f"{where}.content", str(exc)))
+    if not errors and command_type not in (CommandType.CONFIG, CommandType.FINISHED):
+        longest = nrf_at.longest_at_string(command_type, values)
+        if longest > nrf_at.PLAN_AT_MAX:
+            name = "content" if "content" in values else "attributes"
+            errors.append(
+                FieldError(
+                    f"{where}.{name}",
+                    f"makes an AT command of {longest} bytes for an nRF91 modem; "
+                    f"at most {nrf_at.PLAN_AT_MAX} can ever be sent",
+                )
+            )
     if errors:
         raise InvalidArgument("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
     return command_type, values

@@ -84,15 +84,17 @@ def submit_responses(rt: Runtime, responses: list[DeviceResponse], call: Call) -
 
 def _apply(report: _Report, row: Any, response: DeviceResponse) -> bool:
     """Apply one response; False when the command failed (the rest of the batch is void)."""
-    message = response.error
-    if response.result is not None:
+    message, details = response.error, response.error_details or {}
+    result = response.result
+    if result is not None:
         try:
-            _accept_result(report, row, response.result)
+            result = _accept_result(report, row, result, key_generated=response.key_generated)
         except ResultRefused as exc:
             message = f"The result was refused: {exc}"
     call = report.call
     if message is not None:
-        _finish_command(report, row, CommandEvent.FAIL, {"error": {"message": message}})
+        error = {**details, "message": message}
+        _finish_command(report, row, CommandEvent.FAIL, {"error": error})
         call.event("command.failed", {"commandId": row.id, "message": message})
         report.status = device_transition(report.status, DeviceEvent.FAIL)
         # The rest of the batch goes back to PENDING, behind the failed command.
@@ -101,21 +103,11 @@ def _apply(report: _Report, row: Any, response: DeviceResponse) -> bool:
         report.pending += len(report.in_progress)
         report.in_progress.clear()
         return False
-    _finish_command(report, row, CommandEvent.SUCCEED, _nested(row.type, response.result))
+    _finish_command(report, row, CommandEvent.SUCCEED, {row.type: result or {}})
     call.event("command.succeeded", {"commandId": row.id})
     if row.type == CommandType.FINISHED:
         report.status = device_transition(report.status, DeviceEvent.FINISH)
     return True
-
-
-def _nested(command_type: str, result: dict[str, Any] | None) -> dict[str, Any]:
-    """A result as nRF Cloud reports it: under its command type, a CSR in the modem's
-    ``%KEYGEN`` form (base64url DER) with the PEM the device gave kept beside it."""
-    result = result or {}
-    if command_type == CommandType.CERTIFICATE_SIGNING_REQUEST:
-        csr = str(result["csr"])  # Checked as a PEM CSR when the result was accepted.
-        return {command_type: {**result, "csr": pem.csr_keygen_form(csr), "pem": csr}}
-    return {command_type: result}
 
 
 def _finish_command(report: _Report, row: Any, event: CommandEvent, response: Any) -> None:
@@ -137,25 +129,32 @@ def _settle_device(report: _Report, was: str) -> None:
     )
 
 
-def _accept_result(report: _Report, row: Any, result: dict[str, Any]) -> None:
-    """Check a successful result by command type and act on it; raise ResultRefused."""
+def _accept_result(
+    report: _Report, row: Any, result: dict[str, Any], *, key_generated: bool
+) -> dict[str, Any]:
+    """Check a successful result by command type and act on it; the result as nRF Cloud
+    reports it (a CSR in the modem's ``%KEYGEN`` form, with its PEM beside it). Raise
+    ResultRefused."""
     if row.type in KEY_GENERATIONS:
-        _register_key(report, row, result)
+        _register_key(report, row, result.get("publicKey"))
     elif row.type == CommandType.CERTIFICATE_SIGNING_REQUEST:
-        csr = result.get("csr")
-        if not isinstance(csr, str):
-            raise ResultRefused("csr: must be a PEM certificate signing request")
         try:
-            pem.csr_keygen_form(csr)
+            csr, keygen_form = pem.csr_forms(result.get("csr"))
+            request = ca.load_csr(csr)
         except ValueError as exc:
             raise ResultRefused(f"csr: {exc}") from None
+        if key_generated:
+            # The modem's %KEYGEN made the key with the CSR: the command generated it.
+            _register_key(report, row, request.public_key_pem)
         if params_of(row).get("sign"):
-            _issue_certificate(report, row, csr)
+            _issue_certificate(report, row, request)
+        return {**result, "csr": keygen_form, "pem": csr}
+    return result
 
 
-def _register_key(report: _Report, row: Any, result: dict[str, Any]) -> None:
+def _register_key(report: _Report, row: Any, key: object) -> None:
     try:
-        public_key = pem.check_ec_p256_public_key(result.get("publicKey"))
+        public_key = pem.check_ec_p256_public_key(key)
     except ValueError as exc:
         raise ResultRefused(f"publicKey: {exc}") from None
     fingerprint = device_tokens.key_fingerprint(public_key)
@@ -164,15 +163,11 @@ def _register_key(report: _Report, row: Any, result: dict[str, Any]) -> None:
     report.known_keys.add(fingerprint)
 
 
-def _issue_certificate(report: _Report, row: Any, csr: str) -> None:
+def _issue_certificate(report: _Report, row: Any, request: ca.Csr) -> None:
     """Sign the CSR with the account CA and queue the certificate right behind the CSR."""
     authority = report.call.authority
     if authority is None:
         raise ResultRefused("the account has no certificate authority to sign the CSR")
-    try:
-        request = ca.load_csr(csr)
-    except ValueError as exc:
-        raise ResultRefused(f"csr: {exc}") from None
     if device_tokens.key_fingerprint(request.public_key_pem) not in report.known_keys:
         raise ResultRefused("csr: its key is not a key this device registered")
     if report.total >= MAX_COMMANDS_PER_DEVICE:

@@ -24,6 +24,7 @@ from zerotouch.adapters.http.routes import (
     devices,
     manufacturing,
     misc,
+    nrf_device,
     ocpi,
     ocpi_operator,
     ovms,
@@ -54,6 +55,7 @@ def create_app(core: Core, settings: Settings | None = None) -> FastAPI:
     # Routes match in this order; the Device API, called most, comes first.
     for router in (
         device_api.router,
+        nrf_device.router,
         manufacturing.router,
         claims.router,
         claims.status_router,
@@ -77,6 +79,14 @@ def create_app(core: Core, settings: Settings | None = None) -> FastAPI:
     app.add_middleware(guards.CleanParameters)
     app.add_middleware(guards.BodyLimit, limit=lambda scope: _body_limit(app, scope))
     app.add_middleware(guards.OperatorAuth, keys=core.api_keys)
+    # nRF91 devices call paths under /v1 with their own tokens, and take only the statuses
+    # their firmware handles: served before the operator's key and the body guards.
+    app.add_middleware(
+        DirectRoutes,
+        router=nrf_device.router,
+        count=device_api.count_call,
+        on_error=nrf_device.on_error,
+    )
     app.add_middleware(guards.Unexpected)
     app.add_middleware(RequestMetrics, runtime=core.runtime)
     return app

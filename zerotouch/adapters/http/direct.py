@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
@@ -14,22 +14,28 @@ from zerotouch.services.core import Core
 
 
 class DirectRoutes:
-    """ASGI middleware that hands the routes of ``router`` (the Device API's two) straight to
-    their endpoints.
+    """ASGI middleware that hands the routes of ``router`` (the Device API's two, the nRF91
+    protocol's two) straight to their endpoints.
 
     Devices call them several times each, thousands at a time; the framework's layers between
     the server and an endpoint (exception middleware, exit stack, routing, the route's handler)
     cost a seventh of the server's CPU per device (py-spy under bench/provision.py), and these
     endpoints use none of them: they read the request themselves. Errors become the same
-    problem responses as anywhere else. Other methods and paths go on to the application,
+    problem responses as anywhere else (or ``on_error``'s, for a protocol with statuses of
+    its own). Other methods and paths go on to the application,
     where the same routes are declared (and documented).
     """
 
     def __init__(
-        self, app: ASGIApp, router: APIRouter, count: Callable[[Core, str, str], None]
+        self,
+        app: ASGIApp,
+        router: APIRouter,
+        count: Callable[[Core, str, str], None],
+        on_error: Callable[[Request, ZerotouchError], Awaitable[Response]] | None = None,
     ) -> None:
         self.app = app
         self.count = count
+        self.on_error = on_error or problems.on_domain_error
         self.routes = {
             (method, route.path): route
             for route in router.routes
@@ -55,7 +61,7 @@ class DirectRoutes:
             response = await route.endpoint(request)
             outcome = "empty" if response.status_code == 204 else "ok"
         except ZerotouchError as exc:
-            response = await problems.on_domain_error(request, exc)
+            response = await self.on_error(request, exc)
             outcome = exc.code
         except Exception as exc:
             response = await problems.on_unexpected(request, exc)
