@@ -147,5 +147,5 @@ def test_the_modem_jwt_names_the_device_in_iss() -> None:
     ],
 )
 def test_a_token_that_names_no_device_is_refused(claims: dict[str, object]) -> None:
-    with pytest.raises(TokenError, match="sub|iss"):
+    with pytest.raises(TokenError, match=r"sub|iss"):
         device_tokens.presented(_forge({"alg": "ES256", "typ": "JWT"}, claims))

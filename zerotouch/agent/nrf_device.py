@@ -19,8 +19,9 @@ import enum
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from ssl import SSLContext
 
-import httpx
+import aiohttp
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -54,26 +55,35 @@ class Session:
     messages: list[bytes] = field(default_factory=list)  # The commands messages received.
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int
+    content: bytes
+    size: int  # Status line, headers and body, as the device's receive buffer holds them.
+
+
 @dataclass
 class NrfDevice:
     modem: Modem
-    http: httpx.AsyncClient
+    http: aiohttp.ClientSession
+    base_url: str
     buffers: Buffers = field(default_factory=Buffers)
     settings: dict[str, str] = field(default_factory=dict)
     latest: str = ""  # The correlation id of the last record run (RAM: lost on reboot).
     session: Session = field(default_factory=Session)
+    # The firmware asks for a connection per request (Connection: close); a simulation that
+    # shares a pool of connections, as the Device API's simulated agents do, keeps them.
+    keep_alive: bool = False
 
     def reboot(self) -> None:
         self.latest = ""
 
     def _headers(self, **extra: str) -> dict[str, str]:
         token = self.modem.jwt(now=time.time())
-        return {
-            "Authorization": f"Bearer {token}",
-            "User-Agent": "Zephyr/3.7 (nrf9160dk)",
-            "Connection": "close",
-            **extra,
-        }
+        headers = {"Authorization": f"Bearer {token}", "User-Agent": "Zephyr/3.7 (nrf9160dk)"}
+        if not self.keep_alive:
+            headers["Connection"] = "close"
+        return {**headers, **extra}
 
     async def provision(self, *, rounds: int = 100) -> Outcome:
         """Poll, run, respond until the service says finished or has nothing to do."""
@@ -90,16 +100,16 @@ class NrfDevice:
             f"after={self.latest}&rxMaxSize={b.rx}&txMaxSize={b.tx}"
             f"&mver={MODEM_FIRMWARE}&cver={LIBRARY_VERSION}&limit={b.limit}"
         )
-        answer = await self.http.get(
+        answer = await self._call(
+            "GET",
             f"/v1/provisioning/commands?{query}",
-            headers=self._headers(Accept=CBOR, **{"Content-Type": "*/*"}),
+            self._headers(Accept=CBOR, **{"Content-Type": "*/*"}),
         )
         self.session.rounds += 1
-        self._check_received(answer)
-        if answer.status_code == 204:
+        if answer.status == 204:
             return Outcome.IDLE
-        if answer.status_code != 200:
-            raise DeviceError(f"commands: HTTP {answer.status_code}")
+        if answer.status != 200:
+            raise DeviceError(f"commands: HTTP {answer.status}")
         self.session.messages.append(answer.content)
         try:
             records = wire.decode_commands(answer.content)
@@ -112,24 +122,30 @@ class NrfDevice:
         if len(body) > b.tx:
             raise DeviceError(f"responses of {len(body)} bytes, past txMaxSize {b.tx}")
         self.session.largest_responses = max(self.session.largest_responses, len(body))
-        posted = await self.http.post(
+        posted = await self._call(
+            "POST",
             "/v1/provisioning/response",
-            content=body,
-            headers=self._headers(Accept="*/*", **{"Content-Type": CBOR}),
+            self._headers(Accept="*/*", **{"Content-Type": CBOR}),
+            body,
         )
-        self._check_received(posted)
-        if posted.status_code == 200 and finished:
+        if posted.status == 200 and finished:
             return Outcome.FINISHED
         return None
 
-    def _check_received(self, answer: httpx.Response) -> None:
-        """The firmware's receive buffer holds status line, headers, body and a NUL."""
-        size = len(f"HTTP/1.1 {answer.status_code} {answer.reason_phrase}\r\n")
-        size += sum(len(k) + len(v) + 4 for k, v in answer.headers.raw) + 2
-        size += len(answer.content)
+    async def _call(
+        self, method: str, path: str, headers: dict[str, str], body: bytes | None = None
+    ) -> _Answer:
+        async with self.http.request(
+            method, self.base_url + path, headers=headers, data=body
+        ) as answer:
+            content = await answer.read()
+            size = len(f"HTTP/1.1 {answer.status} {answer.reason}\r\n") + 2
+            size += sum(len(k) + len(v) + 4 for k, v in answer.raw_headers) + len(content)
+        # The firmware's receive buffer holds status line, headers, body and a NUL.
         self.session.largest_answer = max(self.session.largest_answer, size)
         if size >= self.buffers.rx:
             raise DeviceError(f"an answer of {size} bytes, past rxMaxSize {self.buffers.rx}")
+        return _Answer(answer.status, content, size)
 
     def _process(self, records: list[wire.Command]) -> tuple[list[wire.Response], bool]:
         """Run the records as the codec does: stop at the first failure; answer finished
@@ -187,28 +203,25 @@ async def simulate(
     *,
     connections: int = DEFAULT_CONNECTIONS,
     deadline_s: float = 600.0,
-    verify: object = True,
+    ssl: SSLContext | bool = True,
+    keep_alive: bool = False,
     listener: Callable[[str, str], None] | None = None,
 ) -> Simulation:
     """Run every simulated modem until the service takes its finished answer, it has nothing
-    more for it, or the deadline."""
+    more for it, or the deadline. ``keep_alive``: the modems share pooled connections instead
+    of one per request (see NrfDevice)."""
     result = Simulation()
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     started = time.perf_counter()
     devices: list[NrfDevice] = []
-    async with httpx.AsyncClient(
-        base_url=base_url,
-        limits=limits,
-        timeout=60,
-        verify=verify,  # type: ignore[arg-type]
-    ) as http:
+    connector = aiohttp.TCPConnector(limit=connections, ssl=ssl)
+    async with aiohttp.ClientSession(connector=connector) as http:
 
         async def one(identity: Identity) -> None:
-            device = NrfDevice(modem_of(identity), http, buffers)
+            device = NrfDevice(modem_of(identity), http, base_url, buffers, keep_alive=keep_alive)
             devices.append(device)
             try:
                 outcome = await device.provision()
-            except (DeviceError, httpx.HTTPError) as exc:
+            except (DeviceError, aiohttp.ClientError) as exc:
                 result.errors[identity.device_id] = str(exc) or type(exc).__name__
                 return
             if outcome is Outcome.FINISHED:

@@ -126,6 +126,11 @@ def load_csr(pem: str) -> Csr:
         csr = x509.load_pem_x509_csr(pem.encode())
     except ValueError:
         raise ValueError("is not a PEM certificate signing request") from None
+    return checked_csr(csr)
+
+
+def checked_csr(csr: x509.CertificateSigningRequest) -> Csr:
+    """A parsed CSR whose signature verifies, with its key; raises ValueError otherwise."""
     if not csr.is_signature_valid:
         raise ValueError("its signature does not verify")
     public = csr.public_key()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -76,16 +77,6 @@ def check_subject(attributes: object) -> str:
     return attributes
 
 
-def csr_keygen_form(csr_pem: str) -> str:
-    """A PEM CSR in the form the modem's ``%KEYGEN`` gives one and nRF Cloud reports it:
-    base64url of its DER, without padding (and without the COSE part a modem adds)."""
-    try:
-        der = x509.load_pem_x509_csr(csr_pem.encode()).public_bytes(serialization.Encoding.DER)
-    except ValueError:
-        raise ValueError("is not a PEM certificate signing request") from None
-    return base64url(der)
-
-
 def base64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -100,13 +91,26 @@ def from_base64url(text: str) -> bytes:
         raise ValueError("is not base64url") from None
 
 
-def csr_forms(value: object) -> tuple[str, str]:
+@dataclass(frozen=True, slots=True)
+class CsrForms:
+    """A CSR as read, with its PEM and its ``%KEYGEN`` form (the modem's COSE part kept)."""
+
+    csr: x509.CertificateSigningRequest
+    pem: str
+    keygen: str
+
+
+def csr_forms(value: object) -> CsrForms:
     """A CSR given as PEM or in the modem's ``%KEYGEN`` form (base64url DER, then optionally
-    ``.`` and the COSE part): its PEM and its ``%KEYGEN`` form (the COSE part kept)."""
+    ``.`` and the COSE part), read once."""
     if not isinstance(value, str) or not value.strip():
         raise ValueError("must be a PEM certificate signing request or the modem's form of one")
     if value.lstrip().startswith("-----BEGIN"):
-        return value, csr_keygen_form(value)
+        try:
+            csr = x509.load_pem_x509_csr(value.encode())
+        except ValueError:
+            raise ValueError("is not a PEM certificate signing request") from None
+        return CsrForms(csr, value, base64url(csr.public_bytes(serialization.Encoding.DER)))
     body, _, cose = value.partition(".")
     if cose:
         from_base64url(cose)
@@ -114,4 +118,4 @@ def csr_forms(value: object) -> tuple[str, str]:
         csr = x509.load_der_x509_csr(from_base64url(body))
     except ValueError:
         raise ValueError("is not a certificate signing request") from None
-    return csr.public_bytes(serialization.Encoding.PEM).decode(), value
+    return CsrForms(csr, csr.public_bytes(serialization.Encoding.PEM).decode(), value)

@@ -25,7 +25,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from zerotouch.crypto import pem
@@ -68,6 +67,9 @@ _SHORT_ANSWER = 24
 _PUBLIC_KEY_ANSWER = 360
 _CSR_ANSWER_BASE = 548
 _KEYGEN_PREFIX = '%KEYGEN: "'
+# The start of an EC public key's SubjectPublicKeyInfo: SEQUENCE { SEQUENCE { id-ecPublicKey
+# ... (a CSR starts SEQUENCE { SEQUENCE { INTEGER version ...).
+_EC_PUBLIC_KEY = bytes.fromhex("3059301306072a8648ce3d0201")
 
 
 # The library's defaults (Kconfig): NRF_PROVISIONING_RX_BUF_SZ, _TX_BUF_SZ, _CBOR_RECORDS.
@@ -180,8 +182,13 @@ def _answer_bytes(record: Command) -> int:
     return 1 + 2 + len(record.correlation_id.encode()) + 2 + 3 + text
 
 
-def _record_bytes(record: Command) -> int:
-    return len(encode_commands([record])) - 1  # Less the one-record array's header.
+def _encoded(record: Command) -> bytes:
+    return encode_commands([record])[1:]  # Less the one-record array's header.
+
+
+def _array_header(count: int) -> bytes:
+    """A canonical CBOR array header (``limit`` stays below 256)."""
+    return bytes([0x80 + count]) if count < 24 else bytes([0x98, count])
 
 
 @dataclass
@@ -192,15 +199,22 @@ class Fitter:
 
     buffers: Buffers
     records: list[Command] = field(default_factory=list)
+    _encoded: list[bytes] = field(default_factory=list)
+
+    def message(self) -> bytes:
+        """The commands message of the records chosen (canonical CBOR)."""
+        return _array_header(len(self.records)) + b"".join(self._encoded)
 
     def __call__(self, commands: Sequence[CommandOut]) -> Fitted:
-        self.records = []
+        self.records, self._encoded = [], []
         body = 3  # The message's array header, at most.
         answers = 3
         for index, command in enumerate(commands):
             records = expand(command)
-            sizes = [_record_bytes(r) for r in records]
-            needs = _Needs(len(records), sum(sizes), sum(_answer_bytes(r) for r in records))
+            encoded = [_encoded(r) for r in records]
+            needs = _Needs(
+                len(records), sum(map(len, encoded)), sum(_answer_bytes(r) for r in records)
+            )
             longest = max((_at_bytes(r) for r in records if isinstance(r, AtCommand)), default=0)
             if refusal := self._never_fits(needs, longest):
                 return Fitted(index, refusal if index == 0 else None)
@@ -211,6 +225,7 @@ class Fitter:
             ):
                 return Fitted(index, None)
             self.records += records
+            self._encoded += encoded
             body += needs.body
             answers += needs.answers
         return Fitted(len(commands), None)
@@ -287,23 +302,21 @@ def _at_result(command_id: str, output: str) -> DeviceResponse:
     keygen = keygen_payload(output)
     if keygen is None:
         return DeviceResponse(command_id, result, None)
-    body = keygen.partition(".")[0]
     try:
-        der = pem.from_base64url(body)
+        der = pem.from_base64url(keygen.partition(".")[0])
     except ValueError:
         return DeviceResponse(command_id, result, None)
+    if not der.startswith(_EC_PUBLIC_KEY):
+        # A CSR (the service reads and checks it, and refuses what is not one).
+        return DeviceResponse(command_id, {**result, "csr": keygen}, None, key_generated=True)
     try:
-        x509.load_der_x509_csr(der)
-    except ValueError:
-        try:
-            key = serialization.load_der_public_key(der)
-        except (ValueError, TypeError):
-            return DeviceResponse(command_id, result, None)
-        public = key.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return DeviceResponse(command_id, {**result, "publicKey": public.decode()}, None)
-    return DeviceResponse(command_id, {**result, "csr": keygen}, None, key_generated=True)
+        key = serialization.load_der_public_key(der)
+    except (ValueError, TypeError):
+        return DeviceResponse(command_id, result, None)
+    public = key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return DeviceResponse(command_id, {**result, "publicKey": public.decode()}, None)
 
 
 def keygen_payload(output: str) -> str | None:

@@ -139,8 +139,8 @@ def _accept_result(
         _register_key(report, row, result.get("publicKey"))
     elif row.type == CommandType.CERTIFICATE_SIGNING_REQUEST:
         try:
-            csr, keygen_form = pem.csr_forms(result.get("csr"))
-            request = ca.load_csr(csr)
+            forms = pem.csr_forms(result.get("csr"))
+            request = ca.checked_csr(forms.csr)
         except ValueError as exc:
             raise ResultRefused(f"csr: {exc}") from None
         if key_generated:
@@ -148,7 +148,7 @@ def _accept_result(
             _register_key(report, row, request.public_key_pem)
         if params_of(row).get("sign"):
             _issue_certificate(report, row, request)
-        return {**result, "csr": keygen_form, "pem": csr}
+        return {**result, "csr": forms.keygen, "pem": forms.pem}
     return result
 
 

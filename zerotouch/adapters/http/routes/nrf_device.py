@@ -110,7 +110,7 @@ async def fetch_commands(request: Request) -> Response:
     )
     if not batch:
         return Response(status_code=204)
-    return Response(nrf_provisioning.encode_commands(fitter.records), media_type=CBOR)
+    return Response(fitter.message(), media_type=CBOR)
 
 
 @router.post(
