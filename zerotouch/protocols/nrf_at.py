@@ -186,6 +186,11 @@ def _encoded(record: Command) -> bytes:
     return encode_commands([record])[1:]  # Less the one-record array's header.
 
 
+def _answer_size(records: int, body: int) -> int:
+    """The commands answer's bytes: status line and headers, the array header, the records."""
+    return HEADER_ALLOWANCE + len(_array_header(records)) + body
+
+
 def _array_header(count: int) -> bytes:
     """A canonical CBOR array header (``limit`` stays below 256)."""
     return bytes([0x80 + count]) if count < 24 else bytes([0x98, count])
@@ -207,7 +212,7 @@ class Fitter:
 
     def __call__(self, commands: Sequence[CommandOut]) -> Fitted:
         self.records, self._encoded = [], []
-        body = 3  # The message's array header, at most.
+        body = 0  # The records' bytes (the message adds its array header).
         answers = 3
         for index, command in enumerate(commands):
             records = expand(command)
@@ -218,9 +223,10 @@ class Fitter:
             longest = max((_at_bytes(r) for r in records if isinstance(r, AtCommand)), default=0)
             if refusal := self._never_fits(needs, longest):
                 return Fitted(index, refusal if index == 0 else None)
+            count = len(self.records) + needs.records
             if (
-                len(self.records) + needs.records > self.buffers.limit
-                or HEADER_ALLOWANCE + body + needs.body > self.buffers.rx - 1
+                count > self.buffers.limit
+                or _answer_size(count, body + needs.body) > self.buffers.rx - 1
                 or answers + needs.answers > self.buffers.tx
             ):
                 return Fitted(index, None)
@@ -237,7 +243,7 @@ class Fitter:
                 f"Too large for the device: an AT command of {longest} bytes, and the device "
                 f"runs at most {b.at_max} (txMaxSize {b.tx})."
             )
-        answer = HEADER_ALLOWANCE + 3 + needs.body
+        answer = _answer_size(needs.records, needs.body)
         if answer > b.rx - 1:
             return (
                 f"Too large for the device: the commands answer needs {answer} bytes, and the "
