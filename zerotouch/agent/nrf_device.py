@@ -14,7 +14,6 @@ device. The cursor lives in RAM: ``reboot`` forgets it, the modem's credentials 
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from zerotouch.agent.nrf_modem import Modem
-from zerotouch.agent.simulate import DEFAULT_CONNECTIONS, Identity, Simulation
+from zerotouch.agent.simulate import DEFAULT_CONNECTIONS, Identity, Simulation, run_all
 from zerotouch.protocols import nrf_provisioning as wire
 from zerotouch.protocols.nrf_at import Buffers
 
@@ -231,13 +230,6 @@ async def simulate(
             else:
                 result.errors[identity.device_id] = "the service has nothing more for it"
 
-        tasks = [asyncio.create_task(one(i)) for i in identities]
-        _done, pending = await asyncio.wait(tasks, timeout=deadline_s) if tasks else (set(), set())
-        for task in pending:
-            task.cancel()
-        for task, identity in zip(tasks, identities, strict=True):
-            if task in pending:
-                result.errors[identity.device_id] = f"not provisioned within {deadline_s:.0f} s"
-        await asyncio.gather(*pending, return_exceptions=True)
+        await run_all({i.device_id: one(i) for i in identities}, result, deadline_s)
     result.requests = sum(2 * d.session.rounds for d in devices)
     return result

@@ -10,7 +10,7 @@ import asyncio
 import csv
 import hashlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,18 +125,28 @@ async def simulate(
             if report.outcome is runner.Outcome.PROVISIONED:
                 result.seconds[config.device_id] = time.perf_counter() - started
 
-        tasks = [asyncio.create_task(one(c)) for c in configs]
-        done, pending = await asyncio.wait(tasks, timeout=deadline_s)
-        for task in pending:
-            task.cancel()
-        for task, config in zip(tasks, configs, strict=True):
-            if task in pending:
-                result.errors[config.device_id] = f"not provisioned within {deadline_s:.0f} s"
-        await asyncio.gather(*pending, return_exceptions=True)
-        for task in done:
-            task.result()
+        await run_all({c.device_id: one(c) for c in configs}, result, deadline_s)
     result.requests = sum(api.attempts for api in apis)
     return result
+
+
+async def run_all(
+    devices: Mapping[str, Coroutine[Any, Any, None]], result: Simulation, deadline_s: float
+) -> None:
+    """Run each device's coroutine (by deviceId) at once; those not done by the deadline are
+    cancelled and say so in ``result.errors``. An unexpected error of one is raised."""
+    tasks = {device_id: asyncio.create_task(work) for device_id, work in devices.items()}
+    if not tasks:
+        return
+    done, pending = await asyncio.wait(tasks.values(), timeout=deadline_s)
+    for task in pending:
+        task.cancel()
+    for device_id, task in tasks.items():
+        if task in pending:
+            result.errors[device_id] = f"not provisioned within {deadline_s:.0f} s"
+    await asyncio.gather(*pending, return_exceptions=True)
+    for task in done:
+        task.result()
 
 
 def percentile(values: list[float], q: float) -> float:
