@@ -149,3 +149,20 @@ def test_the_modem_jwt_names_the_device_in_iss() -> None:
 def test_a_token_that_names_no_device_is_refused(claims: dict[str, object]) -> None:
     with pytest.raises(TokenError, match=r"sub|iss"):
         device_tokens.presented(_forge({"alg": "ES256", "typ": "JWT"}, claims))
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "a.b",  # Two segments.
+        "a.b.c.d",
+        "eyJhbGciOiJFUzI1NiJ9.e30.A",  # A signature of one base64url character.
+        "eyJhbGciOiJFUzI1NiJ9.e$0.AAAA",  # Not base64url.
+        "W10.e30.AAAA",  # A header that is an array.
+        base64.urlsafe_b64encode(b"[" * 50_000).decode().rstrip("=") + ".e30.AAAA",
+        "eyJhbGciOiJFUzI1NiIsImtpZCI6MX0.e30.AAAA",  # A kid that is not text.
+    ],
+)
+def test_what_is_not_a_jwt_is_refused_cleanly(token: str) -> None:
+    with pytest.raises(TokenError):
+        device_tokens.presented(token)

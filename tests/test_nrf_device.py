@@ -14,6 +14,8 @@ import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import Api
 from tests.live import live_server
@@ -261,3 +263,31 @@ def test_only_the_statuses_the_firmware_handles(api: Api, server: str) -> None:
         assert http.get("/v1/provisioning/commands", headers=good).status_code == 200
         replayed = http.get("/v1/provisioning/commands", headers=good)
         assert replayed.status_code == 401  # Each modem JWT is taken once.
+
+
+_CBOR_VALUES = st.recursive(
+    st.none() | st.integers() | st.text(max_size=20) | st.binary(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=12,
+)
+
+
+def test_garbage_responses_get_400_and_change_nothing(api: Api) -> None:
+    _rule(api, [{"request": {"finished": {}}}])
+    modem = _claimed_modem(api)
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.one_of(st.binary(max_size=300), st.builds(cbor2.dumps, _CBOR_VALUES)))
+    def post(body: bytes) -> None:
+        headers = {"Authorization": f"Bearer {modem.jwt(now=time.time())}",
+                   "Content-Type": "application/cbor"}  # fmt: skip
+        answer = api.client.post("/v1/provisioning/response", content=body, headers=headers)
+        try:
+            wire.decode_responses(body)
+        except wire.NrfMessageError:
+            assert answer.status_code == 400, answer.text
+        else:
+            assert answer.status_code == 200  # Well-formed answers to no command: ignored.
+
+    post()
+    assert _status(api, modem.uuid) == "READY"
