@@ -76,6 +76,7 @@ def _runtime(settings: Settings, db: Database) -> Runtime:
         keyring_path=None if settings.master_key else path,
         keyring_created=created,
         certificate_validity=dt.timedelta(days=settings.certificate_validity_days),
+        claim_failure_limit=settings.claim_failure_limit,
         ocpi=OcpiIdentity(
             public_url=settings.resolved_public_url(),
             country_code=settings.ocpi_country_code,

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     ovms_port: int = Field(default=6867, ge=0, le=65535)
     ovms_tls_port: int = Field(default=6870, ge=0, le=65535)
     ovms_rate_limit: int = Field(default=30, ge=0)
+    # Failed claims a minute per account and per client address before 429 (0: no limit).
+    claim_failure_limit: int = Field(default=20, ge=0)
     # Logs: the level, and text or one JSON object a line.
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     log_format: Literal["text", "json"] = "text"

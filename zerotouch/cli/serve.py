@@ -39,6 +39,10 @@ def serve(
     ovms_rate_limit: Annotated[
         int | None, typer.Option(help="AP-C per minute per address and per apkey (0: no limit).")
     ] = None,
+    claim_failure_limit: Annotated[
+        int | None,
+        typer.Option(help="Failed claims a minute per account and per address (0: no limit)."),
+    ] = None,
 ) -> None:
     """Run the HTTP API (operator API, Device API, OpenAPI page at /docs) and the OVMS
     auto-provisioning listener."""
@@ -55,6 +59,7 @@ def serve(
         "ovms_port": ovms_port,
         "ovms_tls_port": ovms_tls_port,
         "ovms_rate_limit": ovms_rate_limit,
+        "claim_failure_limit": claim_failure_limit,
         "workers": workers,
         "log_level": log_level.value if log_level is not None else None,
     }

@@ -9,6 +9,7 @@
      ├── FailedPrecondition   the resource's state does not allow the operation
      │    └── IllegalTransition   a lifecycle table refused a move
      ├── ResourceExhausted    a per-resource limit was reached
+     ├── RateLimited          too many attempts for now; try again after ``retry_after`` s
      ├── Unavailable          a dependency did not answer
      └── PeerFailed           a partner platform refused or could not be used
 
@@ -83,6 +84,14 @@ class IllegalTransition(FailedPrecondition):
 
 class ResourceExhausted(ZerotouchError):
     code = "resource_exhausted"
+
+
+class RateLimited(ZerotouchError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
 
 
 class Unavailable(ZerotouchError):

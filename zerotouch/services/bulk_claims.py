@@ -174,17 +174,21 @@ async def claim_rows(
     *,
     mine: Mine | None = None,
     unexpected: Unexpected | None = None,
+    source: str | None = None,
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """Claim each row on its own, all at once (they share the claim batcher's groups): the
     deviceIds claimed and each refused row's failure, in row order. ``mine``: the deviceId of a
     token this caller claimed already (counted as claimed). ``unexpected``: a row's failure for
-    an error that is not a refusal (without it, such an error is raised)."""
+    an error that is not a refusal (without it, such an error is raised). ``source``: the
+    client's address, for the limit on failed claims."""
 
     async def one(row: BulkRow) -> str | dict[str, Any]:
         if row.refusal is not None:
             return failure(row.row, row.refusal)
         assert row.token is not None
-        request = claims.ClaimRequest(principal, tags=row.tags, claim_token=row.token)
+        request = claims.ClaimRequest(
+            principal, tags=row.tags, claim_token=row.token, source=source
+        )
         try:
             return (await claim(request)).device_id
         except AlreadyExists as exc:

@@ -20,7 +20,7 @@ from zerotouch.domain.lifecycle import DeviceEvent, DeviceStatus, device_transit
 from zerotouch.domain.values import OWNER_TOKEN_RE, OwnerToken, Permission, check_tags
 from zerotouch.domain.views import DeviceView
 from zerotouch.protocols import tr005
-from zerotouch.services import rules
+from zerotouch.services import claim_limits, rules
 from zerotouch.services.batching import in_groups
 from zerotouch.services.devices import apply_rules, device_view
 from zerotouch.services.runtime import Principal, Runtime
@@ -39,6 +39,7 @@ class ClaimRequest:
     tags: list[str] | None = None
     # nRF Cloud's name for what a device's owner holds: an owner token or a label's payload.
     claim_token: str | None = None
+    source: str | None = None  # The client's address: failed claims are limited by it.
 
 
 @dataclass(slots=True)
@@ -48,6 +49,7 @@ class _Claim:
     digest: str
     label: tr005.Tr005Payload | tr005.ZerotouchLabel | None
     extra_tags: list[str]
+    source: str | None = None
     row: Any = None
     tags: list[str] = field(default_factory=list)
     queued: int = 0
@@ -159,14 +161,18 @@ def _checked(request: ClaimRequest) -> _Claim:
         extra_tags = check_tags(request.tags if request.tags is not None else [])
     except ValueError as exc:
         raise InvalidArgument("tags: " + str(exc), errors=[FieldError("tags", str(exc))]) from None
-    return _Claim(request.principal, token, secret_hash(token), label, extra_tags)
+    return _Claim(request.principal, token, secret_hash(token), label, extra_tags, request.source)
 
 
-def _claim_together(rt: Runtime, claims: list[_Claim]) -> list[DeviceView | Exception]:
-    """Claim each of ``claims`` (of distinct tokens) in one transaction."""
+def _claim_together(rt: Runtime, group: list[_Claim]) -> list[DeviceView | Exception]:
+    """Claim each of ``group`` (of distinct tokens) in one transaction; an account or address
+    that failed too often this minute is refused first, and the failures are counted."""
     status = device_transition(DeviceStatus.UNCLAIMED, DeviceEvent.CLAIM).value
     with rt.db.write() as conn:
         now = rt.clock()
+        for claim, limited in zip(group, claim_limits.refusals(rt, conn, group, now), strict=True):
+            claim.refusal = limited
+        claims = [claim for claim in group if claim.refusal is None]
         with rt.db.batch(conn):
             # The claims, and each account's rules, in one round trip; the tag and event rows
             # go with the commit.
@@ -221,8 +227,10 @@ def _claim_together(rt: Runtime, claims: list[_Claim]) -> list[DeviceView | Exce
         for claim in claimed:
             matched = rules.matching(active_rules[claim.principal.account_id], claim.tags)
             claim.queued = apply_rules(rt, conn, claim.principal, claim.row, matched, now)
+        refused = [(c, c.refusal) for c in claims if isinstance(c.refusal, ZerotouchError)]
+        claim_limits.record_failures(rt, conn, refused, now)
     outcomes: list[DeviceView | Exception] = []
-    for claim in claims:
+    for claim in group:
         if claim.refusal is not None:
             outcomes.append(claim.refusal)
             continue
@@ -239,16 +247,29 @@ def check_claim(rt: Runtime, request: ClaimRequest) -> str:
     """What a claim would answer, without claiming: the deviceId, or the claim's own refusal
     (the same error a claim would get)."""
     claim = _checked(request)
-    with rt.db.read() as conn:
+    with rt.db.write() as conn:
+        now = rt.clock()
+        (limited,) = claim_limits.refusals(rt, conn, [claim], now)
+        if limited is not None:
+            raise limited
         row = store.owner_lookup(conn, claim.digest)
-    if row is None or not matches(row.owner_token_hash, claim.token):
-        raise _invalid_token()
-    if not _label_matches(row, claim.label):
-        raise _invalid_token()
-    if row.account_id is not None:
-        raise AlreadyExists("The device is claimed already.", code="already_claimed")
+        refusal = _dry_run_refusal(row, claim)
+        if refusal is not None:
+            claim_limits.record_failures(rt, conn, [(claim, refusal)], now)
+    if refusal is not None:
+        raise refusal
     device_id: str = row.device_id
     return device_id
+
+
+def _dry_run_refusal(row: Any, claim: _Claim) -> ZerotouchError | None:
+    if row is None or not matches(row.owner_token_hash, claim.token):
+        return _invalid_token()
+    if not _label_matches(row, claim.label):
+        return _invalid_token()
+    if row.account_id is not None:
+        return AlreadyExists("The device is claimed already.", code="already_claimed")
+    return None
 
 
 def claimed_by(rt: Runtime, principal: Principal, claim_token: str, since: Any) -> str | None:

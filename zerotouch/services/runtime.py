@@ -43,6 +43,8 @@ class Runtime:
     # How long a certificate the account CA issues for a device's CSR stays valid.
     certificate_validity: dt.timedelta = dt.timedelta(days=365)
     ocpi: OcpiIdentity = field(default_factory=OcpiIdentity)
+    # Failed claims a minute per account and per client address (0: no limit).
+    claim_failure_limit: int = 20
     metrics: Metrics = field(init=False)
     # Device id -> token-verifying credentials (see services.device_auth).
     device_credentials: dict[str, Any] = field(init=False, default_factory=dict)

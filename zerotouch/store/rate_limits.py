@@ -33,6 +33,20 @@ def count(conn: sa.Connection, attempts: Mapping[str, int], window: int) -> dict
     return before
 
 
+def current(conn: sa.Connection, keys: list[str], window: int) -> dict[str, int]:
+    """The keys' counts in ``window`` (0 for a key without one)."""
+    if not keys:
+        return {}
+    found = conn.execute(
+        sa.select(rate_limits.c.key, rate_limits.c.count).where(
+            rate_limits.c.key.in_(sorted(set(keys))), rate_limits.c.window == window
+        )
+    )
+    counts = dict.fromkeys(keys, 0)
+    counts.update({str(key): int(n) for key, n in found})
+    return counts
+
+
 def forget_before(conn: sa.Connection, window: int) -> int:
     """Drop counters of windows before ``window``."""
     result = conn.execute(rate_limits.delete().where(rate_limits.c.window < window))

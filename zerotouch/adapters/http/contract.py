@@ -3,8 +3,9 @@ the problem responses problems.py writes (or OCPI's envelope on the OCPI endpoin
 
 Every ``/v1`` operation answers 401 (no, unknown, expired or revoked key), 403 (a role that may
 not) and 503 (the database did not answer); one that takes parameters or a body 422, one that
-takes a body 413. The rest is by operation: 404 where a path names a resource, 409 and 502
-where the service can refuse so.
+takes a body 413. The rest is by operation: 404 where a path names a resource, 409, 429 and 502
+where the service can refuse so. The nRF91 protocol's two operations declare their own (the
+statuses its firmware handles).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ WHY = {
     409: "The resource's state does not allow this.",
     413: "The body is larger than the server takes.",
     422: "A field is missing or wrong: errors names it.",
+    429: "Too many failed attempts: try again after Retry-After seconds.",
     502: "The partner platform refused or could not be reached.",
     503: "The database did not answer.",
 }
@@ -81,6 +83,9 @@ CONFLICTS = {
 }
 OCPI_VERSIONS = ("2.2.1", "2.1.1")
 PEER_FAILURES = {"RegisterWithOcpiPeer", "RotateOcpiPeer"}
+RATE_LIMITED = {"ClaimDevice"}
+# Operations that declare their own answers (the nRF91 protocol's: the firmware's statuses).
+OWN_ANSWERS = {"nRF91 FetchCommands", "nRF91 SubmitResponses"}
 NOT_FOUND_WITHOUT_PARAMETER = {"GetCertificateAuthority"}
 
 
@@ -113,6 +118,8 @@ def _declare(path: str, method: str, operation: dict[str, Any]) -> None:
     has_parameters = bool(operation.get("parameters")) or "requestBody" in operation
     has_body = "requestBody" in operation or method in ("post", "put", "patch")
     responses = operation.setdefault("responses", {})
+    if name in OWN_ANSWERS:
+        return
     if path.startswith("/ocpi/"):
         responses.pop("422", None)  # OCPI answers bad requests in its envelope, with 400.
         for parameter in operation.get("parameters", []):
@@ -135,6 +142,8 @@ def _declare(path: str, method: str, operation: dict[str, Any]) -> None:
         codes.add(409)
     if name in PEER_FAILURES:
         codes.add(502)
+    if name in RATE_LIMITED:
+        codes.add(429)
     for code in sorted(codes):
         responses[str(code)] = _response(code, "Problem", PROBLEM_JSON)
 

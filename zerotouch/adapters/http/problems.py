@@ -24,6 +24,7 @@ STATUS_BY_KIND: dict[type[errors.ZerotouchError], int] = {
     errors.AlreadyExists: 409,
     errors.FailedPrecondition: 409,
     errors.ResourceExhausted: 409,
+    errors.RateLimited: 429,
     errors.Unavailable: 503,
     errors.PeerFailed: 502,
 }
@@ -39,6 +40,7 @@ TITLES = {
     413: "Content Too Large",
     415: "Unsupported Media Type",
     422: "Unprocessable Content",
+    429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -82,6 +84,8 @@ async def on_domain_error(_request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, errors.InvalidArgument):
         field_errors = [{"field": e.field, "message": e.message} for e in exc.errors]
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, errors.RateLimited):
+        headers = {"Retry-After": str(exc.retry_after)}
     return problem(status, exc.code, exc.message, field_errors=field_errors, headers=headers)
 
 

@@ -122,8 +122,8 @@ async def claim_device(
         if dryrun:
             raise InvalidArgument.for_field("dryrun", "checks one claim, not a CSV of them")
         rows = _csv_rows(raw)
-        return reply(await _claim_rows(caller.principal, rows, batch))
-    wanted = _claim_request(caller.principal, body)
+        return reply(await _claim_rows(caller.principal, rows, batch, _source(request)))
+    wanted = _claim_request(caller.principal, body, _source(request))
     if dryrun:
         device_id = await asyncio.to_thread(claims.check_claim, caller.runtime, wanted)
         return reply(ClaimCheck(device_id=device_id), 202)
@@ -149,7 +149,14 @@ def _json_object(raw: bytes, declared: str) -> dict[str, Any] | None:
     return None  # A CSV of one quoted token is a JSON string too, and "123..." a number.
 
 
-def _claim_request(principal: Principal, body: dict[str, Any]) -> ClaimRequest:
+def _source(request: Request) -> str | None:
+    """The client's address (failed claims are limited by it)."""
+    return request.client.host if request.client is not None else None
+
+
+def _claim_request(
+    principal: Principal, body: dict[str, Any], source: str | None = None
+) -> ClaimRequest:
     try:
         given = schemas.ClaimCreate.model_validate(body)
     except pydantic.ValidationError as exc:
@@ -159,7 +166,9 @@ def _claim_request(principal: Principal, body: dict[str, Any]) -> ClaimRequest:
     tags = list(given.tags)
     if given.claim_token is not None:
         tags = [t.strip() for tag in tags for t in tag.split(",") if t.strip()]
-    return ClaimRequest(principal, given.owner_token, given.qr, tags, given.claim_token)
+    return ClaimRequest(
+        principal, given.owner_token, given.qr, tags, given.claim_token, source=source
+    )
 
 
 def _csv_rows(raw: bytes, limit: int | None = BULK_ROWS_MAX) -> list[bulk_claims.BulkRow]:
@@ -210,9 +219,10 @@ async def _claim_rows(
     principal: Principal,
     rows: list[bulk_claims.BulkRow],
     batch: GroupCommit[ClaimRequest, DeviceView],
+    source: str | None,
 ) -> BulkClaimPublic:
     claimed, failed = await bulk_claims.claim_rows(
-        principal, rows, batch, unexpected=_internal_error
+        principal, rows, batch, source=source, unexpected=_internal_error
     )
     return BulkClaimPublic(claimed_ids=claimed, failed=[BulkClaimFailure(**f) for f in failed])
 
