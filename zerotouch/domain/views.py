@@ -68,6 +68,18 @@ class Page(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True)
+class FactoryDevice:
+    """A device as the manufacturer that imported it sees it: never who claimed it, nor its
+    plan."""
+
+    device_id: str
+    identifiers: dict[str, str | None]
+    tags: list[str]  # The tags given at import.
+    claimed: bool
+    imported_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
 class ImportedDevice:
     device_id: str
     owner_token: str

@@ -10,21 +10,16 @@ from zerotouch.domain.errors import (
     NotFound,
 )
 from zerotouch.domain.lifecycle import DeviceEvent, DeviceStatus, device_transition
-from zerotouch.domain.records import IDENTIFIER_FIELDS
 from zerotouch.domain.values import Permission
 from zerotouch.domain.views import DEFAULT_PAGE_LIMIT, DeviceView, ImportedDevice, Page
 from zerotouch.services import rules
 from zerotouch.services.audit import audit_event
-from zerotouch.services.manufacturing import label_for
+from zerotouch.services.manufacturing import identifiers_of, label_for
 from zerotouch.services.plans import queue_commands
 from zerotouch.services.runtime import Principal, Runtime
 from zerotouch.store import devices as store
 from zerotouch.store import paging
 from zerotouch.store.db import Connection
-
-_IDENTIFIER_COLUMNS = dict(
-    zip(IDENTIFIER_FIELDS, ("dev_eui", "join_eui", "vin", "imei", "serial", "mac"), strict=True)
-)
 
 
 def device_view(row: Any, tags: list[str], counts: dict[str, int]) -> DeviceView:
@@ -34,7 +29,7 @@ def device_view(row: Any, tags: list[str], counts: dict[str, int]) -> DeviceView
         tags=tags,
         claimed_at=row.claimed_at,
         updated_at=row.updated_at,
-        identifiers={name: getattr(row, col) for name, col in _IDENTIFIER_COLUMNS.items()},
+        identifiers=identifiers_of(row),
         commands=counts,
     )
 

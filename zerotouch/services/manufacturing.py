@@ -10,16 +10,69 @@ from zerotouch.crypto import pem
 from zerotouch.crypto.hashing import new_owner_token, secret_hash
 from zerotouch.domain.errors import AlreadyExists, FieldError, InvalidArgument
 from zerotouch.domain.lifecycle import DeviceStatus
-from zerotouch.domain.records import FactoryRecord, parse_factory_record
+from zerotouch.domain.records import IDENTIFIER_FIELDS, FactoryRecord, parse_factory_record
 from zerotouch.domain.values import Permission
-from zerotouch.domain.views import ImportedDevice, ImportResult, RejectedRow
+from zerotouch.domain.views import (
+    DEFAULT_PAGE_LIMIT,
+    FactoryDevice,
+    ImportedDevice,
+    ImportResult,
+    Page,
+    RejectedRow,
+)
 from zerotouch.protocols import tr005
 from zerotouch.services.audit import audit_event
 from zerotouch.services.runtime import Principal, Runtime
 from zerotouch.store import devices as store
+from zerotouch.store import paging
 
 MAX_IMPORT_RECORDS = 10_000
 _CONFLICT_RETRIES = 3
+
+
+_IDENTIFIER_COLUMNS = dict(
+    zip(IDENTIFIER_FIELDS, ("dev_eui", "join_eui", "vin", "imei", "serial", "mac"), strict=True)
+)
+
+
+def identifiers_of(row: Any) -> dict[str, str | None]:
+    """A device row's identifiers, by their API names."""
+    return {name: getattr(row, column) for name, column in _IDENTIFIER_COLUMNS.items()}
+
+
+def list_imported(
+    rt: Runtime,
+    *,
+    principal: Principal,
+    tag: str | None = None,
+    claimed: bool | None = None,
+    page_limit: int = DEFAULT_PAGE_LIMIT,
+    page_token: str | None = None,
+) -> Page[FactoryDevice]:
+    """The devices the caller's account imported, in import order, claimed or not."""
+    principal.require(Permission.IMPORT_DEVICES)
+    limit = paging.check_limit(page_limit)
+    after = paging.decode_token(page_token)
+    with rt.db.read() as conn:
+        rows, total, next_token = store.imported_page(
+            conn,
+            account_id=principal.account_id,
+            tag=tag,
+            claimed=claimed,
+            after=after,
+            limit=limit,
+        )
+    items = [
+        FactoryDevice(
+            row.device_id,
+            identifiers_of(row),
+            list(row.factory_tags),
+            row.account_id is not None,
+            row.created_at,
+        )
+        for row in rows
+    ]
+    return Page(items, total, next_token)
 
 
 def label_for(record: FactoryRecord | Any, owner_token: str) -> str:

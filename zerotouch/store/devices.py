@@ -158,6 +158,33 @@ def page(
     return paging.keyset_page(conn, devices, where, after=after, limit=limit)
 
 
+def imported_page(
+    conn: sa.Connection,
+    *,
+    account_id: int,
+    tag: str | None,
+    claimed: bool | None,
+    after: int,
+    limit: int,
+) -> tuple[list[Any], int, str | None]:
+    """A page of the devices an account imported, in import order after ``after``; ``tag``
+    matches the tags given at import."""
+    where: list[sa.ColumnElement[bool]] = [devices.c.imported_by == account_id]
+    if claimed is not None:
+        owned = devices.c.account_id
+        where.append(owned.is_not(None) if claimed else owned.is_(None))
+    if tag is not None:
+        where.append(_has_factory_tag(conn, tag))
+    return paging.keyset_page(conn, devices, where, after=after, limit=limit)
+
+
+def _has_factory_tag(conn: sa.Connection, tag: str) -> sa.ColumnElement[bool]:
+    if conn.dialect.name == "postgresql":
+        return sa.cast(devices.c.factory_tags, postgresql.JSONB).contains([tag])
+    each = sa.func.json_each(devices.c.factory_tags).table_valued("value")
+    return sa.exists(sa.select(sa.literal(1)).select_from(each).where(each.c.value == tag))
+
+
 def drop_plan(conn: sa.Connection, device_pk: int) -> int:
     """Delete every command of the device; returns how many there were."""
     return int(conn.execute(commands.delete().where(commands.c.device_pk == device_pk)).rowcount)

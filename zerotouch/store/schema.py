@@ -108,6 +108,7 @@ devices = sa.Table(
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.Index(None, "account_id", "status", "id"),
     sa.Index(None, "account_id", "id"),
+    sa.Index(None, "imported_by", "id"),
 )
 
 device_tags = sa.Table(

@@ -9,12 +9,15 @@ other requests on it.
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 
@@ -113,3 +116,39 @@ async def read_body(request: Request) -> bytes:
     """The whole body (its size is capped by BodyLimit, in guards.py)."""
     chunks = [chunk async for chunk in request.stream()]
     return b"".join(chunks)
+
+
+def wants_csv(request: Request) -> bool:
+    return "text/csv" in request.headers.get("accept", "")
+
+
+async def csv_export(
+    caller: Caller,
+    service: Callable[..., Page[V]],
+    header: Sequence[str],
+    row: Callable[[V], list[Any]],
+) -> Response:
+    """Every page of a list service's answer as one CSV, streamed a page at a time. The first
+    page is read before the answer starts, so a refusal is still an error answer."""
+    first = await caller.run(service, page_limit=MAX_PAGE_LIMIT)
+
+    def following(token: str) -> Page[V]:
+        return service(
+            caller.runtime, principal=caller.principal, page_limit=MAX_PAGE_LIMIT, page_token=token
+        )
+
+    def lines() -> Iterator[str]:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(header)
+        page = first
+        while True:
+            writer.writerows(row(item) for item in page.items)
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+            if page.next_token is None:
+                return
+            page = following(page.next_token)
+
+    return StreamingResponse(lines(), media_type="text/csv")

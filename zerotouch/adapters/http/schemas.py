@@ -230,6 +230,24 @@ class EventPublic(Public):
         )
 
 
+class FactoryDevicePublic(Public):
+    device_id: str
+    identifiers: Identifiers
+    tags: list[str]
+    claimed: bool
+    imported_at: str | None
+
+    @classmethod
+    def of(cls, v: views.FactoryDevice) -> FactoryDevicePublic:
+        return cls(
+            device_id=v.device_id,
+            identifiers=Identifiers(**v.identifiers),
+            tags=v.tags,
+            claimed=v.claimed,
+            imported_at=rfc3339(v.imported_at),
+        )
+
+
 class ImportedDevicePublic(Public):
     device_id: str
     owner_token: str

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+import functools
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
 
 from zerotouch.adapters.http import schemas
-from zerotouch.adapters.http.deps import CallerDep, PageDep, reply, reply_page
+from zerotouch.adapters.http.deps import (
+    CallerDep,
+    PageDep,
+    csv_export,
+    reply,
+    reply_page,
+    wants_csv,
+)
 from zerotouch.adapters.http.guards import CheckedRoute
+from zerotouch.domain.records import IDENTIFIER_FIELDS
+from zerotouch.domain.views import DeviceView
 from zerotouch.services import devices
 
 router = APIRouter(prefix="/v1/claimed-devices", tags=["devices"], route_class=CheckedRoute)
@@ -14,18 +26,39 @@ router = APIRouter(prefix="/v1/claimed-devices", tags=["devices"], route_class=C
 Device = schemas.DevicePublic
 
 
-@router.get("", response_model=schemas.Page[Device], summary="ListDevices")
+DEVICE_CSV = ("deviceId", "status", *IDENTIFIER_FIELDS, "tags", "claimedAt", "updatedAt")
+
+
+@router.get(
+    "",
+    response_model=schemas.Page[Device],
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+    summary="ListDevices",
+)
 async def list_devices(
-    caller: CallerDep, page: PageDep, status: str | None = None, tag: str | None = None
+    request: Request,
+    caller: CallerDep,
+    page: PageDep,
+    status: str | None = None,
+    tag: str | None = None,
 ) -> Response:
-    found = await caller.run(
-        devices.list_devices,
-        status=status,
-        tag=tag,
-        page_limit=page.limit,
-        page_token=page.token,
-    )
+    """The account's claimed devices (``Accept: text/csv``: all of them, as CSV)."""
+    service = functools.partial(devices.list_devices, status=status, tag=tag)
+    if wants_csv(request):
+        return await csv_export(caller, service, DEVICE_CSV, _device_row)
+    found = await caller.run(service, page_limit=page.limit, page_token=page.token)
     return reply_page(found, Device.of)
+
+
+def _device_row(device: DeviceView) -> list[Any]:
+    return [
+        device.device_id,
+        device.status,
+        *(device.identifiers[name] or "" for name in IDENTIFIER_FIELDS),
+        ";".join(device.tags),
+        schemas.rfc3339(device.claimed_at) or "",
+        schemas.rfc3339(device.updated_at) or "",
+    ]
 
 
 @router.get("/{device_id}", response_model=Device, summary="GetDevice")

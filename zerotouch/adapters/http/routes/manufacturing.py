@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from zerotouch.adapters.http import schemas
-from zerotouch.adapters.http.deps import CallerDep, read_body, reply
+from zerotouch.adapters.http.deps import (
+    CallerDep,
+    PageDep,
+    csv_export,
+    read_body,
+    reply,
+    reply_page,
+    wants_csv,
+)
 from zerotouch.adapters.http.guards import CheckedRoute, read_json
 from zerotouch.domain.errors import FieldError, InvalidArgument
-from zerotouch.domain.records import RECORD_FIELDS
+from zerotouch.domain.records import IDENTIFIER_FIELDS, RECORD_FIELDS
 from zerotouch.domain.values import Permission
+from zerotouch.domain.views import FactoryDevice
 from zerotouch.services import devices, manufacturing
 
 IMPORT_PATH = "/v1/manufacturing/devices"
@@ -143,6 +153,42 @@ async def import_devices(request: Request, caller: CallerDep, atomic: bool = Fal
         ],
     }
     return Response(json.dumps(body), media_type="application/json")
+
+
+FACTORY_CSV = ("deviceId", *IDENTIFIER_FIELDS, "tags", "claimed", "importedAt")
+
+
+@router.get(
+    "/devices",
+    response_model=schemas.Page[schemas.FactoryDevicePublic],
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+    summary="ListImportedDevices",
+)
+async def list_imported(
+    request: Request,
+    caller: CallerDep,
+    page: PageDep,
+    tag: Annotated[str | None, Query(max_length=64)] = None,
+    claimed: bool | None = None,
+) -> Response:
+    """The devices this account imported, in import order (``Accept: text/csv``: all of them,
+    as CSV); who claimed them and their plans are not shown."""
+    service = functools.partial(manufacturing.list_imported, tag=tag, claimed=claimed)
+    if wants_csv(request):
+        return await csv_export(caller, service, FACTORY_CSV, _factory_row)
+    found = await caller.run(service, page_limit=page.limit, page_token=page.token)
+    return reply_page(found, schemas.FactoryDevicePublic.of)
+
+
+def _factory_row(device: FactoryDevice) -> list[Any]:
+    identifiers = [device.identifiers[name] or "" for name in IDENTIFIER_FIELDS]
+    return [
+        device.device_id,
+        *identifiers,
+        ";".join(device.tags),
+        "true" if device.claimed else "false",
+        schemas.rfc3339(device.imported_at),
+    ]
 
 
 @router.get(
