@@ -168,11 +168,14 @@ def _claim_together(rt: Runtime, group: list[_Claim]) -> list[DeviceView | Excep
     """Claim each of ``group`` (of distinct tokens) in one transaction; an account or address
     that failed too often this minute is refused first, and the failures are counted."""
     status = device_transition(DeviceStatus.UNCLAIMED, DeviceEvent.CLAIM).value
+    # Read outside the write transaction: on SQLite the one writer's lock is not held for it.
+    with rt.db.read() as conn:
+        limits = claim_limits.refusals(rt, conn, group, rt.clock())
+    for claim, limited in zip(group, limits, strict=True):
+        claim.refusal = limited
+    claims = [claim for claim in group if claim.refusal is None]
     with rt.db.write() as conn:
         now = rt.clock()
-        for claim, limited in zip(group, claim_limits.refusals(rt, conn, group, now), strict=True):
-            claim.refusal = limited
-        claims = [claim for claim in group if claim.refusal is None]
         with rt.db.batch(conn):
             # The claims, and each account's rules, in one round trip; the tag and event rows
             # go with the commit.
