@@ -22,7 +22,7 @@ from tests.live import live_server
 from tests.nrf_cddl import valid
 from zerotouch.agent.nrf_device import NrfDevice, Outcome
 from zerotouch.agent.nrf_modem import Modem, new_modem
-from zerotouch.crypto import device_side, pem
+from zerotouch.crypto import pem
 from zerotouch.demo import SEC_TAG, plan
 from zerotouch.protocols import nrf_at
 from zerotouch.protocols import nrf_provisioning as wire
@@ -32,7 +32,7 @@ TAG = "nrf"
 
 
 def _device_key_pem(modem: Modem) -> str:
-    return device_side.public_pem(modem.identity_key)
+    return modem.identity.public_key_pem
 
 
 def _claimed_modem(api: Api, *, tags: list[str] | None = None, **modem: Any) -> Modem:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from cryptography.hazmat.primitives import serialization
 
 from zerotouch.agent.nrf_modem import new_modem
 from zerotouch.agent.simulate import Identity
@@ -217,14 +216,13 @@ def prepare_fleet(
 
 def _modem_identity() -> Identity:
     modem = new_modem()
-    return Identity(modem.uuid, None, modem.identity_pem)
+    return Identity(modem.uuid, None, modem.identity.private_key_pem)
 
 
 def _record(identity: Identity) -> dict[str, Any]:
     record: dict[str, Any] = {"deviceId": identity.device_id, "tags": [TAG]}
     if identity.jwt_key is not None:
-        key = serialization.load_pem_private_key(identity.jwt_key.encode(), password=None)
-        record["publicKey"] = device_side.public_pem(key)  # type: ignore[arg-type]
+        record["publicKey"] = device_side.key_pair(identity.jwt_key).public_key_pem
     else:
         record["deviceSecret"] = identity.device_secret
     return record

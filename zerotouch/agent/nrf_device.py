@@ -21,15 +21,14 @@ from dataclasses import dataclass, field
 from ssl import SSLContext
 
 import aiohttp
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from zerotouch.agent.nrf_modem import Modem
 from zerotouch.agent.simulate import DEFAULT_CONNECTIONS, Identity, Simulation, run_all
+from zerotouch.crypto import device_side
 from zerotouch.protocols import nrf_provisioning as wire
+from zerotouch.protocols.device_messages import CBOR
 from zerotouch.protocols.nrf_at import Buffers
 
-CBOR = "application/cbor"
 MODEM_FIRMWARE = "mfw_nrf91x1_2.0.2"
 LIBRARY_VERSION = "3.1.0"
 
@@ -48,6 +47,7 @@ class Session:
     """What one session did: the messages' sizes (to check against the buffers)."""
 
     rounds: int = 0
+    requests: int = 0
     largest_answer: int = 0
     largest_responses: int = 0
     records: list[str] = field(default_factory=list)
@@ -134,6 +134,7 @@ class NrfDevice:
     async def _call(
         self, method: str, path: str, headers: dict[str, str], body: bytes | None = None
     ) -> _Answer:
+        self.session.requests += 1
         async with self.http.request(
             method, self.base_url + path, headers=headers, data=body
         ) as answer:
@@ -189,10 +190,11 @@ def modem_of(identity: Identity) -> Modem:
     """The simulated modem of an identity whose ``jwt_key`` is its identity key (PEM)."""
     if identity.jwt_key is None:
         raise ValueError(f"{identity.device_id}: an nRF91 modem needs its identity key")
-    key = serialization.load_pem_private_key(identity.jwt_key.encode(), password=None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise ValueError(f"{identity.device_id}: the identity key must be an EC P-256 key")
-    return Modem(identity.device_id, key)
+    try:
+        pair = device_side.key_pair(identity.jwt_key)
+    except ValueError as exc:
+        raise ValueError(f"{identity.device_id}: the identity key: {exc}") from None
+    return Modem(identity.device_id, pair)
 
 
 async def simulate(
@@ -231,5 +233,5 @@ async def simulate(
                 result.errors[identity.device_id] = "the service has nothing more for it"
 
         await run_all({i.device_id: one(i) for i in identities}, result, deadline_s)
-    result.requests = sum(2 * d.session.rounds for d in devices)
+    result.requests = sum(d.session.requests for d in devices)
     return result

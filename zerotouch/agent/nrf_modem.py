@@ -17,27 +17,16 @@ format. For tests, the demo and the benchmark; no network here.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import secrets
 from dataclasses import dataclass, field
 
-import cbor2
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-
-from zerotouch.crypto import device_side, device_tokens, pem
+from zerotouch.crypto import device_side, device_tokens, modem, pem
 from zerotouch.domain.commands import KEY_USAGE_BITS
 
 OK = "OK\r\n"
 ERROR = "ERROR\r\n"
 CHIP = "nRF9160"
 PRIVATE_KEY = 2
-# COSE: ES256 in the protected header; the identity key in the unprotected one.
-_COSE_ALG_ES256, _IDENTITY_KEY = -7, -2
-_PUBLIC_KEY_MESSAGE, _CSR_MESSAGE = 8, 9
 
 
 def cme_error(code: int) -> str:
@@ -67,23 +56,15 @@ class Modem:
     credential store, which keeps across reboots (the modem's flash)."""
 
     uuid: str
-    identity_key: ec.EllipticCurvePrivateKey
+    identity: device_side.KeyPair
     chip: str = CHIP
     credentials: dict[tuple[int, int], str] = field(default_factory=dict)
-    keys: dict[int, ec.EllipticCurvePrivateKey] = field(default_factory=dict)
+    keys: dict[int, device_side.EcPrivateKey] = field(default_factory=dict)
     fail: dict[str, int] = field(default_factory=dict)
     commands_run: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._signer = device_tokens.Signer(private_key_pem=self.identity_pem)
-
-    @property
-    def identity_pem(self) -> str:
-        return self.identity_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ).decode()
+        self._signer = device_tokens.Signer(private_key_pem=self.identity.private_key_pem)
 
     def jwt(self, *, now: float, lifetime: int = 300) -> str:
         """``%JWT`` as ``nrf_provisioning`` asks for it: ES256 by the identity key, no
@@ -115,38 +96,18 @@ class Modem:
             return cme_error(519)
         pair = device_side.generate_key_pair()
         if content == 1:
-            body = pair.private_key.public_key().public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-            message = _PUBLIC_KEY_MESSAGE
+            body = modem.public_key_der(pair.private_key)
+            message = modem.PUBLIC_KEY_MESSAGE
         else:
             attributes = params[3] if len(params) > 3 else ""
             usage_bits = params[4] if len(params) > 4 and params[4] else "101010000"
             usage = {n: b == "1" for n, b in zip(KEY_USAGE_BITS, usage_bits, strict=True)}
-            csr_pem = device_side.build_csr(pair.private_key, attributes or "CN=modem", usage)
-            body = x509.load_pem_x509_csr(csr_pem.encode()).public_bytes(serialization.Encoding.DER)
-            message = _CSR_MESSAGE
+            body = modem.csr_der(pair.private_key, attributes or "CN=modem", usage)
+            message = modem.CSR_MESSAGE
         self.keys[sec_tag] = pair.private_key
         self.credentials[(sec_tag, PRIVATE_KEY)] = pair.private_key_pem
-        cose = self._cose_sign1(message, sec_tag, body)
+        cose = modem.cose_sign1(self.identity.private_key, message, self.uuid, sec_tag, body)
         return f'%KEYGEN: "{pem.base64url(body)}.{pem.base64url(cose)}"\r\n{OK}'
-
-    def _cose_sign1(self, message: int, sec_tag: int, body: bytes) -> bytes:
-        protected = cbor2.dumps({1: _COSE_ALG_ES256})
-        payload = cbor2.dumps(
-            [
-                message,
-                bytes.fromhex(self.uuid.replace("-", "")),
-                cbor2.dumps(sec_tag),
-                hashlib.sha256(body).digest(),
-                os.urandom(16),
-            ]
-        )
-        to_sign = cbor2.dumps(["Signature1", protected, b"", payload])
-        r, s = decode_dss_signature(self.identity_key.sign(to_sign, ec.ECDSA(hashes.SHA256())))
-        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
-        unprotected = {4: cbor2.dumps(_IDENTITY_KEY)}
-        return bytes(cbor2.dumps(cbor2.CBORTag(18, [protected, unprotected, payload, signature])))
 
     def _cmng(self, params: list[str]) -> str:
         opcode = int(params[0])
@@ -180,7 +141,6 @@ class Modem:
 def new_modem(*, fail: dict[str, int] | None = None) -> Modem:
     """A modem fresh from the factory: a random UUID and identity key; ``fail``: commands
     (by prefix, without ``AT``) it refuses with a CME error."""
-    key = ec.generate_private_key(ec.SECP256R1())
     uuid = secrets.token_hex(16)
     dashed = f"{uuid[:8]}-{uuid[8:12]}-{uuid[12:16]}-{uuid[16:20]}-{uuid[20:]}"
-    return Modem(dashed, key, fail=dict(fail or {}))
+    return Modem(dashed, device_side.generate_key_pair(), fail=dict(fail or {}))

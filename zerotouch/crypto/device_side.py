@@ -48,6 +48,12 @@ def generate_key_pair() -> KeyPair:
     return KeyPair(key, _private_pem(key), public_pem(key))
 
 
+def key_pair(private_key_pem: str) -> KeyPair:
+    """The pair of an unencrypted PEM EC private key; ValueError for anything else."""
+    key = _load_private(private_key_pem)
+    return KeyPair(key, private_key_pem, public_pem(key))
+
+
 def load_private_key(key: PrivateKey) -> ec.EllipticCurvePrivateKey:
     """The key, from PEM (unencrypted) or as given."""
     return key if isinstance(key, ec.EllipticCurvePrivateKey) else _load_private(key)

@@ -77,6 +77,17 @@ def check_subject(attributes: object) -> str:
     return attributes
 
 
+def public_key_from_der(der: bytes) -> str:
+    """A DER SubjectPublicKeyInfo as PEM; ValueError when it is not one."""
+    try:
+        key = serialization.load_der_public_key(der)
+    except (ValueError, TypeError):
+        raise ValueError("is not a DER public key") from None
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
 def base64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 

@@ -25,8 +25,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-
 from zerotouch.crypto import pem
 from zerotouch.domain.commands import KEY_GENERATIONS, CommandType
 from zerotouch.protocols.device_messages import CommandOut, DeviceResponse, Fitted
@@ -316,13 +314,10 @@ def _at_result(command_id: str, output: str) -> DeviceResponse:
         # A CSR (the service reads and checks it, and refuses what is not one).
         return DeviceResponse(command_id, {**result, "csr": keygen}, None, key_generated=True)
     try:
-        key = serialization.load_der_public_key(der)
-    except (ValueError, TypeError):
+        public = pem.public_key_from_der(der)
+    except ValueError:
         return DeviceResponse(command_id, result, None)
-    public = key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return DeviceResponse(command_id, {**result, "publicKey": public.decode()}, None)
+    return DeviceResponse(command_id, {**result, "publicKey": public}, None)
 
 
 def keygen_payload(output: str) -> str | None:

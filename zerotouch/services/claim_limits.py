@@ -17,7 +17,7 @@ from zerotouch.store import rate_limits
 from zerotouch.store.db import Connection
 from zerotouch.store.events import event_row, send_events
 
-WINDOW_S = 60
+WINDOW_S = rate_limits.WINDOW_S
 # Failed claims, each an audit event; only a token that matches no device counts toward the
 # limit (a device claimed already was named by a right token: two owners racing for it, say).
 FAILURES = frozenset({"invalid_owner_token", "already_claimed"})

@@ -187,7 +187,7 @@ def _view(rt: Runtime, device_id: str, row: Any) -> OvmsView:
     )
 
 
-RATE_WINDOW_S = 60
+RATE_WINDOW_S = rate_limits.WINDOW_S
 
 
 def answer_requests(

@@ -9,6 +9,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from zerotouch.store.schema import rate_limits
 
+WINDOW_S = 60  # Every counter of the table counts in windows of this many seconds.
+
 
 def count(conn: sa.Connection, attempts: Mapping[str, int], window: int) -> dict[str, int]:
     """Add ``attempts`` (key -> how many) to the keys' counters of ``window``, in the caller's

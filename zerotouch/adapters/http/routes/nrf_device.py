@@ -20,13 +20,13 @@ from zerotouch.domain.errors import (
     ZerotouchError,
 )
 from zerotouch.protocols import nrf_at, nrf_provisioning
+from zerotouch.protocols.device_messages import CBOR
 from zerotouch.services import dispatch
 from zerotouch.services.core import Core
 from zerotouch.services.device_gateway import DeviceGateway
 
 PREFIX = "/v1/provisioning"
 router = APIRouter(prefix=PREFIX, tags=["nRF91 devices"])
-CBOR = "application/cbor"
 # A responses message is encoded into the device's transmit buffer (txMaxSize, 2 KiB by
 # default); this leaves room for any build.
 BODY_MAX = 16_384
