@@ -42,7 +42,8 @@ def test_json_import_returns_tokens_and_labels(api: Api) -> None:
     decoded = tr005.decode(lora["qr"])
     assert isinstance(decoded, tr005.Tr005Payload)
     assert decoded.join_eui == "70B3D57ED0000000" and decoded.owner_token == lora["ownerToken"]
-    assert car["qr"] == f"ZT:D0:{car['ownerToken']}:car-1"
+    text = f"ZT:D0:{car['ownerToken']}:car-1"
+    assert car["qr"] == f"{text}:C{tr005.checksum(text)}"
     assert lora["ownerToken"] != car["ownerToken"]
 
 
