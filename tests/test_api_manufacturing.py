@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import Api
 from tests.helpers import ec_public_pem
 from zerotouch.protocols import tr005
-from zerotouch.store import devices as device_store
+from zerotouch.store import factory as factory_store
 
 LORA = {
     "devEui": "0011223344556677",
@@ -56,9 +56,11 @@ def test_invalid_rows_are_reported_valid_rows_imported(api: Api) -> None:
             "publicKey": "-----BEGIN PUBLIC KEY-----\nxx\n-----END PUBLIC KEY-----",
         },
         {"deviceId": "ok-1"},
-        {"devEui": "0011223344556677"},
+        {"serial": "no-id"},
+        {"devEui": "0011223344556677"},  # A LoRaWAN device without a deviceId: its DevEUI.
     )
-    assert body["imported"] == 1
+    assert body["imported"] == 2
+    assert body["devices"][1]["deviceId"] == "0011223344556677"
     rejected = {r["row"]: r for r in body["rejected"]}
     assert set(rejected) == {2, 3, 4, 5}
     assert rejected[2]["code"] == "validation_failed" and "devEui" in rejected[2]["message"]
@@ -67,18 +69,52 @@ def test_invalid_rows_are_reported_valid_rows_imported(api: Api) -> None:
     assert "deviceId" in rejected[5]["message"] and rejected[5]["deviceId"] is None
 
 
-def test_already_imported_device_is_rejected(api: Api) -> None:
-    api.import_devices({"deviceId": "dup"})
-    body = api.import_devices({"deviceId": "dup"}, {"deviceId": "new"})
-    assert body["imported"] == 1
-    assert body["rejected"] == [
+def _claim(api: Api, token: str) -> dict[str, Any]:
+    res = api.call("POST", "/v1/claimed-devices", "owner", json={"ownerToken": token})
+    assert res.status_code == 201, res.text
+    body: dict[str, Any] = res.json()
+    return body
+
+
+def test_a_re_import_is_idempotent(api: Api) -> None:
+    """The same record again: unchanged (with its label as printed); a changed record of an
+    unclaimed device: refused unless ?update=true; a claimed device is never touched; a device
+    another account imported is not this account's to change."""
+    first = api.import_devices({"deviceId": "dup", "serial": "s1"}, {"deviceId": "owned"})
+    token = first["devices"][0]["ownerToken"]
+    _claim(api, first["devices"][1]["ownerToken"])
+    again = api.import_devices({"deviceId": "dup", "serial": "s1"}, {"deviceId": "new"})
+    assert (again["imported"], again["unchanged"], again["rejected"]) == (1, 1, [])
+    assert {d["deviceId"]: d["ownerToken"] for d in again["devices"]}["dup"] == token
+    changed = api.import_devices({"deviceId": "dup", "serial": "s2"}, {"deviceId": "owned"})
+    assert changed["unchanged"] == 1  # The claimed one, sent unchanged: no label shown.
+    assert [d["deviceId"] for d in changed["devices"]] == []
+    assert changed["rejected"] == [
         {
             "row": 1,
             "deviceId": "dup",
-            "code": "already_exists",
-            "message": "devices[0].deviceId: device 'dup' was imported before",
+            "code": "record_changed",
+            "message": "devices[0].deviceId: differs from the record it was imported with; "
+            "update=true changes it",
         }
     ]
+    res = api.call(
+        "POST",
+        "/v1/manufacturing/devices?update=true",
+        "manufacturer",
+        json={
+            "devices": [{"deviceId": "dup", "serial": "s2"}, {"deviceId": "owned", "serial": "x"}]
+        },
+    )
+    body = res.json()
+    assert (body["updated"], body["imported"]) == (1, 0)
+    assert [(r["deviceId"], r["code"]) for r in body["rejected"]] == [("owned", "already_claimed")]
+    listed = api.call("GET", "/v1/manufacturing/devices", "manufacturer").json()["items"]
+    assert {d["deviceId"]: d["identifiers"]["serial"] for d in listed}["dup"] == "s2"
+    # The owner token did not change with the update.
+    assert _claim(api, token)["deviceId"] == "dup"
+    rival = api.import_devices({"deviceId": "new"}, role="rival")
+    assert rival["rejected"][0]["code"] == "already_exists"
 
 
 def test_atomic_rejects_everything(api: Api) -> None:
@@ -168,15 +204,15 @@ def test_device_imported_concurrently_is_reported_not_lost(
 ) -> None:
     """Another import takes a deviceId between our check and our insert: the insert fails on
     the unique index, the batch is retried, and only that row is rejected."""
-    api.import_devices({"deviceId": "race"})
-    real = device_store.imported_already
+    api.import_devices({"deviceId": "race"}, role="rival")
+    real = factory_store.import_states
     calls: list[int] = []
 
-    def blind_first_time(conn: Any, ids: list[str]) -> set[str]:
+    def blind_first_time(conn: Any, ids: list[str]) -> dict[str, Any]:
         calls.append(1)
-        return set() if len(calls) == 1 else real(conn, ids)
+        return {} if len(calls) == 1 else real(conn, ids)
 
-    monkeypatch.setattr(device_store, "imported_already", blind_first_time)
+    monkeypatch.setattr(factory_store, "import_states", blind_first_time)
     body = api.import_devices({"deviceId": "race"}, {"deviceId": "fresh"})
     assert len(calls) == 2
     assert body["imported"] == 1

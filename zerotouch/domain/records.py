@@ -18,6 +18,8 @@ _IMEI = re.compile(r"[0-9]{15}")
 _DEVICE_SECRET = re.compile(r"[0-9A-Fa-f]{32,128}")
 FREE_TEXT_MAX = 128
 PUBLIC_KEY_MAX = 4096
+TKM_INFO_MAX = 1024
+GENERATE = "generate"
 
 SECRET_FIELDS = ("appKey", "iccid", "deviceSecret")
 IDENTIFIER_FIELDS = ("devEui", "joinEui", "vin", "imei", "serial", "mac")
@@ -38,6 +40,10 @@ class FactoryRecord:
     public_key: str | None = None
     device_secret: str | None = None
     tags: list[str] = field(default_factory=list)
+    # A secure element's key-retrieval information, in place of an AppKey.
+    tkm_info: str | None = None
+    # "appKey": "generate": zerotouch makes the AppKey, returned once in the import's answer.
+    generate_app_key: bool = False
 
 
 def _pattern(regex: re.Pattern[str], rule: str, *, upper: bool = False) -> Callable[[object], str]:
@@ -65,6 +71,22 @@ def _free_text(raw: object) -> str:
     return raw
 
 
+def _app_key(raw: object) -> str:
+    if raw == GENERATE:
+        return GENERATE
+    if not isinstance(raw, str) or not _HEX32.fullmatch(raw):
+        raise ValueError(f"must be 32 hex digits or {GENERATE!r}")
+    return raw.upper()
+
+
+def _tkm_info(raw: object) -> str:
+    if not isinstance(raw, str) or not 1 <= len(raw) <= TKM_INFO_MAX:
+        raise ValueError(f"must be a string of 1-{TKM_INFO_MAX} characters")
+    if not raw.isascii() or not raw.isprintable():
+        raise ValueError("must be printable ASCII")
+    return raw
+
+
 def _pem_text(raw: object) -> str:
     # The key itself is parsed by the service layer (crypto/); here only its shape is checked.
     if not isinstance(raw, str) or not 0 < len(raw) <= PUBLIC_KEY_MAX:
@@ -78,7 +100,7 @@ _FIELDS: dict[str, tuple[str, Callable[[object], object]]] = {
     "deviceId": ("device_id", _device_id),
     "devEui": ("dev_eui", _eui),
     "joinEui": ("join_eui", _eui),
-    "appKey": ("app_key", _pattern(_HEX32, "32 hex digits", upper=True)),
+    "appKey": ("app_key", _app_key),
     "profileId": ("profile_id", _pattern(_HEX8, "8 hex digits", upper=True)),
     "vin": ("vin", _pattern(VIN_RE, "17 characters of A-H J-N P R-Z 0-9")),
     "iccid": ("iccid", _pattern(_ICCID, "18-22 digits")),
@@ -88,6 +110,7 @@ _FIELDS: dict[str, tuple[str, Callable[[object], object]]] = {
     "publicKey": ("public_key", _pem_text),
     "deviceSecret": ("device_secret", _pattern(_DEVICE_SECRET, "32-128 hex digits", upper=True)),
     "tags": ("tags", check_tags),
+    "tkmInfo": ("tkm_info", _tkm_info),
 }
 RECORD_FIELDS = tuple(_FIELDS)
 
@@ -115,7 +138,14 @@ def parse_factory_record(raw: object, *, path: str = "") -> FactoryRecord:
             errors.append(FieldError(f"{prefix}{name}", str(exc)))
     if "deviceId" not in raw or raw["deviceId"] is None:
         errors.append(FieldError(f"{prefix}deviceId", "is required"))
+    if "app_key" in values and "tkm_info" in values:
+        errors.append(
+            FieldError(f"{prefix}tkmInfo", "a device has an appKey or a tkmInfo, not both")
+        )
     if errors:
         detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
         raise InvalidArgument(detail, errors=errors)
+    if values.get("app_key") == GENERATE:
+        values["app_key"] = None
+        values["generate_app_key"] = True
     return FactoryRecord(**values)  # type: ignore[arg-type]

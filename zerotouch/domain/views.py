@@ -84,6 +84,7 @@ class ImportedDevice:
     device_id: str
     owner_token: str
     qr: str
+    app_key: str | None = None  # Generated at import ("appKey": "generate"), shown this once.
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +96,21 @@ class RejectedRow:
     errors: tuple[FieldError, ...] = ()
 
 
+@dataclass(slots=True)
+class ImportTally:
+    imported: int = 0
+    unchanged: int = 0
+    updated: int = 0
+    rejected: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class ImportResult:
     imported: int
     rejected: list[RejectedRow]
     devices: list[ImportedDevice]
+    unchanged: int = 0
+    updated: int = 0
 
 
 @dataclass(frozen=True, slots=True)

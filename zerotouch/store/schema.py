@@ -103,6 +103,10 @@ devices = sa.Table(
     sa.Column("owner_token_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("owner_token_sealed", sa.Text(), nullable=False),
     sa.Column("factory_tags", Json, nullable=False),
+    # What the device was imported from (manufacturing.record_digest): a re-import of the same
+    # record changes nothing. Secure-element devices bring their tkmInfo instead of an AppKey.
+    sa.Column("record_digest", sa.String(64), nullable=True),
+    sa.Column("tkm_info", sa.Text(), nullable=True),
     sa.Column("claimed_at", UtcDateTime(), nullable=True),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),

@@ -7,6 +7,8 @@ front-ends as peers.
 
 from __future__ import annotations
 
+import sys
+
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi_offline import FastAPIOffline
@@ -22,6 +24,7 @@ from zerotouch.adapters.http.routes import (
     claims,
     device_api,
     devices,
+    imports,
     manufacturing,
     misc,
     nrf_device,
@@ -56,6 +59,7 @@ def create_app(core: Core, settings: Settings | None = None) -> FastAPI:
     for router in (
         device_api.router,
         nrf_device.router,
+        imports.router,
         manufacturing.router,
         claims.router,
         claims.status_router,
@@ -93,9 +97,16 @@ def create_app(core: Core, settings: Settings | None = None) -> FastAPI:
 
 
 _LARGE_BODIES = {
-    manufacturing.IMPORT_PATH: Permission.IMPORT_DEVICES,
+    imports.IMPORT_PATH: Permission.IMPORT_DEVICES,
     claims.BULK_PATH: Permission.WRITE_DEVICES,
 }
+
+
+def _content_type(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return str(value.decode("latin-1").split(";")[0].strip().lower())
+    return ""
 
 
 def _body_limit(app: FastAPI, scope: Scope) -> int:
@@ -111,6 +122,8 @@ def _body_limit(app: FastAPI, scope: Scope) -> int:
         and principal is not None
         and large in ROLE_PERMISSIONS[principal.role]
     ):
+        if path == imports.IMPORT_PATH and _content_type(scope) in imports.STREAMED:
+            return sys.maxsize  # Read as it streams, a batch at a time: no cap needed.
         return settings.max_import_bytes
     if path.startswith(ocpi.PREFIX):
         return min(ocpi.MAX_BODY_BYTES, settings.max_body_bytes)
