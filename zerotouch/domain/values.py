@@ -43,13 +43,16 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 }
 
 
+DEVICE_ID_RULE = "1-64 characters of A-Z a-z 0-9 . _ : -"
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceId:
     value: str
 
     def __post_init__(self) -> None:
         if not isinstance(self.value, str) or not DEVICE_ID_RE.fullmatch(self.value):
-            raise ValueError("must be 1-64 characters of A-Z a-z 0-9 . _ : -")
+            raise ValueError(f"must be {DEVICE_ID_RULE}")
 
     def __str__(self) -> str:
         return self.value

@@ -224,3 +224,14 @@ def authenticate(rt: Runtime, raw_key: str) -> Principal:
     if isinstance(result, Exception):
         raise result
     return result
+
+
+def local_principal(rt: Runtime, *, account_name: str, role: str = "manufacturer") -> Principal:
+    """The command line acting in an account (made if there is none) directly on the database,
+    with the rights of ``role``; its audit events name the actor ``cli``."""
+    checked = _role(role)
+    if not 1 <= len(account_name) <= ACCOUNT_NAME_MAX:
+        raise InvalidArgument.for_field("account", f"must be 1-{ACCOUNT_NAME_MAX} characters")
+    with rt.db.write() as conn:
+        account_id = store.ensure(conn, account_name, rt.clock())
+    return Principal(account_id, checked, "cli", local=True)

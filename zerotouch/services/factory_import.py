@@ -10,10 +10,12 @@ whole batches, and running it again goes on from there.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import operator
 import secrets
 from collections.abc import Iterable, Iterator
-from dataclasses import astuple, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from zerotouch.crypto import pem
@@ -29,6 +31,7 @@ from zerotouch.services.runtime import Principal, Runtime
 from zerotouch.store import factory as store
 
 BATCH_ROWS = 5_000
+_RECORD_VALUES = operator.attrgetter(*(f.name for f in dataclasses.fields(FactoryRecord)))
 _CONFLICT_RETRIES = 3
 _QR_FIELDS = (("joinEui", "join_eui"), ("devEui", "dev_eui"), ("profileId", "profile_id"))
 
@@ -67,7 +70,7 @@ def label_for(record: FactoryRecord | Any, owner_token: str) -> str:
 
 def record_digest(record: FactoryRecord, token: str | None) -> str:
     """What identifies a record's content (the same record gives the same digest)."""
-    text = repr((astuple(record), token))
+    text = repr((_RECORD_VALUES(record), token))
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -277,7 +280,7 @@ def _prepare(rt: Runtime, principal: Principal, fresh: list[_Row], changed: list
             "device_secret_sealed": rec.device_secret
             and keyring.seal(rec.device_secret, "devices.device_secret"),
             "tkm_info": rec.tkm_info,
-            "factory_tags": rec.tags,
+            "factory_tags": tuple(rec.tags),  # Hashable: store/bulk.py converts it once.
             "record_digest": r.digest,
             "updated_at": now,
         }

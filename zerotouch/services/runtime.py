@@ -64,10 +64,11 @@ class Principal:
     account_id: int
     role: Role
     key_id: str
+    local: bool = False  # The command line, working on the database directly.
 
     @property
     def actor(self) -> str:
-        return f"key:{self.key_id}"
+        return "cli" if self.local else f"key:{self.key_id}"
 
     def require(self, permission: Permission) -> None:
         if permission not in ROLE_PERMISSIONS[self.role]:
