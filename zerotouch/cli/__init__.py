@@ -4,13 +4,13 @@ from __future__ import annotations
 
 # Commands are listed in --help in the order their modules register them.
 # isort: off
-from zerotouch.cli import serve, keys, imports, certs, agent, ovms
+from zerotouch.cli import serve, keys, imports, labels, claim, certs, agent, ovms
 
 # isort: on
 from zerotouch.cli.common import app, err
 from zerotouch.settings import ConfigurationError
 
-__all__ = ["agent", "app", "certs", "imports", "keys", "main", "ovms", "serve"]
+__all__ = ["agent", "app", "certs", "claim", "imports", "keys", "labels", "main", "ovms", "serve"]
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from zerotouch.domain.errors import ZerotouchError
 from zerotouch.domain.views import ImportedDevice, ImportTally, RejectedRow
 from zerotouch.protocols import factory_rows
 from zerotouch.services import factory_import
+from zerotouch.services.factory_import import LABEL_COLUMNS, label_row
 
 CHUNK = 256 * 1024
 _TYPES = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
@@ -33,21 +34,19 @@ EXIT_REJECTED = 1
 
 
 class Report:
-    """The import's outcome, row by row: labels (``deviceId,ownerToken,qr,appKey``) to one CSV,
+    """The import's outcome, row by row: labels (LABEL_COLUMNS) to one CSV,
     rejected rows (``row,deviceId,code,message``) to another, both flushed as rows arrive."""
 
     def __init__(self, labels: IO[str], errors: IO[str]) -> None:
         self._labels, self._errors = labels, errors
         self.labels = csv.writer(labels, lineterminator="\n")
         self.errors = csv.writer(errors, lineterminator="\n")
-        self.labels.writerow(["deviceId", "ownerToken", "qr", "appKey"])
+        self.labels.writerow(LABEL_COLUMNS)
         self.errors.writerow(["row", "deviceId", "code", "message"])
         self.rows = 0
 
     def device(self, row: int, device: ImportedDevice) -> None:
-        self.labels.writerow(
-            [device.device_id, device.owner_token, device.qr, device.app_key or ""]
-        )
+        self.labels.writerow(label_row(device))
 
     def rejected_row(self, row: RejectedRow) -> None:
         self.errors.writerow([row.row, row.device_id or "", row.code, row.message])
@@ -56,7 +55,11 @@ class Report:
         """One line of a server's JSON Lines answer."""
         if "ownerToken" in entry:
             device = ImportedDevice(
-                entry["deviceId"], entry["ownerToken"], entry["qr"], entry.get("appKey")
+                entry["deviceId"],
+                entry["ownerToken"],
+                entry["qr"],
+                entry.get("appKey"),
+                entry.get("serial"),
             )
             self.device(entry["row"], device)
         else:

@@ -85,6 +85,7 @@ class ImportedDevice:
     owner_token: str
     qr: str
     app_key: str | None = None  # Generated at import ("appKey": "generate"), shown this once.
+    serial: str | None = None  # Printed under the code.
 
 
 @dataclass(frozen=True, slots=True)

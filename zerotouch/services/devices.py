@@ -147,7 +147,7 @@ def reprint_label(rt: Runtime, *, principal: Principal, device_id: str) -> Impor
             f"No unclaimed device {device_id!r} imported by this account.", code="device_not_found"
         )
     token = rt.keyring.open_text(row.owner_token_sealed, "devices.owner_token")
-    return ImportedDevice(row.device_id, token, label_for(row, token))
+    return ImportedDevice(row.device_id, token, label_for(row, token), serial=row.serial)
 
 
 def apply_rules(

@@ -68,6 +68,15 @@ def label_for(record: FactoryRecord | Any, owner_token: str) -> str:
     return tr005.encode_label(tr005.ZerotouchLabel(owner_token, record.device_id))
 
 
+LABEL_COLUMNS = ("deviceId", "ownerToken", "qr", "appKey", "serial")
+
+
+def label_row(device: ImportedDevice) -> list[str]:
+    """A device's line of the labels CSV (LABEL_COLUMNS) an import answers with."""
+    extra = [device.app_key or "", device.serial or ""]
+    return [device.device_id, device.owner_token, device.qr, *extra]
+
+
 def record_digest(record: FactoryRecord, token: str | None) -> str:
     """What identifies a record's content (the same record gives the same digest)."""
     text = repr((_RECORD_VALUES(record), token))
@@ -141,7 +150,8 @@ def _import_batch(
         assert r.state is not None
         if r.state.owner_token_sealed is not None:  # Unclaimed: its label, as printed.
             token = rt.keyring.open_text(r.state.owner_token_sealed, "devices.owner_token")
-            r.label = ImportedDevice(r.record.device_id, token, label_for(r.record, token))
+            qr = label_for(r.record, token)
+            r.label = ImportedDevice(r.record.device_id, token, qr, serial=r.record.serial)
     outcome = sorted([*rejected, *refused], key=lambda r: r.row)
     for rej in outcome:
         sink.rejected_row(rej)
@@ -306,7 +316,7 @@ def _prepare(rt: Runtime, principal: Principal, fresh: list[_Row], changed: list
             "created_at": now,
         }
         generated = app_key if rec.generate_app_key else None
-        r.label = ImportedDevice(rec.device_id, token, label_for(rec, token), generated)
+        r.label = ImportedDevice(rec.device_id, token, label_for(rec, token), generated, rec.serial)
 
 
 def _write(rt: Runtime, principal: Principal, fresh: list[_Row], changed: list[_Row]) -> None:

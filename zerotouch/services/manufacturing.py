@@ -25,7 +25,14 @@ from zerotouch.store import devices as store
 from zerotouch.store import paging
 
 MAX_IMPORT_RECORDS = 10_000
-__all__ = ["identifiers_of", "import_devices", "import_listed", "label_for", "list_imported"]
+__all__ = [
+    "identifiers_of",
+    "import_devices",
+    "import_listed",
+    "label_for",
+    "list_imported",
+    "list_labels",
+]
 
 
 _IDENTIFIER_COLUMNS = dict(
@@ -71,6 +78,31 @@ def list_imported(
         for row in rows
     ]
     return Page(items, total, next_token)
+
+
+def list_labels(
+    rt: Runtime,
+    *,
+    principal: Principal,
+    tag: str | None = None,
+    page_limit: int = DEFAULT_PAGE_LIMIT,
+    page_token: str | None = None,
+) -> Page[ImportedDevice]:
+    """The labels of the caller's account's unclaimed devices, in import order."""
+    principal.require(Permission.IMPORT_DEVICES)
+    limit = paging.check_limit(page_limit)
+    after = paging.decode_token(page_token)
+    with rt.db.read() as conn:
+        rows, total, next_token = store.imported_page(
+            conn, account_id=principal.account_id, tag=tag, claimed=False, after=after, limit=limit
+        )
+    labels = []
+    for row in rows:
+        token = rt.keyring.open_text(row.owner_token_sealed, "devices.owner_token")
+        labels.append(
+            ImportedDevice(row.device_id, token, label_for(row, token), serial=row.serial)
+        )
+    return Page(labels, total, next_token)
 
 
 class _Collected:

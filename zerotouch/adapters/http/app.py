@@ -125,6 +125,12 @@ def _body_limit(app: FastAPI, scope: Scope) -> int:
         if path == imports.IMPORT_PATH and _content_type(scope) in imports.STREAMED:
             return sys.maxsize  # Read as it streams, a batch at a time: no cap needed.
         return settings.max_import_bytes
+    if (
+        path == claims.CLAIM_PATH
+        and scope["method"] == "POST"
+        and _content_type(scope) == "multipart/form-data"
+    ):
+        return max(claims.PHOTO_MAX_BYTES + 64 * 1024, settings.max_body_bytes)  # A photo.
     if path.startswith(ocpi.PREFIX):
         return min(ocpi.MAX_BODY_BYTES, settings.max_body_bytes)
     return settings.max_body_bytes

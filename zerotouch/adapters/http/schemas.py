@@ -248,10 +248,21 @@ class FactoryDevicePublic(Public):
         )
 
 
-class ImportedDevicePublic(Public):
+class LabelPublic(Public):
+    """What is printed on a device's box."""
+
     device_id: str
     owner_token: str
     qr: str
+    serial: str | None = None
+
+    @classmethod
+    def of(cls, v: views.ImportedDevice) -> LabelPublic:
+        return cls(device_id=v.device_id, owner_token=v.owner_token, qr=v.qr, serial=v.serial)
+
+
+class ImportedDevicePublic(LabelPublic):
+    app_key: str | None = Field(default=None, description="Generated at import; shown once.")
 
 
 class RejectedRowPublic(Public):

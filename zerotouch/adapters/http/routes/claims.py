@@ -18,13 +18,17 @@ import pydantic
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import Field
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 
 from zerotouch.adapters.http import schemas
 from zerotouch.adapters.http.deps import CallerDep, ClaimsDep, read_body, reply
 from zerotouch.adapters.http.guards import CheckedRoute, read_json
-from zerotouch.domain.errors import InvalidArgument
+from zerotouch.domain.errors import FieldError, InvalidArgument
 from zerotouch.domain.values import Permission
 from zerotouch.domain.views import DeviceView
+from zerotouch.protocols import qr_labels
 from zerotouch.services import bulk_claims, claims
 from zerotouch.services.batching import GroupCommit
 from zerotouch.services.claims import ClaimRequest
@@ -36,6 +40,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/claimed-devices", tags=["devices"], route_class=CheckedRoute)
 
 BULK_ROWS_MAX = 1_000  # Nordic's claim_devices sends at most this many rows a request.
+CLAIM_PATH = "/v1/claimed-devices"
 BULK_PATH = "/v1/claimed-devices/bulk"  # Any number of rows, claimed in the background.
 
 
@@ -93,9 +98,24 @@ _CLAIM_BODY = {
         "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/ClaimCreate"}},
             "text/csv": _CSV,
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "image": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "A photo or scan of the label: PNG or JPEG.",
+                        },
+                        "tags": {"type": "string", "description": "Comma-separated tags."},
+                    },
+                    "required": ["image"],
+                }
+            },
         },
     }
 }
+PHOTO_MAX_BYTES = 10 * 1024 * 1024
 _CLAIM_ANSWERS: dict[int | str, dict[str, Any]] = {
     200: {"description": "A bulk claim's outcome", "model": BulkClaimPublic},
     202: {"description": "A dry run: the claim would succeed", "model": ClaimCheck},
@@ -114,9 +134,16 @@ async def claim_device(
     request: Request, caller: CallerDep, batch: ClaimsDep, dryrun: bool = False
 ) -> Response:
     """Claim one device (201), check a claim (``dryrun``: 202), or claim the rows of a CSV body
-    (200, each row claimed or refused on its own)."""
-    raw = await read_body(request)
+    (200, each row claimed or refused on its own), or claim the label in a photo or scan
+    (``multipart/form-data``, field ``image``)."""
     declared = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if declared == "multipart/form-data":
+        wanted = await _photo_claim(request, caller.principal)
+        if dryrun:
+            device_id = await asyncio.to_thread(claims.check_claim, caller.runtime, wanted)
+            return reply(ClaimCheck(device_id=device_id), 202)
+        return reply(schemas.DevicePublic.of(await batch(wanted)), 201)
+    raw = await read_body(request)
     body = _json_object(raw, declared)
     if body is None:
         if dryrun:
@@ -129,6 +156,38 @@ async def claim_device(
         return reply(ClaimCheck(device_id=device_id), 202)
     view = await batch(wanted)
     return reply(schemas.DevicePublic.of(view), 201)
+
+
+async def _photo_claim(request: Request, principal: Principal) -> ClaimRequest:
+    """The claim of the one QR code in an uploaded picture (field ``image``)."""
+    principal.require(Permission.WRITE_DEVICES)  # Before a byte of the picture is parsed.
+    try:
+        form = await request.form(max_files=1, max_fields=2, max_part_size=PHOTO_MAX_BYTES)
+    except (MultiPartException, HTTPException) as exc:
+        detail = getattr(exc, "message", None) or getattr(exc, "detail", "")
+        raise InvalidArgument.for_field("body", f"is not a form we can read: {detail}") from None
+    try:
+        image = form.get("image")
+        if not isinstance(image, UploadFile):
+            raise InvalidArgument.for_field("image", "is required: a PNG or JPEG file")
+        picture = await image.read()
+        tags_field = form.get("tags")
+        tags = [t.strip() for t in str(tags_field or "").split(",") if t.strip()]
+    finally:
+        await form.close()
+    try:
+        found = await asyncio.to_thread(qr_labels.read, picture)
+    except qr_labels.ImageError as exc:
+        raise InvalidArgument.for_field("image", str(exc)) from None
+    if not found:
+        raise InvalidArgument.for_field("image", "holds no QR code we can read")
+    if len(found) > 1:
+        raise InvalidArgument(
+            f"image: holds {len(found)} QR codes; photograph one label at a time",
+            code="several_qr_codes",
+            errors=[FieldError("image", f"holds {len(found)} QR codes")],
+        )
+    return ClaimRequest(principal, None, None, tags, found[0], source=_source(request))
 
 
 def _json_object(raw: bytes, declared: str) -> dict[str, Any] | None:

@@ -3,8 +3,9 @@
 A CSV or JSON Lines body is read as it arrives and imported a batch at a time (the same code
 path as ``zerotouch import --account``), so its size is unbounded and memory stays flat. The
 outcome of each row is spooled (to disk past a few megabytes) and answered once the body has
-ended: as JSON Lines (``Accept: application/x-ndjson``), as the ``deviceId,ownerToken,qr,appKey``
-CSV a label printer takes (``Accept: text/csv``), or as one JSON object.
+ended: as JSON Lines (``Accept: application/x-ndjson``), as the labels CSV
+(``deviceId,ownerToken,qr,appKey,serial``) a label printer takes (``Accept: text/csv``), or as
+one JSON object.
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ def device_entry(row: int, device: ImportedDevice) -> dict[str, Any]:
     }
     if device.app_key is not None:
         entry["appKey"] = device.app_key
+    if device.serial is not None:
+        entry["serial"] = device.serial
     return entry
 
 
@@ -238,13 +241,11 @@ def _ndjson(spool: _Spool, summary: dict[str, int]) -> Iterator[bytes]:
 def _csv(spool: _Spool) -> Iterator[bytes]:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["deviceId", "ownerToken", "qr", "appKey"])
+    writer.writerow(factory_import.LABEL_COLUMNS)
     for line in spool.entries():
         entry = orjson.loads(line)
         if "ownerToken" in entry:
-            writer.writerow(
-                [entry["deviceId"], entry["ownerToken"], entry["qr"], entry.get("appKey", "")]
-            )
+            writer.writerow([entry.get(name, "") for name in factory_import.LABEL_COLUMNS])
         if out.tell() > 65536:
             yield out.getvalue().encode()
             out.seek(0)
