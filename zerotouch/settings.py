@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1)
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # Manufacturing calls only over mutual TLS, with a client certificate from this CA.
+    manufacturing_client_ca: Path | None = None
     # OCPI: where partners reach us, and who we are (API.md, OCPI).
     public_url: str | None = None
     ocpi_country_code: str = Field(default="NL", pattern=r"^[A-Z]{2}$")

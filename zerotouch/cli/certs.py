@@ -45,3 +45,47 @@ def _write(path: Path, text: str, mode: int) -> None:
     with os.fdopen(fd, "w") as out:
         out.write(text)
     os.chmod(path, mode)
+
+
+FACTORY_CA = "factory-ca.pem"
+FACTORY_CA_KEY = "factory-ca.key.sealed"  # Sealed under the master key, as every secret.
+
+
+@certs_app.command("factory")
+def certs_factory(
+    out: Annotated[
+        Path, typer.Option(help="Directory for factory.pem, factory.key and factory-ca.pem.")
+    ],
+    name: Annotated[str, typer.Option(help="The certificate's common name.")] = "factory",
+    days: Annotated[int, typer.Option(min=1, max=3650, help="Validity of the certificate.")] = 365,
+) -> None:
+    """A client certificate for a factory line, from this instance's factory CA (made once, in
+    the data directory); serve with --manufacturing-client-ca DIR/factory-ca.pem."""
+    from zerotouch.bootstrap import build_runtime
+    from zerotouch.cli.common import load_settings
+    from zerotouch.crypto import ca
+    from zerotouch.services import keys
+
+    settings = load_settings()
+    runtime = build_runtime(settings, role="certs factory")
+    try:
+        keyring = runtime.keyring
+    finally:
+        runtime.db.dispose()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ca_pem, ca_key = settings.data_dir / FACTORY_CA, settings.data_dir / FACTORY_CA_KEY
+    if ca_pem.exists() and ca_key.exists():
+        authority = ca.import_ca(ca_pem.read_text(), keys.open_file(ca_key, keyring))
+    else:
+        authority = ca.generate_ca("zerotouch factory CA")
+        keys.seal_file(ca_key, keyring, "factory_ca.key", authority.private_key_pem)
+        _write(ca_pem, authority.certificate_pem, 0o644)
+    material = ca.issue_client_certificate(authority, name, validity=dt.timedelta(days=days))
+    out.mkdir(parents=True, exist_ok=True)
+    _write(out / "factory.pem", material.certificate_pem, 0o644)
+    _write(out / "factory.key", material.private_key_pem, 0o600)
+    _write(out / FACTORY_CA, authority.certificate_pem, 0o644)
+    err.print(
+        f"Client certificate '{name}' written to {out}; "
+        f"serve with --manufacturing-client-ca {out / FACTORY_CA}."
+    )

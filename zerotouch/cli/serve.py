@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from zerotouch import __version__, logs
+from zerotouch.adapters.http import tls
 from zerotouch.bootstrap import build_runtime
 from zerotouch.cli.common import LogLevel, app, err, load_settings, log
 from zerotouch.services.runtime import Runtime
@@ -30,6 +32,13 @@ def serve(
         Path | None, typer.Option(help="Serve HTTPS with this certificate (PEM, chain).")
     ] = None,
     tls_key: Annotated[Path | None, typer.Option(help="The certificate's private key.")] = None,
+    manufacturing_client_ca: Annotated[
+        Path | None,
+        typer.Option(
+            help="Manufacturing calls need a client certificate from this CA "
+            "(factory-ca.pem of `zerotouch certs factory`); needs --tls-cert."
+        ),
+    ] = None,
     ovms_port: Annotated[
         int | None, typer.Option(help="OVMS auto-provisioning TCP port (0: off; default 6867).")
     ] = None,
@@ -56,6 +65,7 @@ def serve(
         "port": port,
         "tls_cert": tls_cert,
         "tls_key": tls_key,
+        "manufacturing_client_ca": manufacturing_client_ca,
         "ovms_port": ovms_port,
         "ovms_tls_port": ovms_tls_port,
         "ovms_rate_limit": ovms_rate_limit,
@@ -67,9 +77,15 @@ def serve(
     # Workers build their settings from the environment: what the flags say goes there too.
     os.environ.update({f"ZEROTOUCH_{k.upper()}": str(v) for k, v in updates.items()})
     settings = load_settings()
-    for name, path in (("--tls-cert", settings.tls_cert), ("--tls-key", settings.tls_key)):
+    for name, path in (
+        ("--tls-cert", settings.tls_cert),
+        ("--tls-key", settings.tls_key),
+        ("--manufacturing-client-ca", settings.manufacturing_client_ca),
+    ):
         if path is not None and not path.is_file():
             raise ConfigurationError(f"{name}: {path} does not exist or is not a file")
+    if settings.manufacturing_client_ca is not None and settings.tls_cert is None:
+        raise ConfigurationError("--manufacturing-client-ca: needs --tls-cert and --tls-key")
     logs.configure(settings.log_level, settings.log_format)
     options: dict[str, Any] = {
         "loop": "uvloop",
@@ -79,8 +95,15 @@ def serve(
         "access_log": False,  # Requests are counted in /metrics.
         "server_header": False,
     }
-    if tls_cert is not None and tls_key is not None:
-        options.update(ssl_certfile=str(tls_cert), ssl_keyfile=str(tls_key))
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        options.update(ssl_certfile=str(settings.tls_cert), ssl_keyfile=str(settings.tls_key))
+    if settings.manufacturing_client_ca is not None:
+        # Verified when presented; the app refuses manufacturing calls without one.
+        options.update(
+            ssl_ca_certs=str(settings.manufacturing_client_ca),
+            ssl_cert_reqs=ssl.CERT_OPTIONAL,
+            http=tls.PROTOCOL,
+        )
     from zerotouch.serving.processes import PortInUse, claim_ports, serve_workers
 
     ports = [settings.port, settings.ovms_port]

@@ -222,32 +222,56 @@ def issue_server_certificate(
     now: dt.datetime | None = None,
 ) -> ServerMaterial:
     """A TLS server certificate (EC P-256) for ``hosts`` (DNS names or IP addresses)."""
-    now = now or dt.datetime.now(dt.UTC)
-    ca_cert = x509.load_pem_x509_certificate(ca.certificate_pem.encode())
-    ca_key = serialization.load_pem_private_key(ca.private_key_pem.encode(), password=None)
-    assert isinstance(ca_key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey))
-    key = ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = []
     for host in hosts:
         try:
             names.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
             names.append(x509.DNSName(host))
-    cert = (
+    san = x509.SubjectAlternativeName(names)
+    return _issue(ca, hosts[0], ExtendedKeyUsageOID.SERVER_AUTH, san, validity, now)
+
+
+def issue_client_certificate(
+    ca: CaMaterial,
+    common_name: str,
+    *,
+    validity: dt.timedelta = dt.timedelta(days=365),
+    now: dt.datetime | None = None,
+) -> ServerMaterial:
+    """A TLS client certificate (EC P-256) named ``common_name``, for mutual TLS."""
+    return _issue(ca, common_name, ExtendedKeyUsageOID.CLIENT_AUTH, None, validity, now)
+
+
+def _issue(
+    ca: CaMaterial,
+    common_name: str,
+    usage: x509.ObjectIdentifier,
+    san: x509.SubjectAlternativeName | None,
+    validity: dt.timedelta,
+    now: dt.datetime | None,
+) -> ServerMaterial:
+    now = now or dt.datetime.now(dt.UTC)
+    ca_cert = x509.load_pem_x509_certificate(ca.certificate_pem.encode())
+    ca_key = serialization.load_pem_private_key(ca.private_key_pem.encode(), password=None)
+    assert isinstance(ca_key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey))
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(_random_serial())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + validity)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
             critical=False,
         )
-        .sign(ca_key, hashes.SHA256())
     )
+    if san is not None:
+        builder = builder.add_extension(san, critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
     return ServerMaterial(cert.public_bytes(serialization.Encoding.PEM).decode(), _key_pem(key))

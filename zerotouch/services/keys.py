@@ -10,6 +10,7 @@ go on sealing new secrets under the key being retired.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,9 +142,35 @@ def _rotate(rt: Runtime) -> Rotation:
             write_keyring_file(rt.keyring_path, original)
         raise
     if rt.keyring_path is not None:
+        # Secrets kept in files beside the keyring move too, before the old keys go.
+        for path in rt.keyring_path.parent.glob(f"*{SEALED_FILE_SUFFIX}"):
+            _reseal_file(path, grown)
         write_keyring_file(rt.keyring_path, final)
     rt.keyring = final
     return Rotation(version=final.current_version, resealed=resealed, keyring=final)
+
+
+SEALED_FILE_SUFFIX = ".sealed"  # A file of one sealed value: "<purpose>\n<sealed>\n".
+
+
+def seal_file(path: Path, keyring: Keyring, purpose: str, secret: str) -> None:
+    """Write a secret sealed under the master key to a file of its own (mode 0600); key
+    rotations reseal it with the database's secrets."""
+    temporary = path.with_name(path.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(f"{purpose}\n{keyring.seal(secret, purpose)}\n")
+    os.replace(temporary, path)
+
+
+def open_file(path: Path, keyring: Keyring) -> str:
+    purpose, _, sealed = path.read_text().partition("\n")
+    return keyring.open_text(sealed.strip(), purpose)
+
+
+def _reseal_file(path: Path, keyring: Keyring) -> None:
+    purpose = path.read_text().partition("\n")[0]
+    seal_file(path, keyring, purpose, open_file(path, keyring))
 
 
 def describe(path: Path | None) -> str:

@@ -83,6 +83,8 @@ def create_app(core: Core, settings: Settings | None = None) -> FastAPI:
     app.add_middleware(guards.CleanParameters)
     app.add_middleware(guards.BodyLimit, limit=lambda scope: _body_limit(app, scope))
     app.add_middleware(guards.OperatorAuth, keys=core.api_keys)
+    if app.state.body_limits.manufacturing_client_ca is not None:
+        app.add_middleware(guards.FactoryClientCert, prefix=MANUFACTURING_PREFIX)
     # nRF91 devices call paths under /v1 with their own tokens, and take only the statuses
     # their firmware handles: served before the operator's key and the body guards.
     app.add_middleware(
@@ -100,6 +102,9 @@ _LARGE_BODIES = {
     imports.IMPORT_PATH: Permission.IMPORT_DEVICES,
     claims.BULK_PATH: Permission.WRITE_DEVICES,
 }
+
+
+MANUFACTURING_PREFIX = "/v1/manufacturing/"
 
 
 def _content_type(scope: Scope) -> str:

@@ -18,7 +18,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from zerotouch.adapters.http import problems
+from zerotouch.adapters.http import problems, tls
 from zerotouch.domain.errors import InvalidArgument, Unauthenticated, ZerotouchError
 from zerotouch.domain.values import UNSTORABLE, is_storable, unstorable_path
 from zerotouch.services.batching import GroupCommit
@@ -51,6 +51,32 @@ class OperatorAuth:
             await response(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+
+class FactoryClientCert:
+    """With a factory CA configured, manufacturing calls come over mutual TLS: a request under
+    ``prefix`` whose connection presented no certificate the CA verified is refused (403)
+    before its key or body is looked at. Other calls are unaffected."""
+
+    def __init__(self, app: ASGIApp, prefix: str) -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"].startswith(self.prefix)
+            and tls.client_certificate(scope) is None
+        ):
+            response = problems.problem(
+                403,
+                "client_certificate_required",
+                "Manufacturing calls need a client certificate from the factory CA "
+                "(zerotouch certs factory).",
+            )
+            await response(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
 
