@@ -23,7 +23,9 @@ def _context(ca: Path, cert: Path | None = None, key: Path | None = None) -> ssl
 
 
 @pytest.mark.timeout(120)
-def test_manufacturing_calls_need_a_factory_certificate(env: dict[str, str], tmp_path: Path) -> None:
+def test_manufacturing_calls_need_a_factory_certificate(
+    env: dict[str, str], tmp_path: Path
+) -> None:
     server_dir, factory_dir, rogue_dir = tmp_path / "server", tmp_path / "line", tmp_path / "rogue"
     assert zerotouch(env, "certs", "server", "--out", str(server_dir)).returncode == 0
     made = zerotouch(env, "certs", "factory", "--out", str(factory_dir), "--name", "line-1")
