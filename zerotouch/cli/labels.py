@@ -125,7 +125,7 @@ def make_labels(
     workers = jobs or os.cpu_count() or 1
     size = PER_FILE if fmt == "pdf" else CHUNK
     if from_file is not None:
-        made = _render(_from_file(from_file), out, fmt, size, workers)
+        made = render(_from_file(from_file), out, fmt, size, workers)
     else:
         assert tag is not None
         with remote.target(
@@ -136,11 +136,11 @@ def make_labels(
             client_cert=client_cert,
             client_key=client_key,
         ) as where:
-            made = _render(_from_tag(where, tag), out, fmt, size, workers)
+            made = render(_from_tag(where, tag), out, fmt, size, workers)
     print(f"{made} labels in {out}")
 
 
-def _render(
+def render(
     labels: Iterator[tuple[str, str, str | None]], out: Path, fmt: str, size: int, workers: int
 ) -> int:
     made = 0
