@@ -35,6 +35,7 @@ bench: install
 	$(PY) bench/claims.py
 	$(PY) bench/provision.py
 	$(PY) bench/ovms.py
+	$(PY) bench/factory.py
 
 clean:
 	rm -rf $(VENV) zerotouch-data *.egg-info

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("## A first session", "## OVMS auto-provisioning")
+SECTIONS = ("## A first session", "## The factory", "## OVMS auto-provisioning")
 
 
 def _free_port() -> int:

@@ -35,7 +35,7 @@ def claim(
         raise remote.fail("give one of --token, --qr and --qr-image")
     tag_list = [t.strip() for t in (tags or "").split(",") if t.strip()]
     picture = _read(qr_image) if qr_image is not None else None
-    with remote.target(server, api_key, account, ca_file=ca_file, role="owner") as where:
+    with remote.target(server, api_key, account, remote.Tls(ca_file), role="owner") as where:
         if isinstance(where, remote.Server):
             device_id = _on_server(where, token, qr, picture, qr_image, tag_list)
         else:

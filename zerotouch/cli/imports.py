@@ -150,14 +150,8 @@ def import_file(
         task = progress.add_task("import", total=total, rows=0, rate=0.0)
         report = Report(labels_out, errors_out)
         chunks = _Counted(source, progress, task)
-        with remote.target(
-            server,
-            api_key,
-            account,
-            ca_file=ca_file,
-            client_cert=client_cert,
-            client_key=client_key,
-        ) as where:
+        tls = remote.Tls(ca_file, client_cert, client_key)
+        with remote.target(server, api_key, account, tls) as where:
             if isinstance(where, remote.Server):
                 tally = _to_server(where, chunks, kind, names, update, report)
             else:
@@ -217,11 +211,12 @@ def _to_database(
     update: bool,
     report: Report,
 ) -> ImportTally:
-    rows = factory_rows.rows_of(factory_rows.lines_of(chunks), kind, columns=names)
+    lines = factory_rows.lines_of(chunks)
     sink = _Progressed(report, chunks)
     try:
+        batches = factory_rows.chunks(lines, kind, columns=names, size=factory_import.BATCH_ROWS)
         return factory_import.import_rows(
-            where.runtime, principal=where.principal, rows=rows, sink=sink, update=update
+            where.runtime, principal=where.principal, batches=batches, sink=sink, update=update
         )
     except ZerotouchError as exc:
         raise remote.fail(exc.message) from None

@@ -128,14 +128,8 @@ def make_labels(
         made = render(_from_file(from_file), out, fmt, size, workers)
     else:
         assert tag is not None
-        with remote.target(
-            server,
-            api_key,
-            account,
-            ca_file=ca_file,
-            client_cert=client_cert,
-            client_key=client_key,
-        ) as where:
+        tls = remote.Tls(ca_file, client_cert, client_key)
+        with remote.target(server, api_key, account, tls) as where:
             made = render(_from_tag(where, tag), out, fmt, size, workers)
     print(f"{made} labels in {out}")
 

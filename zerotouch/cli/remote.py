@@ -84,15 +84,22 @@ def problem_of(res: httpx.Response) -> str:
     return f"{res.status_code} {detail or body}"
 
 
+@dataclass(frozen=True, slots=True)
+class Tls:
+    """How a command verifies a server and presents itself to it (--ca-file, --client-*)."""
+
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+
+
 @contextlib.contextmanager
 def target(
     server: str | None,
     api_key: str | None,
     account: str | None,
+    tls: Tls | None = None,
     *,
-    ca_file: str | None = None,
-    client_cert: str | None = None,
-    client_key: str | None = None,
     role: str = "manufacturer",
 ) -> Iterator[Server | Local]:
     """The server or the database the command acts on; exactly one must be given."""
@@ -102,7 +109,8 @@ def target(
         key = api_key or os.environ.get("ZEROTOUCH_API_KEY")
         if not key:
             raise fail("--server needs an API key: --api-key or ZEROTOUCH_API_KEY")
-        yield Server(server, key, ca_file, client_cert, client_key)
+        tls = tls or Tls()
+        yield Server(server, key, tls.ca_file, tls.client_cert, tls.client_key)
         return
     assert account is not None
     runtime = build_runtime(load_settings(), role="factory command")

@@ -14,7 +14,9 @@ go on; a header that cannot be used refuses the whole file.
 from __future__ import annotations
 
 import csv
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -109,51 +111,98 @@ def lines_of(chunks: Iterable[bytes]) -> Iterator[str]:
         )
 
 
-def rows_of(
-    lines: Iterable[str], fmt: str, *, columns: Sequence[str] | None = None
-) -> Iterator[Row]:
-    if fmt == "jsonl":
-        return jsonl_rows(lines)
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Whole records of a file, as text, for :func:`rows_of` to read (anywhere: a chunk is
+    plain data, sent to the worker processes of an import as it is)."""
+
+    fmt: str
+    first_row: int  # The number of its first record (from 1).
+    text: str
+    fields: tuple[str | None, ...] = ()  # A CSV's columns, as our fields (None: ignored).
+    delimiter: str = ","
+
+
+def chunks(
+    lines: Iterable[str], fmt: str, *, columns: Sequence[str] | None = None, size: int = 10_000
+) -> Iterator[Chunk]:
+    """The file as chunks of ``size`` records; a CSV's header (or ``columns``) is read first,
+    and InvalidArgument raised if it cannot be used. A record ends at a line end outside
+    quotes, so the quoted cells of a PEM key stay whole."""
+    if fmt not in FORMATS:
+        raise InvalidArgument.for_field("format", f"must be one of {', '.join(FORMATS)}")
+    stream = iter(lines)
+    fields: tuple[str | None, ...] = ()
+    delimiter = ","
     if fmt == "csv":
-        return csv_rows(lines, columns=columns)
-    raise InvalidArgument.for_field("format", f"must be one of {', '.join(FORMATS)}")
+        first = next(stream, None)
+        if first is None:
+            if columns is None:
+                raise InvalidArgument.for_field("header", "the file is empty")
+            return
+        delimiter = ";" if first.count(";") > first.count(",") else ","
+        if columns is None:
+            try:
+                names = next(csv.reader([first], delimiter=delimiter, strict=True), [])
+            except csv.Error as exc:
+                raise InvalidArgument.for_field("header", f"cannot be read: {exc}") from None
+        else:
+            names, stream = list(columns), itertools.chain([first], stream)
+        fields = tuple(header(names))
+    number, count, held, open_quotes, pending, record_lines = 1, 0, 0, False, [], 0
+    for line in stream:
+        pending.append(line)
+        held = held + len(line) if record_lines else len(line)  # This record's characters.
+        record_lines += 1
+        if fmt == "csv" and line.count('"') % 2:
+            open_quotes = not open_quotes
+        if open_quotes and held <= LINE_MAX:
+            continue  # Inside a quoted cell: the record goes on (up to a bound).
+        # A record ends here; a blank line is none (as rows_of counts them).
+        blank = record_lines == 1 and not (line.strip() if fmt == "jsonl" else line.strip("\r\n"))
+        open_quotes, record_lines = False, 0
+        count += not blank
+        if count >= size:
+            yield Chunk(fmt, number, "".join(pending), fields, delimiter)
+            number, count, pending = number + count, 0, []
+    if pending:
+        yield Chunk(fmt, number, "".join(pending), fields, delimiter)
 
 
-def jsonl_rows(lines: Iterable[str]) -> Iterator[Row]:
-    for number, line in enumerate(lines, start=1):
+def rows_of(chunk: Chunk) -> list[Row]:
+    """The numbered records of a chunk: each a dict of our field names, or the InvalidArgument
+    of a record that cannot be read."""
+    lines = chunk.text.splitlines(keepends=True)
+    if chunk.fmt == "jsonl":
+        return list(jsonl_rows(lines, chunk.first_row))
+    return list(csv_rows(lines, chunk.fields, chunk.delimiter, chunk.first_row))
+
+
+def jsonl_rows(lines: Iterable[str], first_row: int = 1) -> Iterator[Row]:
+    number = first_row - 1
+    for line in lines:
         if not line.strip():
             continue
+        number += 1
+        path = f"devices[{number - 1}]"
         try:
             record = orjson.loads(line.encode("utf-8", "surrogatepass"))
         except orjson.JSONDecodeError as exc:
-            yield number, InvalidArgument.for_field(f"devices[{number - 1}]", f"is not JSON: {exc}")
+            yield number, InvalidArgument.for_field(path, f"is not JSON: {exc}")
             continue
         if not isinstance(record, dict):
-            yield number, InvalidArgument.for_field(f"devices[{number - 1}]", "must be an object")
+            yield number, InvalidArgument.for_field(path, "must be an object")
             continue
         yield number, record
 
 
-def csv_rows(lines: Iterable[str], *, columns: Sequence[str] | None = None) -> Iterator[Row]:
+def csv_rows(
+    lines: Iterable[str], fields: Sequence[str | None], delimiter: str = ",", first_row: int = 1
+) -> Iterator[Row]:
     csv.field_size_limit(CELL_MAX)
-    stream = iter(lines)
-    first = next(stream, None)
-    if first is None:
-        if columns is None:
-            raise InvalidArgument.for_field("header", "the file is empty")
-        return
-    delimiter = ";" if first.count(";") > first.count(",") else ","
     tag_separator = "," if delimiter == ";" else ";"
-    reader = csv.reader(_chain(first, stream), delimiter=delimiter, strict=True)
-    if columns is None:
-        try:
-            names = next(reader)
-        except csv.Error as exc:
-            raise InvalidArgument.for_field("header", f"cannot be read: {exc}") from None
-    else:
-        names = list(columns)
-    fields = header(names)
-    number = 0
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
+    number = first_row - 1
     while True:
         number += 1
         path = f"devices[{number - 1}]"
@@ -177,8 +226,3 @@ def csv_rows(lines: Iterable[str], *, columns: Sequence[str] | None = None) -> I
                 continue
             record[name] = [t for t in value.split(tag_separator) if t] if name == "tags" else value
         yield number, record
-
-
-def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
-    yield first
-    yield from rest

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
-import zxingcpp
 import fpdf.image_parsing
+import zxingcpp
 from fpdf import FPDF
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 

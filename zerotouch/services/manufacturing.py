@@ -55,18 +55,7 @@ def list_imported(
     page_token: str | None = None,
 ) -> Page[FactoryDevice]:
     """The devices the caller's account imported, in import order, claimed or not."""
-    principal.require(Permission.IMPORT_DEVICES)
-    limit = paging.check_limit(page_limit)
-    after = paging.decode_token(page_token)
-    with rt.db.read() as conn:
-        rows, total, next_token = store.imported_page(
-            conn,
-            account_id=principal.account_id,
-            tag=tag,
-            claimed=claimed,
-            after=after,
-            limit=limit,
-        )
+    rows, total, next_token = _imported(rt, principal, tag, claimed, page_limit, page_token)
     items = [
         FactoryDevice(
             row.device_id,
@@ -89,20 +78,35 @@ def list_labels(
     page_token: str | None = None,
 ) -> Page[ImportedDevice]:
     """The labels of the caller's account's unclaimed devices, in import order."""
+    rows, total, next_token = _imported(rt, principal, tag, False, page_limit, page_token)
+    labels = []
+    for row in rows:
+        token = rt.keyring.open_text(row.owner_token_sealed, "devices.owner_token")
+        qr = label_for(row, token)
+        labels.append(ImportedDevice(row.device_id, token, qr, serial=row.serial))
+    return Page(labels, total, next_token)
+
+
+def _imported(
+    rt: Runtime,
+    principal: Principal,
+    tag: str | None,
+    claimed: bool | None,
+    page_limit: int,
+    page_token: str | None,
+) -> tuple[list[Any], int, str | None]:
     principal.require(Permission.IMPORT_DEVICES)
     limit = paging.check_limit(page_limit)
     after = paging.decode_token(page_token)
     with rt.db.read() as conn:
-        rows, total, next_token = store.imported_page(
-            conn, account_id=principal.account_id, tag=tag, claimed=False, after=after, limit=limit
+        return store.imported_page(
+            conn,
+            account_id=principal.account_id,
+            tag=tag,
+            claimed=claimed,
+            after=after,
+            limit=limit,
         )
-    labels = []
-    for row in rows:
-        token = rt.keyring.open_text(row.owner_token_sealed, "devices.owner_token")
-        labels.append(
-            ImportedDevice(row.device_id, token, label_for(row, token), serial=row.serial)
-        )
-    return Page(labels, total, next_token)
 
 
 class _Collected:
@@ -135,13 +139,7 @@ def import_listed(
             "devices", f"must hold at most {MAX_IMPORT_RECORDS} records in one batch"
         )
     return factory_import.import_rows(
-        rt,
-        principal=principal,
-        rows=listed,
-        sink=sink,
-        update=update,
-        atomic=atomic,
-        batch_rows=max(len(listed), 1),
+        rt, principal=principal, batches=[listed], sink=sink, update=update, atomic=atomic
     )
 
 

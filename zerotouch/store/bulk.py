@@ -12,11 +12,12 @@ driver gets plain tuples or dicts.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
-from zerotouch.store.fast import FastStatement, translated
+from zerotouch.store.fast import FastStatement, Plan, translated
 
 _STATEMENTS: dict[tuple[str, tuple[str, ...]], FastStatement] = {}
 _MISSING = object()
@@ -36,17 +37,46 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, A
     """Insert rows that all carry the same keys, in the caller's transaction."""
     if not rows:
         return
-    plan = _statement(table, tuple(rows[0])).plan(conn.dialect)
-    sql, columns = plan.sql, plan.names
-    converted = [
-        (i, key, p) for i, (key, p) in enumerate(zip(columns, plan.bind, strict=True)) if p
-    ]
+    columns = tuple(rows[0])
+    insert_tuples(conn, table, columns, [[row[key] for key in columns] for row in rows])
+
+
+def insert_tuples(
+    conn: sa.Connection,
+    table: sa.Table,
+    columns: tuple[str, ...],
+    rows: Sequence[Sequence[Any]],
+) -> None:
+    """Insert rows given as values in the order of ``columns``, in the caller's transaction."""
+    if rows:
+        insert_converted(conn, converted(conn.dialect, table, columns, rows))
+
+
+@dataclass(frozen=True, slots=True)
+class Converted:
+    """Rows ready for the driver: the statement's plan and each row's parameters."""
+
+    table: str
+    plan: Plan
+    params: list[list[Any]]
+
+
+def converted(
+    dialect: sa.Dialect, table: sa.Table, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
+) -> Converted:
+    """Rows given in the order of ``columns`` turned into the driver's parameters (the work
+    that needs no connection, so that it can be done on another thread than the insert)."""
+    plan = _statement(table, columns).plan(dialect)
+    names = plan.names
+    order = [columns.index(name) for name in names]
+    identity = order == list(range(len(columns)))
+    processors = [(i, key, p) for i, (key, p) in enumerate(zip(names, plan.bind, strict=True)) if p]
     # Values shared by every row (timestamps, the importing account) are converted once.
     seen: dict[tuple[str, Any], Any] = {}
-    params: list[Any] = []
+    params: list[list[Any]] = []
     for row in rows:
-        values = [row[key] for key in columns]
-        for i, key, processor in converted:
+        values = list(row) if identity else [row[i] for i in order]
+        for i, key, processor in processors:
             value = values[i]
             if value is None:
                 continue
@@ -59,19 +89,26 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, A
                 cached = seen[key, value] = processor(value)
             values[i] = cached
         params.append(values)
+    return Converted(table.name, plan, params)
+
+
+def insert_converted(conn: sa.Connection, rows: Converted) -> None:
+    """Insert converted rows, in the caller's transaction."""
+    plan, params = rows.plan, rows.params
+    sql, names = plan.sql, plan.names
     dbapi = conn.dialect.loaded_dbapi
     cursor = conn.connection.cursor()
     try:
         if conn.dialect.name == "postgresql":
             # COPY: one stream instead of a statement per row (psycopg adapts each value).
-            names = ", ".join(f'"{key}"' for key in columns)
-            with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+            quoted = ", ".join(f'"{key}"' for key in names)
+            with cursor.copy(f'COPY "{rows.table}" ({quoted}) FROM STDIN') as copy:
                 for values in params:
                     copy.write_row(values)
         elif plan.positional:
-            cursor.executemany(sql, [tuple(values) for values in params])
+            cursor.executemany(sql, params)
         else:
-            cursor.executemany(sql, [dict(zip(columns, v, strict=True)) for v in params])
+            cursor.executemany(sql, [dict(zip(names, v, strict=True)) for v in params])
     except dbapi.Error as error:
         raise translated(sql, error, dbapi.Error) from error
     finally:

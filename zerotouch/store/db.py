@@ -6,7 +6,7 @@ import contextlib
 import fcntl
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,6 +29,7 @@ PG_CONNECT_TIMEOUT_S = 5  # Calls run on the event loop; a dead server must not 
 SQLITE_CACHE_KIB = 32_768  # Per connection: the hot index pages of a large fleet stay in memory.
 # Reads of pages beyond the cache come from the OS page cache without a read() call each.
 SQLITE_MMAP_BYTES = 1 << 30
+SQLITE_WAL_LIMIT_BYTES, SQLITE_WAL_AUTOCHECKPOINT = 64 << 20, 1000  # 1000 pages: the default.
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -48,6 +49,8 @@ def _sqlite_setup(engine: sa.Engine) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         cur.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
+        # A log grown by a bulk load goes back to this size once a checkpoint has emptied it.
+        cur.execute(f"PRAGMA journal_size_limit={SQLITE_WAL_LIMIT_BYTES}")
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
         cur.close()
 
@@ -215,6 +218,29 @@ class Database:
             if error.connection_invalidated:
                 self._drop(conn)
             raise
+
+    @contextlib.contextmanager
+    def bulk_writes(self) -> Iterator[Callable[[], None]]:
+        """A bulk load by this thread: on SQLite its connection stops checkpointing the log at
+        each commit; the block calls what it is given (a passive checkpoint) every so many.
+        Random keys (owner token hashes) dirty a page of their index each: fewer, larger
+        checkpoints write each page once a cycle (a million rows: 21 s against 30 s)."""
+        if not self.is_sqlite:
+            yield lambda: None
+            return
+
+        def run(*pragmas: str) -> None:
+            with self._connect("DEFERRED") as conn:
+                driver = conn.connection.driver_connection
+                for pragma in pragmas:
+                    driver.execute(pragma).fetchall()  # type: ignore[union-attr]
+
+        run("PRAGMA wal_autocheckpoint=0")
+        checkpoint = "PRAGMA wal_checkpoint(PASSIVE)"
+        try:
+            yield lambda: run(checkpoint)
+        finally:
+            run(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT}", checkpoint)
 
     @contextlib.contextmanager
     def batch(self, conn: sa.Connection) -> Iterator[None]:

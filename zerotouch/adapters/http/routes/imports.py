@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import itertools
 import tempfile
 from collections.abc import Iterator
 from typing import IO, Annotated, Any
@@ -35,6 +36,7 @@ NDJSON = "application/x-ndjson"
 # Bodies read as they stream (no size cap); others are read whole.
 STREAMED = {"text/csv": "csv", NDJSON: "jsonl", "application/jsonl": "jsonl"}
 _SPOOL_BYTES = 4 * 1024 * 1024
+ANSWER_BLOCK = 256 * 1024
 router = APIRouter(prefix="/v1/manufacturing", tags=["manufacturing"], route_class=CheckedRoute)
 
 _IMPORT_BODY = {
@@ -120,6 +122,13 @@ class _Spool:
         self.file.seek(0)
         yield from self.file
 
+    def blocks(self) -> Iterator[bytes]:
+        """The spooled lines, as they are, in blocks (each piece of a streamed answer is a hop
+        to a thread and back: a piece a line would cost more than the import)."""
+        self.file.seek(0)
+        while block := self.file.read(ANSWER_BLOCK):
+            yield block
+
     def close(self) -> None:
         self.file.close()
 
@@ -186,12 +195,16 @@ def _streamed(
     update: bool,
     atomic: bool,
 ) -> ImportTally:
-    rows = factory_rows.rows_of(factory_rows.lines_of(chunks), fmt, columns=columns)
+    lines = factory_rows.lines_of(chunks)
+    batches = factory_rows.chunks(lines, fmt, columns=columns, size=factory_import.BATCH_ROWS)
     if atomic:
+        rows = itertools.chain.from_iterable(factory_rows.rows_of(c) for c in batches)
         return manufacturing.import_listed(
             rt, principal=principal, rows=rows, sink=sink, atomic=True, update=update
         )
-    return factory_import.import_rows(rt, principal=principal, rows=rows, sink=sink, update=update)
+    return factory_import.import_rows(
+        rt, principal=principal, batches=batches, sink=sink, update=update
+    )
 
 
 def _parse_json(raw: bytes) -> list[Any]:
@@ -234,7 +247,7 @@ def _closing(spool: _Spool, parts: Iterator[bytes]) -> Iterator[bytes]:
 
 
 def _ndjson(spool: _Spool, summary: dict[str, int]) -> Iterator[bytes]:
-    yield from spool.entries()
+    yield from spool.blocks()
     yield orjson.dumps(summary) + b"\n"
 
 
@@ -246,7 +259,7 @@ def _csv(spool: _Spool) -> Iterator[bytes]:
         entry = orjson.loads(line)
         if "ownerToken" in entry:
             writer.writerow([entry.get(name, "") for name in factory_import.LABEL_COLUMNS])
-        if out.tell() > 65536:
+        if out.tell() > ANSWER_BLOCK:
             yield out.getvalue().encode()
             out.seek(0)
             out.truncate()
@@ -261,14 +274,19 @@ def _json(spool: _Spool, summary: dict[str, int]) -> Iterator[bytes]:
         summary["updated"],
     )
     for key, wanted in ((b"devices", True), (b"rejected", False)):
-        yield b'"' + key + b'":['
-        first = True
+        pieces = [b'"' + key + b'":[']
+        size, first = 0, True
         for line in spool.entries():
             entry = orjson.loads(line)
             if ("ownerToken" in entry) != wanted:
                 continue
             if wanted:
                 del entry["row"]
-            yield (b"" if first else b",") + orjson.dumps(entry)
-            first = False
-        yield b"]," if wanted else b"]}"
+            piece = (b"" if first else b",") + orjson.dumps(entry)
+            pieces.append(piece)
+            size, first = size + len(piece), False
+            if size > ANSWER_BLOCK:
+                yield b"".join(pieces)
+                pieces, size = [], 0
+        pieces.append(b"]," if wanted else b"]}")
+        yield b"".join(pieces)
