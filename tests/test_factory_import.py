@@ -129,6 +129,20 @@ def test_a_header_we_cannot_use_is_one_line(env: dict[str, str], tmp_path: Path)
     assert done.stderr.strip() == "zerotouch: header: unknown column 'colour'"
 
 
+def _processes_of(env: dict[str, str]) -> list[int]:
+    """The processes running with this test's data directory in their environment."""
+    marker = f"ZEROTOUCH_DATA_DIR={env['ZEROTOUCH_DATA_DIR']}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
 def _rows(path: Path, count: int) -> None:
     with path.open("w") as f:
         f.write("devEui,joinEui,appKey,serial\n")
@@ -162,6 +176,11 @@ def test_an_import_killed_mid_way_resumes_with_every_row_once(
     finally:
         db.dispose()
     assert 0 < count < total, "the import was not stopped mid-way"
+    # Its worker processes end with it.
+    deadline = time.monotonic() + 10
+    while _processes_of(env) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _processes_of(env) == []
     assert count % 5_000 == 0  # Whole batches only.
     done = zerotouch(env, "import", str(source), "--account", "factory", "--json")
     assert done.returncode == 0, done.stderr
