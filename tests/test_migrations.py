@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from tests.conftest import BACKEND, fresh_pg_database
+from zerotouch.crypto.hashing import owner_token_matches, secret_hash
 from zerotouch.store.db import Database, alembic_config
 from zerotouch.store.schema import metadata
 
@@ -72,3 +75,32 @@ def test_processes_starting_together_migrate_once(empty_url: str) -> None:
     finally:
         for db in dbs:
             db.dispose()
+
+
+def test_owner_tokens_imported_before_0008_still_claim(empty_url: str) -> None:
+    """0008 shortens stored owner token digests to the first 128 bits of their SHA-256."""
+    db = Database(empty_url)
+    token = "AB" * 16
+    try:
+        with db.engine.begin() as conn:
+            cfg = alembic_config(empty_url)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0007")
+            now = dt.datetime.now(dt.UTC).isoformat()
+            conn.execute(
+                sa.text("INSERT INTO accounts (name, created_at) VALUES ('a', :n)"), {"n": now}
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO devices (device_id, imported_by, status, owner_token_hash, "
+                    "owner_token_sealed, factory_tags, created_at, updated_at) VALUES "
+                    "('old', 1, 'UNCLAIMED', :h, 'x', '[]', :n, :n)"
+                ),
+                {"h": secret_hash(token), "n": now},
+            )
+        db.upgrade()
+        with db.read() as conn:
+            stored = conn.execute(sa.text("SELECT owner_token_hash FROM devices")).scalar_one()
+        assert len(stored) == 32 and owner_token_matches(stored, token)
+    finally:
+        db.dispose()

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from zerotouch.crypto.hashing import matches, secret_hash
+from zerotouch.crypto.hashing import owner_token_digest, owner_token_matches
 from zerotouch.domain.errors import (
     AlreadyExists,
     FieldError,
@@ -161,7 +161,8 @@ def _checked(request: ClaimRequest) -> _Claim:
         extra_tags = check_tags(request.tags if request.tags is not None else [])
     except ValueError as exc:
         raise InvalidArgument("tags: " + str(exc), errors=[FieldError("tags", str(exc))]) from None
-    return _Claim(request.principal, token, secret_hash(token), label, extra_tags, request.source)
+    digest = owner_token_digest(token)
+    return _Claim(request.principal, token, digest, label, extra_tags, request.source)
 
 
 def _claim_together(rt: Runtime, group: list[_Claim]) -> list[DeviceView | Exception]:
@@ -196,7 +197,7 @@ def _claim_together(rt: Runtime, group: list[_Claim]) -> list[DeviceView | Excep
                 if claim.row is None
             ]
             for claim in claimed:
-                if not matches(claim.row.owner_token_hash, claim.token):
+                if not owner_token_matches(claim.row.owner_token_hash, claim.token):
                     raise _invalid_token()
                 # Tags are indexed (device_tags) from the claim on: only claimed devices are
                 # listed and matched against rules. The factory's tags stay on the device for
@@ -266,7 +267,7 @@ def check_claim(rt: Runtime, request: ClaimRequest) -> str:
 
 
 def _dry_run_refusal(row: Any, claim: _Claim) -> ZerotouchError | None:
-    if row is None or not matches(row.owner_token_hash, claim.token):
+    if row is None or not owner_token_matches(row.owner_token_hash, claim.token):
         return _invalid_token()
     if not _label_matches(row, claim.label):
         return _invalid_token()
@@ -283,7 +284,7 @@ def claimed_by(rt: Runtime, principal: Principal, claim_token: str, since: Any) 
         row = store.owner_lookup(conn, claim.digest)
     if row is None or row.account_id != principal.account_id or row.claimed_at is None:
         return None
-    if row.claimed_at < since or not matches(row.owner_token_hash, claim.token):
+    if row.claimed_at < since or not owner_token_matches(row.owner_token_hash, claim.token):
         return None
     device_id: str = row.device_id
     return device_id

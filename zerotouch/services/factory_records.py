@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from zerotouch.crypto import pem
 from zerotouch.crypto.envelope import Keyring
-from zerotouch.crypto.hashing import new_owner_token, secret_hash
+from zerotouch.crypto.hashing import new_owner_token, owner_token_digest
 from zerotouch.domain.errors import FieldError, InvalidArgument
 from zerotouch.domain.lifecycle import DeviceStatus
 from zerotouch.domain.records import FactoryRecord, parse_factory_record
@@ -210,7 +210,7 @@ def _prepare(
         rec.tkm_info,
         tuple(rec.tags),  # Hashable: store/bulk.py converts it once.
         digest,
-        secret_hash(token),
+        owner_token_digest(token),
         keyring.seal(token, "devices.owner_token"),
         None,
         now,
