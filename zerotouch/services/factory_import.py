@@ -214,16 +214,20 @@ def _apply(
                 raise
             continue
         break
-    labels: dict[int, Prepared | ImportedDevice] = {p.row: p for p in fresh}
+    # The labels by row: the new devices' are in row order already (a batch is).
+    labels: list[tuple[int, Prepared | ImportedDevice]] = [(p.row, p) for p in fresh]
     for p in unchanged:
         sealed = states[p.device_id].owner_token_sealed
         if sealed is not None:  # Unclaimed: its label, as printed.
-            labels[p.row] = label_of(p.values, rt.keyring.open_text(sealed, "devices.owner_token"))
+            token = rt.keyring.open_text(sealed, "devices.owner_token")
+            labels.append((p.row, label_of(p.values, token)))
+    if unchanged:
+        labels.sort(key=lambda label: label[0])
     tally.imported += len(fresh)
     tally.updated += len(changed)
     tally.unchanged += len(unchanged)
     tally.rejected += len(rejected) + len(refused)
-    return sorted([*rejected, *refused], key=lambda r: r.row), sorted(labels.items())
+    return sorted([*rejected, *refused], key=lambda r: r.row), labels
 
 
 def _classify(
