@@ -82,11 +82,14 @@ def _rss_anon_kb(pid: int) -> int:
 
 
 def _children(pid: int) -> list[int]:
+    """The processes ``pid`` started, from any of its threads."""
+    found = []
     try:
-        with open(f"/proc/{pid}/task/{pid}/children") as children:
-            return [int(p) for p in children.read().split()]
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found += [int(p) for p in (task / "children").read_text().split()]
     except OSError:
-        return []
+        pass
+    return found
 
 
 class PeakMemory:
