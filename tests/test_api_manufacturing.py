@@ -220,6 +220,28 @@ def test_device_imported_concurrently_is_reported_not_lost(
     assert body["rejected"][0]["code"] == "already_exists"
 
 
+def test_a_retried_batch_that_also_holds_unchanged_rows(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retry after a concurrent import writes from the batch's own rows, not from what the
+    failed attempt had left of them."""
+    api.import_devices({"deviceId": "kept"})
+    api.import_devices({"deviceId": "race"}, role="rival")
+    real = factory_store.import_states
+    calls: list[int] = []
+
+    def blind_to_race_first_time(conn: Any, ids: list[str]) -> dict[str, Any]:
+        calls.append(1)
+        found = real(conn, ids)
+        return {k: v for k, v in found.items() if k != "race"} if len(calls) == 1 else found
+
+    monkeypatch.setattr(factory_store, "import_states", blind_to_race_first_time)
+    body = api.import_devices({"deviceId": "kept"}, {"deviceId": "race"}, {"deviceId": "new"})
+    assert len(calls) == 2
+    assert (body["imported"], body["unchanged"]) == (1, 1)
+    assert [r["code"] for r in body["rejected"]] == ["already_exists"]
+
+
 def test_body_checks_come_after_the_key_and_stop_at_the_limit(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:

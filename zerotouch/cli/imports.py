@@ -211,12 +211,16 @@ def _to_database(
     update: bool,
     report: Report,
 ) -> ImportTally:
-    lines = factory_rows.lines_of(chunks)
     sink = _Progressed(report, chunks)
     try:
-        batches = factory_rows.chunks(lines, kind, columns=names, size=factory_import.BATCH_ROWS)
-        return factory_import.import_rows(
-            where.runtime, principal=where.principal, batches=batches, sink=sink, update=update
+        return factory_import.import_stream(
+            where.runtime,
+            principal=where.principal,
+            data=chunks,
+            fmt=kind,
+            columns=names,
+            sink=sink,
+            update=update,
         )
     except ZerotouchError as exc:
         raise remote.fail(exc.message) from None

@@ -14,6 +14,7 @@ go on; a header that cannot be used refuses the whole file.
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -172,7 +173,9 @@ def chunks(
 def rows_of(chunk: Chunk) -> list[Row]:
     """The numbered records of a chunk: each a dict of our field names, or the InvalidArgument
     of a record that cannot be read."""
-    lines = chunk.text.splitlines(keepends=True)
+    # As a file opened with newline="" reads it: str.splitlines would also cut at U+2028 and
+    # the other characters it takes for line ends, inside cells and JSON strings.
+    lines = io.StringIO(chunk.text, newline="")
     if chunk.fmt == "jsonl":
         return list(jsonl_rows(lines, chunk.first_row))
     return list(csv_rows(lines, chunk.fields, chunk.delimiter, chunk.first_row))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 import io
 import re
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
@@ -78,9 +77,9 @@ def text(label: Label) -> bytes:
 
 def svg(label: Label) -> bytes:
     """The code as one path of its dark runs, the text lines under it, in module units."""
-    drawn = code(label.qr).to_image(scale=1)
-    side, width = drawn.shape
-    pixels = bytes(memoryview(drawn))  # type: ignore[arg-type]  # A buffer, not typed as one.
+    picture = code_image(label.qr)
+    side, width = picture.height, picture.width
+    pixels = picture.tobytes()
     runs = []
     for y in range(side):
         for run in _DARK.finditer(pixels, y * width, (y + 1) * width):
@@ -164,19 +163,19 @@ def render(label: Label, fmt: Format) -> bytes:
 
 def read(image: bytes) -> list[str]:
     """The QR payloads in a PNG or JPEG picture, each once, in the order zxing-cpp finds them."""
+    # Pillow refuses a picture of over twice its own pixel limit as it opens it (and only warns
+    # between the two); ours, lower, is checked before a pixel is decoded.
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            picture = Image.open(io.BytesIO(image))
-            if picture.format not in ("PNG", "JPEG"):
-                raise ImageError(f"must be a PNG or JPEG picture, not {picture.format}")
-            if picture.width * picture.height > MAX_PIXELS:
-                raise ImageError(f"must be at most {MAX_PIXELS} pixels")
-            picture.load()
-    except (UnidentifiedImageError, Image.DecompressionBombWarning, OSError, SyntaxError):
-        raise ImageError("must be a PNG or JPEG picture") from None
+        picture = Image.open(io.BytesIO(image))
+        if picture.format not in ("PNG", "JPEG"):
+            raise ImageError(f"must be a PNG or JPEG picture, not {picture.format}")
+        if picture.width * picture.height > MAX_PIXELS:
+            raise ImageError(f"must be at most {MAX_PIXELS} pixels")
+        picture.load()
     except Image.DecompressionBombError:
         raise ImageError(f"must be at most {MAX_PIXELS} pixels") from None
+    except (UnidentifiedImageError, OSError, SyntaxError):
+        raise ImageError("must be a PNG or JPEG picture") from None
     gray = picture.convert("L")
     found = zxingcpp.read_barcodes(gray, formats=zxingcpp.BarcodeFormats(_QR))
     return list(dict.fromkeys(b.text for b in found if b.valid))

@@ -20,7 +20,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 from zerotouch.crypto.envelope import Keyring
@@ -43,9 +43,18 @@ from zerotouch.services.runtime import Principal, Runtime
 from zerotouch.store import bulk
 from zerotouch.store import factory as store
 
-__all__ = ["LABEL_COLUMNS", "ImportSink", "import_rows", "label_for", "label_row"]
+__all__ = [
+    "LABEL_COLUMNS",
+    "ImportSink",
+    "import_listed",
+    "import_rows",
+    "import_stream",
+    "label_for",
+    "label_row",
+]
 
 BATCH_ROWS = 10_000
+MAX_LISTED = 10_000  # Rows of a JSON list, or of an atomic import: one batch, held whole.
 CHECKPOINT_BATCHES = 8  # SQLite's log is checkpointed every so many batches (store/db.py).
 _CONFLICT_RETRIES = 3
 # Worker processes that check and prepare batches while this one writes the one before.
@@ -67,6 +76,51 @@ Checked = tuple[list[Prepared], list[RejectedRow]]
 # What a written batch reports: its rejected rows, and the labels of its devices, by row.
 Outcome = tuple[list[RejectedRow], list[tuple[int, Prepared | ImportedDevice]]]
 Written = collections.deque[concurrent.futures.Future[Outcome | None]]
+
+
+def import_stream(
+    rt: Runtime,
+    *,
+    principal: Principal,
+    data: Iterable[bytes],
+    fmt: str,
+    sink: ImportSink,
+    columns: Sequence[str] | None = None,
+    update: bool = False,
+    atomic: bool = False,
+) -> ImportTally:
+    """Import a CSV or JSON Lines file given as chunks of bytes, as the command line reads it
+    or an HTTP body arrives; with ``atomic``, at most MAX_LISTED rows, all or none."""
+    lines = factory_rows.lines_of(data)
+    batches = factory_rows.chunks(lines, fmt, columns=columns, size=BATCH_ROWS)
+    if atomic:
+        rows = itertools.chain.from_iterable(factory_rows.rows_of(c) for c in batches)
+        return import_listed(
+            rt, principal=principal, rows=rows, sink=sink, atomic=True, update=update
+        )
+    return import_rows(rt, principal=principal, batches=batches, sink=sink, update=update)
+
+
+def import_listed(
+    rt: Runtime,
+    *,
+    principal: Principal,
+    rows: Iterable[tuple[int, Any]],
+    sink: ImportSink,
+    atomic: bool = False,
+    update: bool = False,
+) -> ImportTally:
+    """Import at most MAX_LISTED numbered rows in one batch (with ``atomic``, all or none of
+    them)."""
+    principal.require(Permission.IMPORT_DEVICES)
+    listed = list(itertools.islice(rows, MAX_LISTED + 1))
+    if len(listed) > MAX_LISTED:
+        raise InvalidArgument.for_field(
+            "devices", f"must hold at most {MAX_LISTED} records in one batch"
+        )
+    return import_rows(
+        rt, principal=principal, batches=[listed], sink=sink, update=update, atomic=atomic
+    )
 
 
 def import_rows(
@@ -107,11 +161,7 @@ def import_rows(
     return tally
 
 
-def _report(
-    sink: ImportSink,
-    written: collections.deque[concurrent.futures.Future[Outcome | None]],
-    keep: int,
-) -> None:
+def _report(sink: ImportSink, written: Written, keep: int) -> None:
     """Pass on the outcome of written batches (in order) until ``keep`` are left in flight."""
     while len(written) > keep:
         outcome = written.popleft().result()
@@ -201,12 +251,13 @@ def _apply(
         fresh, changed, unchanged, refused = _classify(principal, prepared, states, update)
         if atomic and refused:
             _refuse([*rejected, *refused], len(prepared) + len(rejected))
+        inserted = ready
+        if len(fresh) != len(prepared):
+            kept = {p.row for p in fresh}
+            params = [v for p, v in zip(prepared, ready.params, strict=True) if p.row in kept]
+            inserted = dataclasses.replace(ready, params=params)
         try:
-            if len(fresh) != len(prepared):
-                kept = {p.row for p in fresh}
-                params = [v for p, v in zip(prepared, ready.params, strict=True) if p.row in kept]
-                ready = dataclasses.replace(ready, params=params)
-            _write(rt, principal, fresh, ready, [(p, states[p.device_id]) for p in changed])
+            _write(rt, principal, fresh, inserted, [(p, states[p.device_id]) for p in changed])
         except AlreadyExists:
             # Another import took one of these deviceIds between our read and our insert; the
             # next attempt sees it and reports that row.

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from zerotouch.domain.errors import InvalidArgument
 from zerotouch.domain.records import IDENTIFIER_FIELDS
 from zerotouch.domain.values import Permission
 from zerotouch.domain.views import (
@@ -14,21 +12,18 @@ from zerotouch.domain.views import (
     FactoryDevice,
     ImportedDevice,
     ImportResult,
-    ImportTally,
     Page,
     RejectedRow,
 )
 from zerotouch.services import factory_import
-from zerotouch.services.factory_import import ImportSink, label_for
+from zerotouch.services.factory_import import label_for
 from zerotouch.services.runtime import Principal, Runtime
 from zerotouch.store import devices as store
 from zerotouch.store import paging
 
-MAX_IMPORT_RECORDS = 10_000
 __all__ = [
     "identifiers_of",
     "import_devices",
-    "import_listed",
     "label_for",
     "list_imported",
     "list_labels",
@@ -121,28 +116,6 @@ class _Collected:
         self.rejected.append(row)
 
 
-def import_listed(
-    rt: Runtime,
-    *,
-    principal: Principal,
-    rows: Iterable[tuple[int, Any]],
-    sink: ImportSink,
-    atomic: bool = False,
-    update: bool = False,
-) -> ImportTally:
-    """Import at most MAX_IMPORT_RECORDS numbered rows in one batch (with ``atomic``, all or
-    none of them)."""
-    principal.require(Permission.IMPORT_DEVICES)
-    listed = list(itertools.islice(rows, MAX_IMPORT_RECORDS + 1))
-    if len(listed) > MAX_IMPORT_RECORDS:
-        raise InvalidArgument.for_field(
-            "devices", f"must hold at most {MAX_IMPORT_RECORDS} records in one batch"
-        )
-    return factory_import.import_rows(
-        rt, principal=principal, batches=[listed], sink=sink, update=update, atomic=atomic
-    )
-
-
 def import_devices(
     rt: Runtime,
     *,
@@ -154,7 +127,7 @@ def import_devices(
     """Import a list of records in one batch; with ``atomic`` one bad row rejects all."""
     sink = _Collected()
     rows = enumerate(records, start=1)
-    tally = import_listed(
+    tally = factory_import.import_listed(
         rt, principal=principal, rows=rows, sink=sink, atomic=atomic, update=update
     )
     return ImportResult(tally.imported, sink.rejected, sink.devices, tally.unchanged, tally.updated)

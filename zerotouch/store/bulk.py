@@ -38,18 +38,8 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, A
     if not rows:
         return
     columns = tuple(rows[0])
-    insert_tuples(conn, table, columns, [[row[key] for key in columns] for row in rows])
-
-
-def insert_tuples(
-    conn: sa.Connection,
-    table: sa.Table,
-    columns: tuple[str, ...],
-    rows: Sequence[Sequence[Any]],
-) -> None:
-    """Insert rows given as values in the order of ``columns``, in the caller's transaction."""
-    if rows:
-        insert_converted(conn, converted(conn.dialect, table, columns, rows))
+    values = [[row[key] for key in columns] for row in rows]
+    insert_converted(conn, converted(conn.dialect, table, columns, values))
 
 
 @dataclass(frozen=True, slots=True)

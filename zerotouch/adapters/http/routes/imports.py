@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import itertools
 import tempfile
 from collections.abc import Iterator
 from typing import IO, Annotated, Any
@@ -28,8 +27,7 @@ from zerotouch.adapters.http.guards import CheckedRoute, read_json
 from zerotouch.domain.errors import InvalidArgument
 from zerotouch.domain.values import Permission
 from zerotouch.domain.views import ImportedDevice, ImportTally, RejectedRow
-from zerotouch.protocols import factory_rows
-from zerotouch.services import factory_import, manufacturing
+from zerotouch.services import factory_import
 
 IMPORT_PATH = "/v1/manufacturing/devices"
 NDJSON = "application/x-ndjson"
@@ -164,14 +162,14 @@ async def import_devices(
         if fmt is None:
             rows = enumerate(records, start=1)
             tally = await caller.run(
-                manufacturing.import_listed, rows=rows, sink=spool, atomic=atomic, update=update
+                factory_import.import_listed, rows=rows, sink=spool, atomic=atomic, update=update
             )
         else:
             chunks = _Chunks(request, asyncio.get_running_loop())
             names = columns.split(",") if columns else None
             tally = await caller.run(
-                _streamed,
-                chunks=chunks,
+                factory_import.import_stream,
+                data=chunks,
                 fmt=fmt,
                 columns=names,
                 sink=spool,
@@ -182,29 +180,6 @@ async def import_devices(
         spool.close()
         raise
     return _answer(request, spool, tally)
-
-
-def _streamed(
-    rt: Any,
-    *,
-    principal: Any,
-    chunks: _Chunks,
-    fmt: str,
-    columns: list[str] | None,
-    sink: _Spool,
-    update: bool,
-    atomic: bool,
-) -> ImportTally:
-    lines = factory_rows.lines_of(chunks)
-    batches = factory_rows.chunks(lines, fmt, columns=columns, size=factory_import.BATCH_ROWS)
-    if atomic:
-        rows = itertools.chain.from_iterable(factory_rows.rows_of(c) for c in batches)
-        return manufacturing.import_listed(
-            rt, principal=principal, rows=rows, sink=sink, atomic=True, update=update
-        )
-    return factory_import.import_rows(
-        rt, principal=principal, batches=batches, sink=sink, update=update
-    )
 
 
 def _parse_json(raw: bytes) -> list[Any]:
