@@ -14,7 +14,7 @@ import socket
 from zerotouch.crypto.envelope import KEYRING_FILE, KeyringError, create_keyring_file, read_keyring
 from zerotouch.domain.errors import Unavailable
 from zerotouch.services import keys
-from zerotouch.services.runtime import OcpiIdentity, Runtime
+from zerotouch.services.runtime import MqttEndpoints, OcpiIdentity, Runtime
 from zerotouch.settings import ConfigurationError, Settings
 from zerotouch.store.db import Database
 
@@ -86,6 +86,7 @@ def _runtime(settings: Settings, db: Database) -> Runtime:
             accept_raw_tokens=settings.ocpi_accept_raw_tokens,
             ping_interval=settings.ocpi_ping_interval,
         ),
+        mqtt=MqttEndpoints(settings.mqtt_device_url, settings.mqtt_production_url),
     )
     try:
         keys.check_keyring(runtime, source=keys.describe(runtime.keyring_path))

@@ -53,6 +53,14 @@ class Settings(BaseSettings):
     ocpi_accept_raw_tokens: bool = False
     ocpi_ping_interval: int = Field(default=300, ge=1)
 
+    # Provisioning over MQTT (README): the worker's connection as the broker's dynamic-security
+    # admin, what devices are told for provisioning and for production, and the CA file that
+    # verifies an mqtts:// broker.
+    mqtt_url: str | None = Field(default=None, pattern=r"^mqtts?://", repr=False)
+    mqtt_device_url: str | None = Field(default=None, pattern=r"^mqtts?://[^\s@]+$")
+    mqtt_production_url: str | None = Field(default=None, pattern=r"^mqtts://[^\s@]+$")
+    mqtt_ca_file: Path | None = None
+
     def resolved_public_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 

@@ -17,13 +17,16 @@ import random
 import ssl
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import orjson
 
 from zerotouch.agent.settings import AgentSettings
 from zerotouch.crypto import device_tokens
+
+if TYPE_CHECKING:
+    from zerotouch.agent.keystore import Keystore
 
 BACKOFF_CAP = 32  # The longest wait is 32 retry intervals.
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -64,11 +67,21 @@ class Answer:
         return json.loads(self.body)
 
 
+class Transport(Protocol):
+    """How the runner reaches the server: the Device API over HTTP, or over MQTT."""
+
+    async def fetch(self, *, after: str | None, limit: int, wait: int) -> list[dict[str, Any]]: ...
+
+    async def respond(self, responses: list[dict[str, Any]]) -> int: ...
+
+    async def finishing(self, keystore: Keystore) -> None: ...
+
+
 class DeviceApi:
     def __init__(self, settings: AgentSettings, http: aiohttp.ClientSession) -> None:
         self.settings = settings
         self.http = http
-        self.base = settings.server_url.rstrip("/")
+        self.base = (settings.server_url or "").rstrip("/")
         key = settings.jwt_key.read_text() if settings.jwt_key else None
         self._signer = device_tokens.Signer(
             private_key_pem=key, secret=settings.secret if key is None else None
@@ -93,6 +106,9 @@ class DeviceApi:
         headers = {"Content-Type": "application/json"}
         response = await self._send("POST", "/device/v1/responses", data=body, headers=headers)
         return int(response.json()["accepted"])
+
+    async def finishing(self, keystore: Keystore) -> None:
+        """Nothing to do before ``finished`` is reported over HTTP."""
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> Answer:
         attempt = 0

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from zerotouch.agent import settings as agent_settings
-from zerotouch.agent.client import DeviceApi
+from zerotouch.agent.client import Transport
 from zerotouch.agent.executor import CommandFailed, execute
 from zerotouch.agent.keystore import Keystore
 
@@ -43,7 +43,7 @@ Listener = Callable[[str, dict[str, Any]], None]
 
 async def run(
     settings: agent_settings.AgentSettings,
-    api: DeviceApi,
+    api: Transport,
     keystore: Keystore,
     *,
     settings_path: Path | None,
@@ -65,6 +65,8 @@ async def run(
                 await asyncio.sleep(settings.retry_interval)
             continue
         responses, finished, last_done = _run_batch(keystore, commands, report, notify)
+        if finished:
+            await api.finishing(keystore)  # Over MQTT: the production identity connects first.
         await api.respond(responses)
         after = last_done or after
         if finished:

@@ -12,7 +12,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -39,7 +39,11 @@ class AgentSettings(BaseModel):
     provisioned: bool = False
     ca_authentication: bool = Field(default=True, alias="ca-authentication")
     trusted_root: Path | None = Field(default=None, alias="trusted-root")
-    server_url: str = Field(alias="server-url", pattern=r"^https?://[^\s/]+(/\S*)?$")
+    transport: Literal["http", "mqtt"] = "http"
+    server_url: str | None = Field(
+        default=None, alias="server-url", pattern=r"^https?://[^\s/]+(/\S*)?$"
+    )
+    broker_url: str | None = Field(default=None, alias="broker-url", pattern=r"^mqtts?://[^\s@/]+$")
     account_name: str | None = Field(default=None, alias="account-name", max_length=64)
     username: str | None = Field(default=None, max_length=128)
     password: SecretStr | None = None
@@ -56,8 +60,15 @@ class AgentSettings(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> AgentSettings:
-        if self.jwt_key is None and self.activation_key is None:
-            raise ValueError("jwt-key or activation-key is needed to sign device tokens")
+        if self.transport == "http":
+            if self.server_url is None:
+                raise ValueError("server-url is needed with transport = http")
+            if self.jwt_key is None and self.activation_key is None:
+                raise ValueError("jwt-key or activation-key is needed to sign device tokens")
+        else:
+            for name in ("broker_url", "account_name", "username", "password", "client_id"):
+                if getattr(self, name) is None:
+                    raise ValueError(f"{alias(name)} is needed with transport = mqtt")
         key = self.activation_key
         if key is not None and not HEX_SECRET.fullmatch(key.get_secret_value()):
             raise ValueError("activation-key must be the device secret: 32-128 hex digits")
@@ -138,16 +149,22 @@ def settings_file(keystore: Path) -> Path:
     return keystore / SETTINGS_FILE
 
 
+def update_file(path: Path, values: dict[str, Any], *, durable: bool = True) -> None:
+    """Set these settings in the file (made, readable by its owner only, when there was none);
+    the others are kept. ``durable``: on disk before this returns."""
+    where = os.fspath(path)
+    raw = files.read_whole(where)
+    data: dict[str, Any] = tomllib.loads(raw.decode()) if raw is not None else {}
+    data.update(values)
+    os.makedirs(os.path.dirname(where) or ".", exist_ok=True)
+    files.write_whole(where, tomli_w.dumps(data).encode(), private=True, sync=durable)
+
+
 def mark_provisioned(path: Path, *, durable: bool = True) -> None:
     """After ``finished``: ``provisioned = true`` and ``enabled = false`` in the settings file
     (made, readable by its owner only, when there was none). Other settings are kept.
     ``durable``: on disk before this returns (a device that loses power stays provisioned)."""
-    where = os.fspath(path)
-    raw = files.read_whole(where)
-    data: dict[str, Any] = tomllib.loads(raw.decode()) if raw is not None else {}
-    data.update(provisioned=True, enabled=False)
-    os.makedirs(os.path.dirname(where) or ".", exist_ok=True)
-    files.write_whole(where, tomli_w.dumps(data).encode(), private=True, sync=durable)
+    update_file(path, {"provisioned": True, "enabled": False}, durable=durable)
 
 
 class HostFacts:

@@ -166,6 +166,15 @@ def _subject(attributes: str) -> x509.Name:
     return x509.Name.from_rfc4514_string(attributes)
 
 
+def common_name_of(attributes: str) -> str | None:
+    """The CN of a subject in RFC 4514 form (None without one, or when it does not parse)."""
+    try:
+        names = _subject(attributes).get_attributes_for_oid(NameOID.COMMON_NAME)
+    except ValueError:
+        return None
+    return str(names[0].value) if names else None
+
+
 def sign_csr(
     *,
     ca_certificate_pem: str,

@@ -19,6 +19,7 @@ from zerotouch.services.accounts import load_principals
 from zerotouch.services.batching import GroupCommit
 from zerotouch.services.claims import ClaimRequest, claim_devices
 from zerotouch.services.device_gateway import DeviceGateway
+from zerotouch.services.mqtt_provisioning import Broker
 from zerotouch.services.runtime import Principal, Runtime
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,8 @@ class Core:
         )
 
         self.bulk = BulkClaims(runtime, self.claims)
+        # The MQTT broker, when this process runs the MQTT worker (adapters/mqtt).
+        self.broker: Broker | None = None
 
     def close(self) -> None:
         """Let the batchers' threads go once the groups in them are done."""

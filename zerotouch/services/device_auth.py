@@ -45,6 +45,8 @@ class DeviceCaller:
     # Fingerprints of the public keys registered for the device (factory and generated).
     keys: set[str]
     consumed: bool = False
+    # The only CN a certificate may be issued for (an MQTT device's client ID), if any.
+    common_name: str | None = None
 
     @property
     def actor(self) -> str:

@@ -175,13 +175,17 @@ def _issue_certificate(report: _Report, row: Any, request: ca.Csr) -> None:
             f"the plan holds {MAX_COMMANDS_PER_DEVICE} commands: no room for the certificate"
         )
     params = params_of(row)
+    subject = csr_subject(params["attributes"], report.call.caller.device_id)
+    wanted = report.call.caller.common_name
+    if wanted is not None and ca.common_name_of(subject) != wanted:
+        raise ResultRefused(f"csr: an MQTT device's certificate is issued for CN={wanted} only")
     usage = {name: bit == "1" for name, bit in zip(KEY_USAGE_BITS, params["keyUsage"], strict=True)}
     try:
         certificate = ca.sign_csr(
             ca_certificate_pem=authority.certificate_pem,
             ca_private_key_pem=authority.private_key_pem,
             csr=request,
-            subject=csr_subject(params["attributes"], report.call.caller.device_id),
+            subject=subject,
             key_usage=usage,
             validity=report.rt.certificate_validity,
             now=report.call.now,

@@ -33,6 +33,15 @@ class OcpiIdentity:
     ping_interval: int = 300
 
 
+@dataclass(frozen=True, slots=True)
+class MqttEndpoints:
+    """What devices are told when they provision over MQTT (settings; an account may set its
+    own): the provisioning broker's URL and the production (mutual TLS) listener's."""
+
+    device_url: str | None = None
+    production_url: str | None = None
+
+
 @dataclass
 class Runtime:
     db: Database
@@ -43,6 +52,7 @@ class Runtime:
     # How long a certificate the account CA issues for a device's CSR stays valid.
     certificate_validity: dt.timedelta = dt.timedelta(days=365)
     ocpi: OcpiIdentity = field(default_factory=OcpiIdentity)
+    mqtt: MqttEndpoints = field(default_factory=MqttEndpoints)
     # Failed claims a minute per account and per client address (0: no limit).
     claim_failure_limit: int = 20
     metrics: Metrics = field(init=False)

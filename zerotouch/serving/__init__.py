@@ -1,9 +1,10 @@
 """The serving root: what one ``zerotouch serve`` process runs.
 
 It owns the core (the runtime and its batchers, services/core.py) and the housekeeping, and
-starts the front-ends as peers around it: the HTTP app (adapters/http) and the OVMS listeners
-(adapters/ovms). Adapters never import each other, or this; they meet here. Several processes
-on the same ports are started by ``processes.serve_workers``.
+starts the front-ends as peers around it: the HTTP app (adapters/http), the OVMS listeners
+(adapters/ovms) and the MQTT worker (adapters/mqtt). Adapters never import each other, or
+this; they meet here. Several processes on the same ports are started by
+``processes.serve_workers``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import uvicorn
 
 from zerotouch.adapters.http.app import create_app
 from zerotouch.adapters.http.peers import HttpTransport
+from zerotouch.adapters.mqtt.worker import MqttFrontend
 from zerotouch.adapters.ovms.server import OvmsFrontend
 from zerotouch.bootstrap import build_runtime
 from zerotouch.services import ocpi as ocpi_service
@@ -72,12 +74,29 @@ async def ovms_listeners(core: Core, settings: Settings) -> AsyncIterator[OvmsFr
 
 
 @contextlib.asynccontextmanager
+async def mqtt_worker(core: Core, settings: Settings) -> AsyncIterator[None]:
+    """The MQTT worker, when the settings name a broker, for as long as the block runs."""
+    if settings.mqtt_url is None:
+        yield
+        return
+    ca_file = str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None
+    frontend = MqttFrontend(core, settings.mqtt_url, ca_file=ca_file)
+    core.broker = frontend
+    frontend.start()
+    try:
+        yield
+    finally:
+        core.broker = None
+        await frontend.close()
+
+
+@contextlib.asynccontextmanager
 async def running(core: Core, settings: Settings) -> AsyncIterator[None]:
     """The core's housekeeping and the non-HTTP front-ends, for as long as the block runs."""
     chores = asyncio.create_task(housekeeping(core))
     core.bulk.kick()  # Bulk claims this node (or another) left unfinished.
     try:
-        async with ovms_listeners(core, settings):
+        async with ovms_listeners(core, settings), mqtt_worker(core, settings):
             yield
     finally:
         chores.cancel()

@@ -302,6 +302,54 @@ certificate_authorities = sa.Table(
     sa.Column("created_at", UtcDateTime(), nullable=False),
 )
 
+# Provisioning over MQTT (services/mqtt_provisioning.py). A device's MQTT identity: its client
+# ID (the CN of its production certificate) and whether it is on the broker's deny list.
+mqtt_identities = sa.Table(
+    "mqtt_identities",
+    metadata,
+    sa.Column(
+        "device_pk", BigId, sa.ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("client_id", sa.String(23), nullable=False, unique=True),
+    sa.Column("revoked_at", UtcDateTime(), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+)
+
+# One-time broker credentials for a device to provision with: the broker holds the password
+# (shown once, never stored here); ``broker_done`` turns true once the broker client is gone.
+mqtt_provision_requests = sa.Table(
+    "mqtt_provision_requests",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("account_id", BigId, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("device_pk", BigId, sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("client_id", sa.String(23), nullable=False),
+    sa.Column("username", sa.String(128), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("activation_required", sa.Boolean(), nullable=False),
+    sa.Column("proven_at", UtcDateTime(), nullable=True),
+    sa.Column("broker_done", sa.Boolean(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("ended_at", UtcDateTime(), nullable=True),
+    sa.Index(None, "account_id", "device_pk"),
+    sa.Index(None, "state", "expires_at"),
+    sa.Index(None, "client_id", "state"),
+)
+
+# An account's side of MQTT: where its devices are sent (None: the instance's settings) and
+# the key that signs its control messages (Ed25519; the private half sealed).
+mqtt_accounts = sa.Table(
+    "mqtt_accounts",
+    metadata,
+    sa.Column("account_id", BigId, sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("device_url", sa.String(512), nullable=True),
+    sa.Column("production_url", sa.String(512), nullable=True),
+    sa.Column("signing_key_sealed", sa.Text(), nullable=False),
+    sa.Column("signing_public_key", sa.Text(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+)
+
 events = sa.Table(
     "events",
     metadata,
@@ -331,4 +379,5 @@ SEALED_COLUMNS: tuple[tuple[sa.Table, str, str], ...] = (
     (ovms_records, "answer_sealed", "ovms_records.answer"),
     (ocpi_peers, "outgoing_token_sealed", "ocpi_peers.outgoing_token"),
     (bulk_claims, "rows_sealed", "bulk_claims.rows"),
+    (mqtt_accounts, "signing_key_sealed", "mqtt_accounts.signing_key"),
 )

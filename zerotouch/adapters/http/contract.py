@@ -80,6 +80,9 @@ CONFLICTS = {
     "RotateOcpiPeer",
     "CreateCertificateAuthority",
     "CreateProvisioningTag",
+    "CreateProvisionRequest",
+    "CancelProvisionRequest",
+    "RevokeDevice",
 }
 OCPI_VERSIONS = ("2.2.1", "2.1.1")
 PEER_FAILURES = {"RegisterWithOcpiPeer", "RotateOcpiPeer"}

@@ -1,0 +1,1 @@
+"""The MQTT front-end: provisioning over a Mosquitto broker (README, "Provisioning over MQTT")."""

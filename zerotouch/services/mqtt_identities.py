@@ -1,0 +1,72 @@
+"""A device's MQTT identity over its life: provisioned (its one-time client goes), revoked
+(its certificate's CN on the broker's deny list, its live session kicked)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from zerotouch.domain.errors import NotFound
+from zerotouch.domain.lifecycle import DeviceStatus
+from zerotouch.domain.values import Permission
+from zerotouch.services import mqtt_provisioning as service
+from zerotouch.services.audit import audit_event
+from zerotouch.services.mqtt_provisioning import Broker
+from zerotouch.services.runtime import Principal, Runtime
+from zerotouch.store import devices as devices_store
+from zerotouch.store import mqtt as store
+
+
+async def provisioned(rt: Runtime, broker: Broker, device_pk: int) -> None:
+    """The device reported ``finished``: its request succeeded, its one-time client goes."""
+    row = await asyncio.to_thread(_active_of, rt, device_pk)
+    if row is None:
+        return
+    ended = await asyncio.to_thread(service.end_request, rt, row.id, "SUCCEEDED", "system")
+    if ended is not None:
+        await service.remove_client(rt, broker, ended)
+
+
+def _active_of(rt: Runtime, device_pk: int) -> Any:
+    with rt.db.read() as conn:
+        device = store.device_of(conn, device_pk)
+        if device.status != DeviceStatus.PROVISIONED.value:
+            return None
+        return store.active_request(conn, device_pk)
+
+
+async def revoke(
+    rt: Runtime, broker: Broker | None, *, principal: Principal, device_id: str
+) -> None:
+    """The device's CN on the broker's deny list (its live session kicked), its identity
+    refused by the worker, its active request cancelled."""
+    principal.require(Permission.WRITE_DEVICES)
+    service.need_broker(broker)
+    identity, active = await asyncio.to_thread(_revoke, rt, principal, device_id)
+    live = service.need_broker(broker)
+    await live.deny(identity.client_id)
+    if active is not None:
+        row = await asyncio.to_thread(
+            service.end_request, rt, active.id, "CANCELLED", principal.actor
+        )
+        if row is not None:
+            await service.remove_client(rt, live, row)
+
+
+def _revoke(rt: Runtime, principal: Principal, device_id: str) -> tuple[Any, Any]:
+    now = rt.clock()
+    with rt.db.write() as conn:
+        device = devices_store.device_for_account(
+            conn, account_id=principal.account_id, device_id=device_id, lock=True
+        )
+        identity = store.identity(conn, device.id)
+        if identity is None:
+            raise NotFound("The device has no MQTT identity.", code="mqtt_identity_not_found")
+        store.revoke_identity(conn, device.id, now)
+        audit_event(
+            conn,
+            principal,
+            at=now,
+            event=("mqtt.revoked", device_id, {"clientId": identity.client_id}),
+        )
+        return identity, store.active_request(conn, device.id)

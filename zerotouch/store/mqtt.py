@@ -1,0 +1,190 @@
+"""Provisioning over MQTT: identities, provision requests, accounts' broker settings."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+
+from zerotouch.domain.errors import AlreadyExists, NotFound
+from zerotouch.store.db import unique_violation_as
+from zerotouch.store.schema import (
+    accounts,
+    devices,
+    mqtt_accounts,
+    mqtt_identities,
+    mqtt_provision_requests,
+)
+
+ACTIVE = "ACTIVE"
+requests = mqtt_provision_requests
+
+
+def identity(conn: sa.Connection, device_pk: int) -> Any:
+    return conn.execute(
+        sa.select(mqtt_identities).where(mqtt_identities.c.device_pk == device_pk)
+    ).first()
+
+
+def add_identity(conn: sa.Connection, device_pk: int, client_id: str, now: dt.datetime) -> None:
+    taken = AlreadyExists(
+        f"The client ID {client_id!r} belongs to another device.", code="client_id_taken"
+    )
+    with unique_violation_as(taken):
+        conn.execute(
+            mqtt_identities.insert().values(
+                device_pk=device_pk, client_id=client_id, created_at=now
+            )
+        )
+
+
+def revoke_identity(conn: sa.Connection, device_pk: int, now: dt.datetime) -> None:
+    conn.execute(
+        mqtt_identities.update()
+        .where(mqtt_identities.c.device_pk == device_pk)
+        .values(revoked_at=now)
+    )
+
+
+def add_request(conn: sa.Connection, **row: Any) -> None:
+    conn.execute(requests.insert().values(**row))
+
+
+def request_by_id(conn: sa.Connection, request_id: str) -> Any:
+    return conn.execute(sa.select(requests).where(requests.c.id == request_id)).one()
+
+
+def device_of(conn: sa.Connection, device_pk: int) -> Any:
+    return conn.execute(sa.select(devices).where(devices.c.id == device_pk)).one()
+
+
+def active_request(conn: sa.Connection, device_pk: int) -> Any:
+    return conn.execute(
+        sa.select(requests).where(requests.c.device_pk == device_pk, requests.c.state == ACTIVE)
+    ).first()
+
+
+def request_of(conn: sa.Connection, account_id: int, device_pk: int, request_id: str) -> Any:
+    row = conn.execute(
+        sa.select(requests).where(
+            requests.c.id == request_id,
+            requests.c.account_id == account_id,
+            requests.c.device_pk == device_pk,
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"No provision request {request_id!r}.", code="provision_request_not_found")
+    return row
+
+
+def requests_of(conn: sa.Connection, account_id: int, device_pk: int) -> list[Any]:
+    return list(
+        conn.execute(
+            sa.select(requests)
+            .where(requests.c.account_id == account_id, requests.c.device_pk == device_pk)
+            .order_by(requests.c.created_at.desc(), requests.c.id)
+        )
+    )
+
+
+def end_request(conn: sa.Connection, request_id: str, state: str, now: dt.datetime) -> bool:
+    """ACTIVE -> ``state``; False when it had ended already (another call ended it)."""
+    done = conn.execute(
+        requests.update()
+        .where(requests.c.id == request_id, requests.c.state == ACTIVE)
+        .values(state=state, ended_at=now)
+    )
+    return done.rowcount == 1
+
+
+def expire(conn: sa.Connection, now: dt.datetime) -> None:
+    conn.execute(
+        requests.update()
+        .where(requests.c.state == ACTIVE, requests.c.expires_at <= now)
+        .values(state="EXPIRED", ended_at=now)
+    )
+
+
+def ended_on_broker(conn: sa.Connection) -> list[Any]:
+    """Ended requests whose broker client may still exist."""
+    return list(
+        conn.execute(
+            sa.select(requests).where(
+                requests.c.state != ACTIVE, requests.c.broker_done == sa.false()
+            )
+        )
+    )
+
+
+def broker_done(conn: sa.Connection, request_id: str) -> None:
+    conn.execute(requests.update().where(requests.c.id == request_id).values(broker_done=True))
+
+
+def prove(conn: sa.Connection, request_id: str, now: dt.datetime) -> None:
+    conn.execute(requests.update().where(requests.c.id == request_id).values(proven_at=now))
+
+
+# What the worker needs of the device behind a request topic: the account by name, the
+# identity by client ID, the device still in that account, and its request, if one is active.
+_CALLER = (
+    sa.select(
+        devices.c.id.label("device_pk"),
+        devices.c.device_id,
+        devices.c.status,
+        accounts.c.id.label("account_id"),
+        mqtt_identities.c.revoked_at,
+        requests.c.id.label("request_id"),
+        requests.c.activation_required,
+        requests.c.proven_at,
+        requests.c.expires_at,
+    )
+    .select_from(
+        mqtt_identities.join(devices, devices.c.id == mqtt_identities.c.device_pk)
+        .join(accounts, accounts.c.id == devices.c.account_id)
+        .outerjoin(
+            requests,
+            sa.and_(requests.c.device_pk == devices.c.id, requests.c.state == ACTIVE),
+        )
+    )
+    .where(
+        mqtt_identities.c.client_id == sa.bindparam("client_id"),
+        accounts.c.name == sa.bindparam("account"),
+    )
+)
+
+
+def caller(conn: sa.Connection, account: str, client_id: str) -> Any:
+    return conn.execute(_CALLER, {"account": account, "client_id": client_id}).first()
+
+
+def account_settings(conn: sa.Connection, account_id: int) -> Any:
+    return conn.execute(
+        sa.select(mqtt_accounts).where(mqtt_accounts.c.account_id == account_id)
+    ).first()
+
+
+def add_account_settings(conn: sa.Connection, **row: Any) -> None:
+    with unique_violation_as(AlreadyExists("made by another call")):
+        conn.execute(mqtt_accounts.insert().values(**row))
+
+
+def set_endpoints(
+    conn: sa.Connection, account_id: int, device_url: str | None, production_url: str | None
+) -> None:
+    conn.execute(
+        mqtt_accounts.update()
+        .where(mqtt_accounts.c.account_id == account_id)
+        .values(device_url=device_url, production_url=production_url)
+    )
+
+
+def account_by_name(conn: sa.Connection, name: str) -> Any:
+    return conn.execute(sa.select(accounts).where(accounts.c.name == name)).first()
+
+
+def account_name(conn: sa.Connection, account_id: int) -> str:
+    name: str = conn.execute(
+        sa.select(accounts.c.name).where(accounts.c.id == account_id)
+    ).scalar_one()
+    return name
