@@ -68,6 +68,20 @@ def reason_code(rc: object) -> int:
     return value if isinstance(value, int) else -1
 
 
+async def check_broker(url: str, context: ssl.SSLContext, timeout: float = 10) -> None:
+    """Whether the broker at ``url`` shows a certificate ``context`` trusts (DeviceApiError
+    when it does not): a TLS handshake and nothing more."""
+    endpoint = topics.Endpoint.parse(url)
+    try:
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(endpoint.host, endpoint.port, ssl=context)
+    except ssl.SSLError as exc:
+        raise DeviceApiError(f"TLS: the broker at {url} was not trusted: {exc}") from None
+    writer.close()
+    with contextlib.suppress(OSError, ssl.SSLError):
+        await writer.wait_closed()
+
+
 class Link:
     """One MQTT 5 connection of the device, with the answers to its requests."""
 
@@ -203,16 +217,20 @@ def production_identity(keystore: Keystore, client_id: str) -> tuple[Path, Path,
     """(certificate, private key, CA the plan gave) of the keystore's identity whose CN is the
     client ID, whichever secTag the plan used."""
     root = keystore.root
-    for folder in sorted(root.iterdir()) if root.exists() else []:
-        cert_file, key_file = folder / "client.pem", folder / "private.pem"
-        if not (cert_file.exists() and key_file.exists()):
+    found: list[tuple[float, Path]] = []
+    for folder in root.iterdir() if root.exists() else []:
+        cert_file = folder / "client.pem"
+        if not (cert_file.exists() and (folder / "private.pem").exists()):
             continue
         cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
         names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         if names and names[0].value == client_id:
-            ca_file = folder / "ca.pem"
-            return cert_file, key_file, ca_file if ca_file.exists() else None
-    raise DeviceApiError(f"the keystore holds no certificate with CN={client_id}")
+            found.append((cert_file.stat().st_mtime, folder))
+    if not found:
+        raise DeviceApiError(f"the keystore holds no certificate with CN={client_id}")
+    folder = max(found)[1]  # The newest: after a move, the new account's.
+    ca_file = folder / "ca.pem"
+    return folder / "client.pem", folder / "private.pem", ca_file if ca_file.exists() else None
 
 
 class MqttDeviceApi:

@@ -61,11 +61,17 @@ def _signed_bytes(topic: str, request_id: str, expires_at: int, body: dict[str, 
 
 
 def sign(
-    private_key_pem: str, topic: str, body: dict[str, Any], *, now: float, lifetime_s: int = 600
+    private_key_pem: str,
+    topic: str,
+    body: dict[str, Any],
+    *,
+    now: float,
+    lifetime_s: int = 600,
+    request_id: str | None = None,
 ) -> bytes:
     """The message's payload (JSON): ``{"requestId", "expiresAt", "body", "signature"}``."""
     key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
-    request_id = str(uuid.uuid4())
+    request_id = request_id or str(uuid.uuid4())
     expires_at = int(now) + lifetime_s
     data = _signed_bytes(topic, request_id, expires_at, body)
     if isinstance(key, ed25519.Ed25519PrivateKey):

@@ -110,7 +110,7 @@ class Request:
 
     account: str
     client_id: str
-    call: str  # One of CALLS, or "REPLY/<request-id>".
+    call: str  # One of CALLS.
     correlation: bytes
     cbor: bool
     body: Any
@@ -138,7 +138,7 @@ def parse_request(
         raise BadRequest(f"correlation data must be 1-{MAX_CORRELATION} bytes")
     cbor = (content_type or "").split(";")[0].strip().lower() == device_messages.CBOR
     request = Request(account, client_id, call, bytes(correlation), cbor, None)
-    if call not in CALLS and not call.startswith("REPLY/"):
+    if call not in CALLS:
         raise Refused(request, InvalidArgument.for_field("topic", f"{call!r} is not a call"))
     if len(payload) > MAX_PAYLOAD:
         raise Refused(request, InvalidArgument.for_field("payload", f"is over {MAX_PAYLOAD} bytes"))
@@ -158,6 +158,21 @@ class Refused(Exception):
         super().__init__(error.message)
         self.request = request
         self.error = error
+
+
+def parse_control_answer(topic: str, payload: bytes) -> tuple[str, str, dict[str, Any]] | None:
+    """(account, client ID, answer) of a device's answer to a control message, or None when the
+    message is not one (the answer names the message: ``requestId`` and the topic agree)."""
+    account, client_id, call = parse_topic(topic)
+    if not call.startswith("REPLY/") or len(payload) > MAX_PAYLOAD:
+        return None
+    try:
+        answer = device_messages.decode(payload, None)
+    except InvalidArgument:
+        return None
+    if not isinstance(answer, dict) or answer.get("requestId") != call.removeprefix("REPLY/"):
+        return None
+    return account, client_id, answer
 
 
 def optional_int(body: dict[str, Any], name: str) -> int | None:

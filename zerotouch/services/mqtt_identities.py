@@ -1,5 +1,6 @@
 """A device's MQTT identity over its life: provisioned (its one-time client goes), revoked
-(its certificate's CN on the broker's deny list, its live session kicked)."""
+(its certificate's CN on the broker's deny list, its live session kicked), and the sweep that
+ends expired provision requests and deletes the broker clients of ended ones."""
 
 from __future__ import annotations
 
@@ -70,3 +71,32 @@ def _revoke(rt: Runtime, principal: Principal, device_id: str) -> tuple[Any, Any
             event=("mqtt.revoked", device_id, {"clientId": identity.client_id}),
         )
         return identity, store.active_request(conn, device.id)
+
+
+async def sweep(rt: Runtime, broker: Broker) -> int:
+    """Expired requests end (an audit event each) and every ended request's broker client is
+    deleted; returns how many clients went."""
+    rows = await asyncio.to_thread(_expired, rt)
+    for row in rows:
+        await asyncio.to_thread(service.end_request, rt, row.id, "EXPIRED", "system")
+    pending = await asyncio.to_thread(_pending_on_broker, rt)
+    for row in pending:
+        await service.remove_client(rt, broker, row)
+    return len(pending)
+
+
+def _expired(rt: Runtime) -> list[Any]:
+    now = rt.clock()
+    with rt.db.read() as conn:
+        return list(
+            conn.execute(
+                store.requests.select().where(
+                    store.requests.c.state == store.ACTIVE, store.requests.c.expires_at <= now
+                )
+            )
+        )
+
+
+def _pending_on_broker(rt: Runtime) -> list[Any]:
+    with rt.db.read() as conn:
+        return store.ended_on_broker(conn)

@@ -170,7 +170,8 @@ async def create_request(
         )
     except Exception as exc:
         log.warning("the broker did not make the client of provision request %s: %s", view.id, exc)
-        await asyncio.to_thread(end_request, rt, view.id, "FAILED", principal.actor, done=True)
+        # The sweep deletes whatever of the username the broker may hold.
+        await asyncio.to_thread(end_request, rt, view.id, "FAILED", principal.actor)
         raise Unavailable(
             "The MQTT broker did not take the credentials.", code="broker_unavailable"
         ) from None
@@ -196,10 +197,10 @@ def _store_request(
         device = devices_store.device_for_account(
             conn, account_id=account_id, device_id=device_id, lock=True
         )
-        return _add_request(rt, conn, device, new, account_id, expires, now, actor)
+        return add_request(rt, conn, device, new, account_id, expires, now, actor)
 
 
-def _add_request(
+def add_request(
     rt: Runtime,
     conn: Connection,
     device: Any,
@@ -208,7 +209,10 @@ def _add_request(
     expires: dt.datetime,
     now: dt.datetime,
     actor: str,
+    moved: tuple[int, str, str] | None = None,
 ) -> ProvisionRequestView:
+    """``moved``: the request of a move (the source account, the status the device had there,
+    the id of the control message that tells it)."""
     account = store.account_name(conn, account_id)
     if not mqtt_topics.is_level(account):
         raise InvalidArgument.for_field(
@@ -249,6 +253,9 @@ def _add_request(
         "expires_at": expires,
         "created_at": now,
         "ended_at": None,
+        "moved_from": moved[0] if moved else None,
+        "moved_status": moved[1] if moved else None,
+        "control_id": moved[2] if moved else None,
     }
     store.add_request(conn, **row)
     signer(rt, conn, account_id)
@@ -307,13 +314,24 @@ def end_request(rt: Runtime, request_id: str, state: str, actor: str, *, done: b
 
 
 async def remove_client(rt: Runtime, broker: Broker, row: Any) -> None:
-    """The request's broker client gone; the sweep tries again if the broker fails now."""
+    """The request's broker client gone; the sweep tries again if the broker fails now. While
+    a newer request of the device is active, its client has replaced this one's (they share
+    the username), and it stays."""
+    if await asyncio.to_thread(_superseded, rt, row):
+        await asyncio.to_thread(_broker_done, rt, row.id)
+        return
     try:
         await broker.delete_one_time(username=row.username, client_id=row.client_id)
     except Exception as exc:
         log.warning("provision request %s: the broker client stays for now: %s", row.id, exc)
         return
     await asyncio.to_thread(_broker_done, rt, row.id)
+
+
+def _superseded(rt: Runtime, row: Any) -> bool:
+    with rt.db.read() as conn:
+        active = store.active_request(conn, row.device_pk)
+    return active is not None and active.id != row.id
 
 
 def _broker_done(rt: Runtime, request_id: str) -> None:
@@ -367,32 +385,3 @@ async def cancel_request(
     return await asyncio.to_thread(
         get_request, rt, principal=principal, device_id=device_id, request_id=request_id
     )
-
-
-async def sweep(rt: Runtime, broker: Broker) -> int:
-    """Expired requests end (an audit event each) and every ended request's broker client is
-    deleted; returns how many clients went."""
-    rows = await asyncio.to_thread(_expired, rt)
-    for row in rows:
-        await asyncio.to_thread(end_request, rt, row.id, "EXPIRED", "system")
-    pending = await asyncio.to_thread(_pending_on_broker, rt)
-    for row in pending:
-        await remove_client(rt, broker, row)
-    return len(pending)
-
-
-def _expired(rt: Runtime) -> list[Any]:
-    now = rt.clock()
-    with rt.db.read() as conn:
-        return list(
-            conn.execute(
-                store.requests.select().where(
-                    store.requests.c.state == store.ACTIVE, store.requests.c.expires_at <= now
-                )
-            )
-        )
-
-
-def _pending_on_broker(rt: Runtime) -> list[Any]:
-    with rt.db.read() as conn:
-        return store.ended_on_broker(conn)

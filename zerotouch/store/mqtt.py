@@ -121,6 +121,20 @@ def broker_done(conn: sa.Connection, request_id: str) -> None:
     conn.execute(requests.update().where(requests.c.id == request_id).values(broker_done=True))
 
 
+def moved_request(conn: sa.Connection, client_id: str, control_id: str) -> Any:
+    """The active request of the move that control message ``control_id`` announced to the
+    device with this client ID."""
+    return conn.execute(
+        sa.select(requests)
+        .join(mqtt_identities, mqtt_identities.c.device_pk == requests.c.device_pk)
+        .where(
+            mqtt_identities.c.client_id == client_id,
+            requests.c.control_id == control_id,
+            requests.c.state == ACTIVE,
+        )
+    ).first()
+
+
 def prove(conn: sa.Connection, request_id: str, now: dt.datetime) -> None:
     conn.execute(requests.update().where(requests.c.id == request_id).values(proven_at=now))
 

@@ -332,6 +332,11 @@ mqtt_provision_requests = sa.Table(
     sa.Column("expires_at", UtcDateTime(), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("ended_at", UtcDateTime(), nullable=True),
+    # A request made by a move: the account the device came from, its status there, and the
+    # control message that told it (a refusal of that message takes the move back).
+    sa.Column("moved_from", BigId, sa.ForeignKey("accounts.id"), nullable=True),
+    sa.Column("moved_status", sa.String(16), nullable=True),
+    sa.Column("control_id", sa.String(36), nullable=True),
     sa.Index(None, "account_id", "device_pk"),
     sa.Index(None, "state", "expires_at"),
     sa.Index(None, "client_id", "state"),

@@ -58,24 +58,24 @@ def plugin_path() -> str:
 
 
 @dataclass
-class Listener:
-    """A production listener: mutual TLS, its certificate and client CAs from one account CA."""
+class Listeners:
+    """One account CA's pair of TLS listeners: provisioning (one-time passwords) and
+    production (mutual TLS), both with a server certificate from that CA."""
 
-    port: int
-    authority_pem: str  # The account CA: it signs the broker's certificate and the devices'.
+    tls_port: int
+    production_port: int
 
 
 @dataclass
 class Broker:
-    """``authorities``: account CA material (certificate and key) the production listeners and
-    the TLS provisioning listener are given certificates from; the first serves provisioning."""
+    """``authorities``: account CAs (certificate and key); each gets a TLS provisioning
+    listener and a mutual-TLS production listener with a server certificate from it."""
 
     directory: Path
     authorities: list[ca.CaMaterial] = field(default_factory=list)
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     port: int = field(default_factory=free_port)
-    tls_port: int = field(default_factory=free_port)
-    production: list[Listener] = field(default_factory=list)
+    listeners: list[Listeners] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -87,12 +87,11 @@ class Broker:
     def device_url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
-    @property
-    def tls_url(self) -> str:
-        return f"mqtts://127.0.0.1:{self.tls_port}"
+    def tls_url(self, index: int = 0) -> str:
+        return f"mqtts://127.0.0.1:{self.listeners[index].tls_port}"
 
     def production_url(self, index: int = 0) -> str:
-        return f"mqtts://127.0.0.1:{self.production[index].port}"
+        return f"mqtts://127.0.0.1:{self.listeners[index].production_port}"
 
     @property
     def ca_file(self) -> Path:
@@ -137,7 +136,9 @@ class Broker:
 
     def _wait_listening(self) -> None:
         deadline = time.monotonic() + 10
-        ports = [self.port, self.tls_port, *(listener.port for listener in self.production)]
+        ports = [self.port]
+        for pair in self.listeners:
+            ports += [pair.tls_port, pair.production_port]
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
@@ -189,22 +190,17 @@ class Broker:
             cert.write_text(server.certificate_pem)
             key.write_text(server.private_key_pem)
             key.chmod(0o600)
-            if index == 0:
-                lines += [
-                    f"listener {self.tls_port} 127.0.0.1",
-                    f"certfile {cert}",
-                    f"keyfile {key}",
-                ]
-            listener = Listener(free_port(), material.certificate_pem)
-            self.production.append(listener)
+            pair = Listeners(free_port(), free_port())
+            self.listeners.append(pair)
             lines += [
-                f"listener {listener.port} 127.0.0.1",
+                f"listener {pair.tls_port} 127.0.0.1",
+                f"certfile {cert}",
+                f"keyfile {key}",
+                f"listener {pair.production_port} 127.0.0.1",
                 f"cafile {self.ca_file}",
                 f"certfile {cert}",
                 f"keyfile {key}",
                 "require_certificate true",
                 "use_identity_as_username true",
             ]
-        if not self.authorities:
-            self.tls_port = self.port
         (out / "mosquitto.conf").write_text("\n".join(lines) + "\n")

@@ -32,7 +32,7 @@ from zerotouch.protocols import device_messages as messages
 from zerotouch.protocols import mqtt_topics as topics
 from zerotouch.services import mqtt_accounts as accounts
 from zerotouch.services import mqtt_identities as identities
-from zerotouch.services import mqtt_provisioning as service
+from zerotouch.services import mqtt_moves
 from zerotouch.services.core import Core
 from zerotouch.services.device_auth import DeviceCaller
 
@@ -153,7 +153,7 @@ class MqttFrontend:
     async def _sweep(self) -> None:
         while True:
             try:
-                await service.sweep(self.core.runtime, self)
+                await identities.sweep(self.core.runtime, self)
             except Exception:
                 log.exception("the provision request sweep failed; it runs again")
             await asyncio.sleep(SWEEP_INTERVAL_S)
@@ -166,6 +166,9 @@ class MqttFrontend:
         content_type = getattr(props, "ContentType", None)
         payload = message.payload if isinstance(message.payload, bytes | bytearray) else b""
         try:
+            if topics.parse_topic(str(message.topic))[2].startswith("REPLY/"):
+                await self._control_answer(str(message.topic), bytes(payload))
+                return
             request = topics.parse_request(
                 str(message.topic), bytes(payload), correlation, content_type
             )
@@ -206,14 +209,6 @@ class MqttFrontend:
 
     async def _call(self, request: topics.Request) -> bytes | None:
         rt = self.core.runtime
-        if request.call.startswith("REPLY/"):
-            log.info(
-                "device %s answered control message %s: %s",
-                request.client_id,
-                request.call[6:],
-                request.body,
-            )
-            return None
         found = await asyncio.to_thread(
             accounts.find_caller, rt, request.account, request.client_id
         )
@@ -239,6 +234,23 @@ class MqttFrontend:
         if found.request_id is not None and any(r.result is not None for r in parsed):
             self._spawn(identities.provisioned(rt, self, found.device_pk))
         return topics.answer({"accepted": accepted}, cbor=request.cbor)
+
+    async def _control_answer(self, topic: str, payload: bytes) -> None:
+        """A device's answer to a control message: a refused move is taken back."""
+        parsed = topics.parse_control_answer(topic, payload)
+        if parsed is None:
+            log.info("MQTT message dropped: not an answer to a control message: %s", topic[:200])
+            return
+        account, client_id, answer = parsed
+        log.info(
+            "device %s answered control message %s: %s",
+            client_id,
+            answer["requestId"],
+            answer.get("code"),
+        )
+        await mqtt_moves.refused(
+            self.core.runtime, self, account=account, client_id=client_id, answer=answer
+        )
 
     async def _caller(self, found: Any, request: topics.Request) -> DeviceCaller:
         gateway = self.core.devices

@@ -6,6 +6,7 @@ import functools
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from pydantic import Field, StrictStr
 
 from zerotouch.adapters.http import schemas
 from zerotouch.adapters.http.deps import (
@@ -19,7 +20,8 @@ from zerotouch.adapters.http.deps import (
 from zerotouch.adapters.http.guards import CheckedRoute
 from zerotouch.domain.records import IDENTIFIER_FIELDS
 from zerotouch.domain.views import DeviceView
-from zerotouch.services import devices
+from zerotouch.services import devices, mqtt_moves
+from zerotouch.services.core import Core
 
 router = APIRouter(prefix="/v1/claimed-devices", tags=["devices"], route_class=CheckedRoute)
 
@@ -82,6 +84,45 @@ async def unblock_device(device_id: str, caller: CallerDep) -> Response:
     return reply(Device.of(await caller.run(devices.unblock_device, device_id=device_id)))
 
 
-@router.post("/{device_id}/reprovision", response_model=Device, summary="ReprovisionDevice")
-async def reprovision_device(device_id: str, caller: CallerDep) -> Response:
-    return reply(Device.of(await caller.run(devices.reprovision_device, device_id=device_id)))
+class Reprovision(schemas.Body):
+    target_account: StrictStr | None = Field(
+        default=None, description="Move the device to this account (an MQTT device)."
+    )
+
+
+class Moved(schemas.Public):
+    device_id: str
+    target_account: str
+    provision_request_id: str
+    control_message_sent: bool
+
+
+@router.post(
+    "/{device_id}/reprovision",
+    response_model=Device,
+    responses={202: {"model": Moved, "description": "The device is moving to the target."}},
+    summary="ReprovisionDevice",
+)
+async def reprovision_device(
+    device_id: str, caller: CallerDep, request: Request, body: Reprovision | None = None
+) -> Response:
+    """Its plan again from the rules; with ``targetAccount``, a move to that account, as ESF
+    re-provisions a gateway (README, "Provisioning over MQTT")."""
+    if body is None or body.target_account is None:
+        view = await caller.run(devices.reprovision_device, device_id=device_id)
+        return reply(Device.of(view))
+    core: Core = request.app.state.core
+    moved = await mqtt_moves.move_device(
+        caller.runtime,
+        core.broker,
+        principal=caller.principal,
+        device_id=device_id,
+        target_account=body.target_account,
+    )
+    answer = Moved(
+        device_id=moved.device_id,
+        target_account=moved.target_account,
+        provision_request_id=moved.provision_request_id,
+        control_message_sent=moved.control_sent,
+    )
+    return reply(answer, 202)

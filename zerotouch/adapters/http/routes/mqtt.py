@@ -74,10 +74,6 @@ class MqttBrokerPublic(schemas.Public):
     )
 
 
-class ReprovisionBody(schemas.Body):
-    target_account: StrictStr | None = None
-
-
 router = APIRouter(prefix="/v1", tags=["mqtt"], route_class=CheckedRoute)
 REQUESTS = "/claimed-devices/{device_id}/provision-requests"
 

@@ -57,7 +57,15 @@ def upgrade() -> None:
         sa.Column("expires_at", When, nullable=False),
         sa.Column("created_at", When, nullable=False),
         sa.Column("ended_at", When, nullable=True),
+        sa.Column("moved_from", BigId, nullable=True),
+        sa.Column("moved_status", sa.String(length=16), nullable=True),
+        sa.Column("control_id", sa.String(length=36), nullable=True),
         _account_fk("mqtt_provision_requests"),
+        sa.ForeignKeyConstraint(
+            ["moved_from"],
+            ["accounts.id"],
+            name=op.f("fk_mqtt_provision_requests_moved_from_accounts"),
+        ),
         _device_fk("mqtt_provision_requests"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_mqtt_provision_requests")),
     )
