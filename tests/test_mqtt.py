@@ -20,7 +20,7 @@ from zerotouch.agent import runner
 from zerotouch.agent.client import DeviceApiError
 from zerotouch.agent.gateway import Gateway
 from zerotouch.agent.keystore import Keystore
-from zerotouch.agent.mqtt import Link, MqttDeviceApi
+from zerotouch.agent.mqtt import MqttDeviceApi
 from zerotouch.agent.settings import AgentSettings
 from zerotouch.crypto import ca, control_messages
 from zerotouch.protocols import mqtt_topics as topics
@@ -533,3 +533,71 @@ def _signing_key(zt: Node) -> str:
     with rt.db.write() as conn:
         private, _ = signer(rt, conn, account_by_name(conn, "acme").id)
     return private
+
+
+def test_two_workers_share_the_load_and_answer_every_request_once(
+    rt: Runtime, broker: Broker, keys: dict[str, str], tmp_path: Path
+) -> None:
+    second = Runtime(db=rt.db, keyring=rt.keyring)
+    with (
+        node(with_endpoints(rt, broker), broker) as one,
+        node(with_endpoints(second, broker), broker) as two,
+    ):
+        devices = [(f"gw-{n}", f"00112233{n:04X}") for n in range(12)]
+        answers = []
+        for device_id, mac in devices:
+            prepared(one, keys, device_id, mac)
+            answers.append(request_for(two, keys["owner"], device_id))
+
+        async def go() -> int:
+            apis = []
+            for answer in answers:
+                settings = agent_settings(answer, tmp_path / answer["deviceId"])
+                apis.append(Gateway(settings, Keystore(settings.keystore, durable=False), None))
+            reports = await asyncio.gather(*(g.provision() for g in apis))
+            assert all(r.outcome is runner.Outcome.PROVISIONED for r in reports)
+            sent = sum(g.api.attempts for g in apis if g.api)
+            for g in apis:
+                if g.api and g.api.production:
+                    await g.api.production.close()
+            return sent
+
+        sent = asyncio.run(go())
+        assert one.frontend.handled > 0 and two.frontend.handled > 0  # Both took a share.
+        assert one.frontend.handled + two.frontend.handled == sent  # Each answered once.
+        for device_id, _ in devices:
+            commands = one.call(
+                "GET", f"/v1/claimed-devices/{device_id}/provisioning", keys["owner"]
+            ).json()["items"]
+            assert [c["status"] for c in commands] == ["SUCCEEDED"] * 5
+            events = one.call("GET", f"/v1/events?deviceId={device_id}", keys["owner"]).json()
+            done = [e for e in events["items"] if e["type"] == "command.succeeded"]
+            assert len(done) == len({e["data"].get("commandId") for e in done}) == 5
+
+
+def test_the_broker_restarted_mid_provisioning(
+    zt: Node, keys: dict[str, str], broker: Broker, tmp_path: Path
+) -> None:
+    settings, _ = provisioned_gateway(zt, keys, tmp_path)
+    restarted = asyncio.Event()
+
+    def listener(event: str, data: dict[str, Any]) -> None:
+        if event == "done" and data["type"] == "clientPrivateKeyGeneration":
+            asyncio.get_running_loop().create_task(restart())
+
+    async def restart() -> None:
+        await asyncio.to_thread(broker.restart)
+        restarted.set()
+
+    async def go() -> None:
+        gateway = Gateway(
+            settings, Keystore(settings.keystore, durable=False), None, listener=listener
+        )
+        report = await gateway.provision()
+        assert report.outcome is runner.Outcome.PROVISIONED and restarted.is_set()
+        assert gateway.api is not None and gateway.api.production is not None
+        await gateway.api.production.close()
+
+    asyncio.run(go())
+    assert status(zt, keys["owner"], "gw-1") == "PROVISIONED"
+    assert zt.frontend.connected.is_set()  # The worker is back on the broker.

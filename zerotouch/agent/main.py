@@ -20,6 +20,8 @@ from zerotouch.agent.settings import AgentSettings, settings_file
 def run_device(settings: AgentSettings, settings_path: Path | None, console: Console) -> int:
     """Provision this device; returns the process exit code (0 when provisioned)."""
     path = settings_path or settings_file(settings.keystore)
+    if settings.transport == "mqtt" and (settings.provisioned or settings.enabled):
+        return _run_gateway(settings, path, console)
     if settings.provisioned:
         console.print(f"This device is provisioned already ({path}: provisioned = true).")
         return 0
@@ -44,6 +46,25 @@ def run_device(settings: AgentSettings, settings_path: Path | None, console: Con
 
     # On uvloop, as the server: the simulator's thousands of devices took 7% less CPU with it.
     uvloop.run(go())
+    return 0
+
+
+def _run_gateway(settings: AgentSettings, path: Path, console: Console) -> int:
+    """Over MQTT: provision, then stay on the production identity until Ctrl-C."""
+    from zerotouch.agent.mqtt_fleet import run_gateway
+
+    def show(event: str, data: dict[str, Any]) -> None:
+        if event in ("done", "failed"):
+            console.print(f"{event:<6} {data['type']}")
+        elif event == "provisioned":
+            console.print(
+                f"Provisioned; {path} now says provisioned = true. Connected on the production "
+                "identity; Ctrl-C to stop."
+            )
+
+    if settings.provisioned:
+        console.print("Provisioned already: connecting on the production identity (Ctrl-C stops).")
+    uvloop.run(run_gateway(settings, path, show))
     return 0
 
 

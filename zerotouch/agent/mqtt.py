@@ -136,7 +136,9 @@ class Link:
                 ) from None
             raise
         self.client, self._stack = client, stack
-        await client.subscribe(topics.reply_topic(self.account, self.client_id), qos=1)
+        # Answers at QoS 0: a lost one is asked for again, and the device owes the broker no
+        # acknowledgement when it moves to its production session.
+        await client.subscribe(topics.reply_topic(self.account, self.client_id), qos=0)
         if self.control is not None:
             await client.subscribe(topics.control_filter(self.client_id), qos=1)
         self._reader = asyncio.create_task(self._read(client))

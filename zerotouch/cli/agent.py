@@ -22,7 +22,11 @@ NRF_SAMPLE_BUFFERS = (2048, 2048, 20)
 @app.command()
 def agent(
     config: Annotated[Path | None, Opt(help="Settings file (TOML, ESF setting names).")] = None,
+    transport: Annotated[str | None, Opt(help="transport: http (default) or mqtt.")] = None,
     server_url: Annotated[str | None, Opt(help="server-url: the zerotouch base URL.")] = None,
+    broker_url: Annotated[
+        str | None, Opt(help="broker-url: mqtt(s)://host:port to provision over MQTT.")
+    ] = None,
     device_id: Annotated[str | None, Opt(help="device-id: this device's id.")] = None,
     jwt_key: Annotated[Path | None, Opt(help="jwt-key: EC private key for ES256.")] = None,
     activation_key: Annotated[
@@ -70,7 +74,9 @@ def agent(
     from zerotouch.agent.simulate import read_identities
 
     flags: dict[str, Any] = {
+        "transport": transport,
         "server-url": server_url,
+        "broker-url": broker_url,
         "device-id": device_id,
         "jwt-key": jwt_key and str(jwt_key),
         "activation-key": activation_key,
@@ -129,6 +135,9 @@ def demo(
     protocol: Annotated[
         str, typer.Option(help="device: agents on the Device API; nrf: simulated nRF91 modems.")
     ] = "device",
+    transport: Annotated[
+        str, typer.Option(help="http, or mqtt: gateways over a Mosquitto of the demo's own.")
+    ] = "http",
 ) -> None:
     """The whole journey on one machine: import, claim, CA and rule, agents, PROVISIONED."""
     from zerotouch.agent.main import run_nrf_simulation, run_simulation, summary_table
@@ -148,6 +157,11 @@ def demo(
     env.pop("ZEROTOUCH_DATABASE_URL", None)
     env.pop("ZEROTOUCH_MASTER_KEY", None)
     keys = create_keys(env)
+    if transport == "mqtt":
+        raise typer.Exit(_mqtt_demo(devices, root, env, keys, out))
+    if transport != "http":
+        err.print("[red]--transport must be http or mqtt[/red]")
+        raise typer.Exit(2)
     with server(env) as (base, _process):
         out.print(f"Server at {base} (SQLite in {root / 'data'}).")
         if protocol not in ("device", NRF):
@@ -180,3 +194,40 @@ def demo(
             f"Keystores: {root / 'keystores'}/<deviceId>/; identities: {root / 'devices.csv'}."
         )
     raise typer.Exit(0 if not result.errors else 1)
+
+
+def _mqtt_demo(devices: int, root: Path, env: dict[str, str], keys: Any, out: Console) -> int:
+    import uvloop
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from zerotouch.agent.main import summary_table
+    from zerotouch.agent.mqtt_fleet import simulate
+    from zerotouch.demo import status_counts
+    from zerotouch.mqtt_demo import prepare, requester, stack
+
+    with stack(root, env) as (base, broker, material):
+        out.print(f"Server at {base}; Mosquitto at {broker.device_url} (production: "
+                  f"{broker.production_url(0)}), its files in {broker.directory}.")  # fmt: skip
+        ids = prepare(base, keys, material, devices)
+        out.print(f"Imported and claimed {devices} gateways; each gets a provision request.")
+        started = time.perf_counter()
+        with Progress(BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=out) as bar:
+            task = bar.add_task("gateways", total=devices)
+
+            async def go() -> Any:
+                async with requester(base, keys) as ask:
+                    done = lambda _device: bar.advance(task)  # noqa: E731
+                    return await simulate(ids, ask, root / "keystores", listener=done)
+
+            result = uvloop.run(go())
+        elapsed = time.perf_counter() - started
+        counts = status_counts(base, keys)
+    table = Table(title="devices by status")
+    table.add_column("status")
+    table.add_column("devices", justify="right")
+    for status, count in counts.items():
+        table.add_row(status, str(count))
+    out.print(table)
+    out.print(summary_table(result, devices, elapsed))
+    out.print(f"Keystores: {root / 'keystores'}/<deviceId>/ (client.pem: CN = the client ID).")
+    return 0 if not result.errors else 1

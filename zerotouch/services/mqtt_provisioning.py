@@ -93,10 +93,11 @@ def default_client_id(device: Any) -> str:
 
 
 def default_username(device: Any, client_id: str) -> str:
-    """ESF's MAC-serial form when the record has both, else the client ID."""
-    if device.mac and device.serial:
-        return f"{str(device.mac).upper()}-{device.serial}"
-    return client_id
+    """ESF's MAC-serial form: the MAC (else the client ID), ``-``, the serial (else
+    ``provision``). Never a client ID, so never the CN of a production certificate: the broker
+    kicks every session of a username whose client it deletes."""
+    serial = device.serial or "provision"
+    return f"{str(device.mac).upper() if device.mac else client_id}-{serial}"
 
 
 def _check_username(username: str) -> None:
@@ -106,6 +107,11 @@ def _check_username(username: str) -> None:
         )
     if username.startswith(_RESERVED):
         raise InvalidArgument.for_field("username", "must not start with zerotouch- or zt-")
+    if mqtt_topics.CLIENT_ID.match(username):
+        # Letters and digits alone could be a device's client ID, its certificate's CN.
+        raise InvalidArgument.for_field(
+            "username", "must hold a character other than 0-9 a-z A-Z (as MAC-serial does)"
+        )
 
 
 def _view(

@@ -149,18 +149,12 @@ class Dynsec:
         return results
 
     async def ensure_worker(self, password: str) -> None:
-        """The worker's role and client (made once on the broker; their rights set again)."""
+        """The worker's role and client, made by the first node to start. Nothing of them is
+        changed once they exist: changing a role or a password kicks the clients that hold it,
+        and every node's worker is that client."""
         await self.run(
-            {"command": "createRole", "rolename": WORKER_ROLE},
+            {"command": "createRole", "rolename": WORKER_ROLE, "acls": worker_role()},
             {"command": "createRole", "rolename": DENIED_ROLE, "acls": _DENY_ALL},
-            ignore=("already exists",),
-        )
-        for entry in worker_role():
-            await self.run(
-                {"command": "addRoleACL", "rolename": WORKER_ROLE, **entry},
-                ignore=("already exists",),
-            )
-        await self.run(
             {
                 "command": "createClient",
                 "username": WORKER,
@@ -169,6 +163,9 @@ class Dynsec:
             },
             ignore=("already exists",),
         )
+
+    async def reset_worker(self, password: str) -> None:
+        """The worker client's password set again (the admin's password changed)."""
         await self.run({"command": "setClientPassword", "username": WORKER, "password": password})
 
     async def create_one_time(
@@ -242,5 +239,8 @@ async def connect(
         timeout=TIMEOUT_S,
         max_inflight_messages=max_inflight,
     )
+    # Replies to many devices wait for their acknowledgements together: that is the load, not a
+    # warning sign.
+    client.pending_calls_threshold = 100_000
     async with client:
         yield client

@@ -63,6 +63,7 @@ class MqttFrontend:
         self._slots = asyncio.Semaphore(CONCURRENT)
         self._tasks: set[asyncio.Task[None]] = set()
         self._main: asyncio.Task[None] | None = None
+        self._refused = False
 
     # -- the Broker protocol --------------------------------------------------------------
 
@@ -107,6 +108,10 @@ class MqttFrontend:
         while True:
             try:
                 await self._session()
+            except aiomqtt.MqttCodeError as exc:
+                # The worker's own client refused: its password is set again on the next try.
+                self._refused = True
+                log.warning("MQTT broker at %s:%s: %s", self.endpoint.host, self.endpoint.port, exc)
             except (aiomqtt.MqttError, dynsec.DynsecError, OSError) as exc:
                 log.warning(
                     "MQTT broker at %s:%s: %s; connecting again",
@@ -124,6 +129,8 @@ class MqttFrontend:
         password = dynsec.worker_password(self.endpoint.password or "")
         async with dynsec.Dynsec.connect(self.url, tls=self.tls) as admin:
             await admin.ensure_worker(password)
+            if self._refused:
+                await admin.reset_worker(password)
             async with dynsec.connect(
                 self.endpoint,
                 identifier=f"zt-worker-{secrets.token_hex(6)}",
@@ -134,6 +141,7 @@ class MqttFrontend:
             ) as client:
                 await client.subscribe(topics.requests_filter(), qos=1)
                 self.admin, self.client = admin, client
+                self._refused = False
                 self.connected.set()
                 log.info("MQTT worker connected to %s:%s", self.endpoint.host, self.endpoint.port)
                 sweeper = asyncio.create_task(self._sweep())
