@@ -14,6 +14,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -47,7 +48,7 @@ def authority(root: Path) -> ca.CaMaterial:
 @contextlib.contextmanager
 def stack(
     root: Path, env: Mapping[str, str], *, workers: int = 1
-) -> Iterator[tuple[str, Broker, ca.CaMaterial]]:
+) -> Iterator[tuple[str, Broker, ca.CaMaterial, subprocess.Popen[bytes]]]:
     """A fresh Mosquitto for the demo account's CA, and a server driving it."""
     material = authority(root)
     shutil.rmtree(root / "broker", ignore_errors=True)
@@ -57,8 +58,8 @@ def stack(
             "ZEROTOUCH_MQTT_DEVICE_URL": broker.device_url,
             "ZEROTOUCH_MQTT_PRODUCTION_URL": broker.production_url(0),
         }
-        with server({**env, **mqtt}, workers=workers) as (base, _process):
-            yield base, broker, material
+        with server({**env, **mqtt}, workers=workers) as (base, process):
+            yield base, broker, material, process
 
 
 def plan(material: ca.CaMaterial) -> list[dict[str, Any]]:

@@ -205,7 +205,7 @@ def _mqtt_demo(devices: int, root: Path, env: dict[str, str], keys: Any, out: Co
     from zerotouch.demo import status_counts
     from zerotouch.mqtt_demo import prepare, requester, stack
 
-    with stack(root, env) as (base, broker, material):
+    with stack(root, env) as (base, broker, material, _process):
         out.print(f"Server at {base}; Mosquitto at {broker.device_url} (production: "
                   f"{broker.production_url(0)}), its files in {broker.directory}.")  # fmt: skip
         ids = prepare(base, keys, material, devices)

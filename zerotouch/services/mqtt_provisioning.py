@@ -219,31 +219,29 @@ def add_request(
 ) -> ProvisionRequestView:
     """``moved``: the request of a move (the source account, the status the device had there,
     the id of the control message that tells it)."""
-    account = store.account_name(conn, account_id)
+    found = store.request_context(conn, account_id, device.id)
+    account = found.name
     if not mqtt_topics.is_level(account):
         raise InvalidArgument.for_field(
             "account", "its name is not a topic level (no / + # and no leading $)"
         )
     if new.activation_key is not None:
         _check_activation_key(rt, device, new.activation_key)
-    identity = store.identity(conn, device.id)
-    if identity is not None and identity.revoked_at is not None:
+    if found.revoked_at is not None:
         raise FailedPrecondition("The device's MQTT identity is revoked.", code="device_revoked")
-    client_id = (
-        identity.client_id if identity is not None else new.client_id or default_client_id(device)
-    )
+    client_id = found.client_id or new.client_id or default_client_id(device)
     if not mqtt_topics.CLIENT_ID.match(client_id):
         raise InvalidArgument.for_field("clientId", "must be 1-23 characters of 0-9 a-z A-Z")
-    if identity is not None and new.client_id not in (None, client_id):
+    if found.client_id is not None and new.client_id not in (None, client_id):
         raise InvalidArgument.for_field("clientId", f"the device's client ID is {client_id}")
     username = new.username or default_username(device, client_id)
     _check_username(username)
-    if store.active_request(conn, device.id) is not None:
+    if found.active_id is not None:
         raise AlreadyExists(
             "The device has an active provision request; cancel it first.",
             code="provision_request_active",
         )
-    if identity is None:
+    if found.client_id is None:
         store.add_identity(conn, device.id, client_id, now)
     request_id = str(uuid.uuid4())
     row = {
@@ -264,8 +262,9 @@ def add_request(
         "control_id": moved[2] if moved else None,
     }
     store.add_request(conn, **row)
-    signer(rt, conn, account_id)
-    device_url, _ = endpoints(rt, conn, account_id)
+    if found.settings_id is None:
+        signer(rt, conn, account_id)  # The account's control key, on its first request.
+    device_url = found.device_url or rt.mqtt.device_url
     data = {
         "id": request_id,
         "clientId": client_id,

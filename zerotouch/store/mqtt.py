@@ -172,6 +172,32 @@ def caller(conn: sa.Connection, account: str, client_id: str) -> Any:
     return conn.execute(_CALLER, {"account": account, "client_id": client_id}).first()
 
 
+def request_context(conn: sa.Connection, account_id: int, device_pk: int) -> Any:
+    """In one statement, what a new provision request checks: the account's name, the device's
+    identity (client ID, revoked), whether a request is active, the account's settings."""
+    active = (
+        sa.select(requests.c.id)
+        .where(requests.c.device_pk == device_pk, requests.c.state == ACTIVE)
+        .limit(1)
+        .scalar_subquery()
+    )
+    query = (
+        sa.select(
+            accounts.c.name,
+            mqtt_identities.c.client_id,
+            mqtt_identities.c.revoked_at,
+            active.label("active_id"),
+            mqtt_accounts.c.device_url,
+            mqtt_accounts.c.account_id.label("settings_id"),
+        )
+        .select_from(accounts)
+        .outerjoin(mqtt_identities, mqtt_identities.c.device_pk == device_pk)
+        .outerjoin(mqtt_accounts, mqtt_accounts.c.account_id == accounts.c.id)
+        .where(accounts.c.id == account_id)
+    )
+    return conn.execute(query).one()
+
+
 def account_settings(conn: sa.Connection, account_id: int) -> Any:
     return conn.execute(
         sa.select(mqtt_accounts).where(mqtt_accounts.c.account_id == account_id)

@@ -100,9 +100,7 @@ class Broker:
 
     def start(self) -> Broker:
         mosquitto = _program("mosquitto")
-        self.directory.mkdir(parents=True, exist_ok=True)
-        if not (self.directory / "dynsec.json").exists():
-            self._write_files()
+        self.prepare()
         log = (self.directory / "mosquitto.log").open("ab")
         self.process = subprocess.Popen(  # noqa: S603 - the installed broker, our own config
             [mosquitto, "-c", str(self.directory / "mosquitto.conf")],
@@ -151,6 +149,16 @@ class Broker:
             except OSError:
                 time.sleep(0.05)
         raise BrokerError("mosquitto did not listen within 10 s")
+
+    def prepare(self) -> None:
+        """Its configuration, certificates and dynamic-security file, unless written before."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if not (self.directory / "dynsec.json").exists():
+            self._write_files()
+
+    @property
+    def dynsec_file(self) -> Path:
+        return self.directory / "dynsec.json"
 
     def _write_files(self) -> None:
         out = self.directory

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 JTI_LIFETIME = dt.timedelta(minutes=10)  # A duplicate delivery comes within seconds.
 SWEEP_INTERVAL_S = 2.0  # Expired credentials stop working within 10 s (README).
 RECONNECT_MAX_S = 5.0
+EXCHANGE_CACHE_S = 5.0  # An account's new broker URL reaches its devices within 5 s.
 CONCURRENT = 2000  # Requests in flight per worker (long polls included).
 
 
@@ -64,6 +65,7 @@ class MqttFrontend:
         self._tasks: set[asyncio.Task[None]] = set()
         self._main: asyncio.Task[None] | None = None
         self._refused = False
+        self._exchanges: dict[int, tuple[float, dict[str, Any]]] = {}
 
     # -- the Broker protocol --------------------------------------------------------------
 
@@ -235,13 +237,22 @@ class MqttFrontend:
                 limit=topics.optional_int(request.body, "limit"),
                 wait=topics.optional_int(request.body, "wait"),
             )
-            extra = await asyncio.to_thread(accounts.exchange, rt, found.account_id)
+            extra = await self._exchange(found.account_id)
             return topics.answer({**messages.commands_body(batch), **extra}, cbor=request.cbor)
         parsed = messages.parse_responses(request.body)
         accepted = await gateway.submit_responses(caller, parsed)
         if found.request_id is not None and any(r.result is not None for r in parsed):
             self._spawn(identities.provisioned(rt, self, found.device_pk))
         return topics.answer({"accepted": accepted}, cbor=request.cbor)
+
+    async def _exchange(self, account_id: int) -> dict[str, Any]:
+        """The account's production URL and control key, read once every few seconds."""
+        now = asyncio.get_running_loop().time()
+        cached = self._exchanges.get(account_id)
+        if cached is None or now - cached[0] > EXCHANGE_CACHE_S:
+            found = await asyncio.to_thread(accounts.exchange, self.core.runtime, account_id)
+            cached = self._exchanges[account_id] = (now, found)
+        return cached[1]
 
     async def _control_answer(self, topic: str, payload: bytes) -> None:
         """A device's answer to a control message: a refused move is taken back."""
