@@ -9,7 +9,13 @@ PYTEST := $(PY) -m pytest -q
 
 install: $(STAMP)
 
+# Provisioning over MQTT runs against Debian's Mosquitto (its tests, demo and benchmark start
+# their own broker); installed here when it is missing.
+DEBIAN_PACKAGES := mosquitto mosquitto-clients
+
 $(STAMP): pyproject.toml
+	@command -v mosquitto >/dev/null && command -v mosquitto_ctrl >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq $(DEBIAN_PACKAGES))
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
@@ -36,6 +42,7 @@ bench: install
 	$(PY) bench/provision.py
 	$(PY) bench/ovms.py
 	$(PY) bench/factory.py
+	$(PY) bench/mqtt.py
 
 clean:
 	rm -rf $(VENV) zerotouch-data *.egg-info

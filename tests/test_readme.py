@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("## A first session", "## The factory", "## OVMS auto-provisioning")
+SECTIONS = (
+    "## A first session",
+    "## The factory",
+    "## OVMS auto-provisioning",
+    "## Provisioning over MQTT",
+)
 
 
 def _free_port() -> int:

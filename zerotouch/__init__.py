@@ -1,3 +1,3 @@
 """zerotouch: self-hosted zero-touch provisioning for connected devices."""
 
-__version__ = "0.12.0"
+__version__ = "0.13.0"

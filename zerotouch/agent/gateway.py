@@ -96,10 +96,23 @@ class Gateway:
         return report
 
     def _settled(self, api: MqttDeviceApi) -> None:
+        """Provisioned: the account's key pinned, and what a restart needs kept (the settings
+        file keeps who the device is; the spent password goes)."""
         if api.control_key:
             self._write(CONTROL_KEY, api.control_key)
         state = {"productionUrl": api.production_url, "account": api.account}
         self._write(STATE, json.dumps(state))
+        if self.settings_path is not None:
+            kept = {
+                "transport": "mqtt",
+                "broker-url": api.settings.broker_url,
+                "account-name": api.account,
+                "client-id": api.client_id,
+                "device-id": api.settings.device_id,
+                "keystore": str(self.keystore.root),
+            }
+            agent_settings.update_file(self.settings_path, kept, durable=self.keystore.durable)
+            agent_settings.drop_from_file(self.settings_path, ("password",))
         self.api = api
 
     async def resume(self) -> None:

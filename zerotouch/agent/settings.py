@@ -66,7 +66,10 @@ class AgentSettings(BaseModel):
             if self.jwt_key is None and self.activation_key is None:
                 raise ValueError("jwt-key or activation-key is needed to sign device tokens")
         else:
-            for name in ("broker_url", "account_name", "username", "password", "client_id"):
+            needed = ["broker_url", "account_name", "client_id"]
+            if self.enabled and not self.provisioned:  # The one-time credentials.
+                needed += ["username", "password"]
+            for name in needed:
                 if getattr(self, name) is None:
                     raise ValueError(f"{alias(name)} is needed with transport = mqtt")
         key = self.activation_key
@@ -158,6 +161,16 @@ def update_file(path: Path, values: dict[str, Any], *, durable: bool = True) -> 
     data.update(values)
     os.makedirs(os.path.dirname(where) or ".", exist_ok=True)
     files.write_whole(where, tomli_w.dumps(data).encode(), private=True, sync=durable)
+
+
+def drop_from_file(path: Path, names: tuple[str, ...]) -> None:
+    """These settings gone from the file (a spent one-time password)."""
+    where = os.fspath(path)
+    raw = files.read_whole(where)
+    if raw is None:
+        return
+    data = {k: v for k, v in tomllib.loads(raw.decode()).items() if k not in names}
+    files.write_whole(where, tomli_w.dumps(data).encode(), private=True, sync=True)
 
 
 def mark_provisioned(path: Path, *, durable: bool = True) -> None:

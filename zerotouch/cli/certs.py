@@ -89,3 +89,42 @@ def certs_factory(
         f"Client certificate '{name}' written to {out}; "
         f"serve with --manufacturing-client-ca {out / FACTORY_CA}."
     )
+
+
+@certs_app.command("broker")
+def certs_broker(
+    account: Annotated[str, typer.Option(help="The account whose CA signs the certificate.")],
+    out: Annotated[
+        Path, typer.Option(help="Directory for broker.pem, broker.key, account-ca.pem.")
+    ],
+    host: Annotated[
+        list[str] | None, typer.Option(help="DNS name or IP of the broker; repeat for more.")
+    ] = None,
+    days: Annotated[int, typer.Option(min=1, max=3650, help="Validity of the certificate.")] = 365,
+) -> None:
+    """A TLS server certificate for an MQTT broker from the account's CA: the account's devices
+    trust that CA alone for its brokers (Mosquitto: certfile, keyfile; cafile account-ca.pem
+    on the mutual-TLS listener)."""
+    from zerotouch.bootstrap import build_runtime
+    from zerotouch.cli.common import load_settings
+    from zerotouch.domain.errors import ZerotouchError
+    from zerotouch.services.accounts import local_principal
+    from zerotouch.services.authority import issue_broker_certificate
+
+    hosts = host or ["localhost", "127.0.0.1"]
+    runtime = build_runtime(load_settings(), role="certs broker")
+    try:
+        principal = local_principal(runtime, account_name=account, role="owner")
+        material, authority = issue_broker_certificate(
+            runtime, principal=principal, hosts=hosts, days=days
+        )
+    except ZerotouchError as exc:
+        err.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        runtime.db.dispose()
+    out.mkdir(parents=True, exist_ok=True)
+    _write(out / "broker.pem", material.certificate_pem, 0o644)
+    _write(out / "broker.key", material.private_key_pem, 0o600)
+    _write(out / "account-ca.pem", authority, 0o644)
+    err.print(f"Broker certificate for {', '.join(hosts)} written to {out} (from {account}'s CA).")

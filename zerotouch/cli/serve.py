@@ -86,6 +86,7 @@ def serve(
             raise ConfigurationError(f"{name}: {path} does not exist or is not a file")
     if settings.manufacturing_client_ca is not None and settings.tls_cert is None:
         raise ConfigurationError("--manufacturing-client-ca: needs --tls-cert and --tls-key")
+    _check_mqtt(settings)
     logs.configure(settings.log_level, settings.log_format)
     options: dict[str, Any] = {
         "loop": "uvloop",
@@ -127,6 +128,24 @@ def serve(
             runtime.db.dispose()
 
 
+def _check_mqtt(settings: Settings) -> None:
+    """The MQTT settings, each named when it is wrong (README, "Provisioning over MQTT")."""
+    from zerotouch.protocols.mqtt_topics import Endpoint
+
+    if settings.mqtt_ca_file is not None and not settings.mqtt_ca_file.is_file():
+        raise ConfigurationError(
+            f"ZEROTOUCH_MQTT_CA_FILE: {settings.mqtt_ca_file} does not exist or is not a file"
+        )
+    if settings.mqtt_url is None:
+        return
+    endpoint = Endpoint.parse(settings.mqtt_url)
+    if not endpoint.username or not endpoint.password:
+        raise ConfigurationError(
+            "ZEROTOUCH_MQTT_URL: must carry the dynamic-security admin's name and password "
+            "(mqtt://admin:password@host:port)"
+        )
+
+
 def _announce(settings: Settings, runtime: Runtime) -> None:
     """One line that says where everything is, and one when a master key was just made."""
     scheme = "https" if settings.tls_cert else "http"
@@ -134,9 +153,15 @@ def _announce(settings: Settings, runtime: Runtime) -> None:
     if settings.ovms_port and settings.tls_cert and settings.ovms_tls_port:
         ovms += f" and {settings.ovms_tls_port} (TLS)"
     database = runtime.db.url.render_as_string(hide_password=True)
+    mqtt = "MQTT off"
+    if settings.mqtt_url is not None:
+        from zerotouch.protocols.mqtt_topics import Endpoint
+
+        broker = Endpoint.parse(settings.mqtt_url)
+        mqtt = f"MQTT worker on {'mqtts' if broker.tls else 'mqtt'}://{broker.host}:{broker.port}"
     log.info(
-        "zerotouch %s: API on %s://%s:%s, %s, data in %s, database %s, %d worker(s)",
-        __version__, scheme, settings.host, settings.port, ovms,
+        "zerotouch %s: API on %s://%s:%s, %s, %s, data in %s, database %s, %d worker(s)",
+        __version__, scheme, settings.host, settings.port, ovms, mqtt,
         settings.data_dir.resolve(), database, settings.workers,
     )  # fmt: skip
     if runtime.keyring_created and runtime.keyring_path is not None:

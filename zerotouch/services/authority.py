@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from zerotouch.crypto import ca
@@ -82,3 +83,24 @@ def get_authority(rt: Runtime, *, principal: Principal) -> CaView:
             "This account has no certificate authority.", code="certificate_authority_not_found"
         )
     return CaView(row.certificate_pem, row.fingerprint, row.created_at)
+
+
+def issue_broker_certificate(
+    rt: Runtime, *, principal: Principal, hosts: list[str], days: int
+) -> tuple[ca.ServerMaterial, str]:
+    """A TLS server certificate for an MQTT broker that serves this account, from the account
+    CA (its devices check the broker against that CA alone); and the CA's certificate."""
+    principal.require(Permission.MANAGE_PLATFORM)
+    with rt.db.read() as conn:
+        row = authorities.find(conn, principal.account_id)
+    if row is None:
+        raise NotFound(
+            "This account has no certificate authority.", code="certificate_authority_not_found"
+        )
+    authority = ca.CaMaterial(
+        row.certificate_pem,
+        rt.keyring.open_text(row.private_key_sealed, KEY_PURPOSE),
+        row.fingerprint,
+    )
+    validity = dt.timedelta(days=days)
+    return ca.issue_server_certificate(authority, hosts, validity=validity), row.certificate_pem
