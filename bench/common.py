@@ -12,7 +12,17 @@ import sqlalchemy as sa
 
 from zerotouch.demo import free_port
 
-__all__ = ["database", "free_port"]
+__all__ = ["database", "free_port", "server_env"]
+
+
+def server_env(root: Path, url: str) -> dict[str, str]:
+    """The environment a benchmark's `zerotouch serve` runs in: no inherited settings, its own
+    data directory, the run's database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZEROTOUCH_")}
+    env["ZEROTOUCH_DATA_DIR"] = str(root / "data")
+    env["ZEROTOUCH_DATABASE_URL"] = url
+    return env
+
 
 PG_ADMIN_URL = os.environ.get(
     "ZEROTOUCH_TEST_PG_ADMIN_URL", "postgresql+psycopg://127.0.0.1:5432/postgres"

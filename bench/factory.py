@@ -42,7 +42,7 @@ from zerotouch.store.db import Database
 from zerotouch.store.schema import accounts, devices
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import database
+from common import database, server_env
 
 console = Console(width=150)
 BATCH = 5_000
@@ -120,13 +120,6 @@ class PeakMemory:
 
     def megabytes(self) -> dict[str, float]:
         return {name: kb / 1024 for name, kb in self.peak.items()}
-
-
-def _env(root: Path, url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ZEROTOUCH_")}
-    env["ZEROTOUCH_DATA_DIR"] = str(root / "data")
-    env["ZEROTOUCH_DATABASE_URL"] = url
-    return env
 
 
 def _zerotouch(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
@@ -212,7 +205,7 @@ def imports(backend: str, source: Path, rows: int, work: Path) -> list[Run]:
     runs = []
     for measure in (raw_insert, cli_import, api_import):
         with tempfile.TemporaryDirectory(dir=work) as tmp, database(backend, Path(tmp)) as url:
-            env = _env(Path(tmp), url)
+            env = server_env(Path(tmp), url)
             if measure is raw_insert:
                 run = raw_insert(url, env, source)
             else:

@@ -40,7 +40,7 @@ from zerotouch.crypto import ca
 from zerotouch.protocols.mqtt_topics import Endpoint
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import database
+from common import database, server_env
 from provision import _memory_dir, process_tree_cpu_s
 
 TARGET_RATIO = 0.8
@@ -161,9 +161,7 @@ def end_to_end(backend: str, devices: int, workers: int) -> Run:
     root = Path(tempfile.mkdtemp(prefix=f"zt-bench-mqtt-{backend}-", dir=_memory_dir()))
     try:
         with database(backend, root) as url:
-            env = {k: v for k, v in os.environ.items() if not k.startswith("ZEROTOUCH_")}
-            env["ZEROTOUCH_DATA_DIR"] = str(root / "data")
-            env["ZEROTOUCH_DATABASE_URL"] = url
+            env = server_env(root, url)
             keys = demo.create_keys(env)
             with mqtt_demo.stack(root, env, workers=workers) as (base, broker, material, server):
                 console.print(f"[{backend}] importing and claiming {devices:,} gateways ...")

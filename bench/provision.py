@@ -38,7 +38,7 @@ from zerotouch.domain.commands import KEY_USAGE_BITS
 from zerotouch.protocols.nrf_at import Buffers
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import database
+from common import database, server_env
 
 TARGET = 300
 NRF_TARGET_RATIO = 0.8
@@ -98,9 +98,7 @@ def run_backend(backend: str, devices: int, workers: int, protocol: str) -> Resu
     keystores = Path(tempfile.mkdtemp(prefix="zt-bench-keystores-", dir=_memory_dir()))
     try:
         with database(backend, root) as url:
-            env = {k: v for k, v in os.environ.items() if not k.startswith("ZEROTOUCH_")}
-            env["ZEROTOUCH_DATA_DIR"] = str(root / "data")
-            env["ZEROTOUCH_DATABASE_URL"] = url
+            env = server_env(root, url)
             keys = demo.create_keys(env)
             with demo.server(env, workers=workers) as (base, process):
                 console.print(f"[{backend}] importing and claiming {devices:,} devices ...")

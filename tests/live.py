@@ -15,17 +15,21 @@ from zerotouch.services.core import Core
 from zerotouch.services.runtime import Runtime
 
 
-@contextlib.contextmanager
-def live_server(rt: Runtime) -> Iterator[str]:
+def listening(core: Core) -> tuple[socket.socket, int, uvicorn.Server]:
+    """A loopback socket on a free port, and a uvicorn server of the core's app for it."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    core = Core(rt)
     config = uvicorn.Config(
         create_app(core), log_level="warning", loop="asyncio", http="h11", lifespan="off"
     )
-    server = uvicorn.Server(config)
+    return sock, sock.getsockname()[1], uvicorn.Server(config)
+
+
+@contextlib.contextmanager
+def live_server(rt: Runtime) -> Iterator[str]:
+    core = Core(rt)
+    sock, port, server = listening(core)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

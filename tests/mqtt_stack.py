@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import uvicorn
 
-from zerotouch.adapters.http.app import create_app
+from tests.live import listening
 from zerotouch.adapters.mqtt.mosquitto import Broker
 from zerotouch.adapters.mqtt.worker import MqttFrontend
 from zerotouch.services.core import Core
@@ -40,15 +38,8 @@ def with_endpoints(rt: Runtime, broker: Broker) -> Runtime:
 @contextlib.contextmanager
 def node(rt: Runtime, broker: Broker) -> Iterator[Node]:
     """An HTTP server and an MQTT worker on one event loop, as `zerotouch serve` runs them."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
     core = Core(rt)
-    config = uvicorn.Config(
-        create_app(core), log_level="warning", loop="asyncio", http="h11", lifespan="off"
-    )
-    server = uvicorn.Server(config)
+    sock, port, server = listening(core)
     ready = threading.Event()
     holder: dict[str, Any] = {}
 

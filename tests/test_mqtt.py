@@ -21,6 +21,7 @@ from zerotouch.agent.client import DeviceApiError
 from zerotouch.agent.gateway import Gateway
 from zerotouch.agent.keystore import Keystore
 from zerotouch.agent.mqtt import MqttDeviceApi
+from zerotouch.agent.mqtt_fleet import gateway_settings
 from zerotouch.agent.settings import AgentSettings
 from zerotouch.crypto import ca, control_messages
 from zerotouch.protocols import mqtt_topics as topics
@@ -113,23 +114,9 @@ def request_for(zt: Node, key: str, device_id: str, **body: Any) -> dict[str, An
 
 
 def agent_settings(answer: dict[str, Any], keystore: Path, **extra: Any) -> AgentSettings:
-    return AgentSettings.model_validate(
-        {
-            "transport": "mqtt",
-            "broker-url": answer["brokerUrl"],
-            "account-name": answer["accountName"],
-            "username": answer["username"],
-            "password": answer["password"],
-            "client-id": answer["clientId"],
-            "device-id": answer["deviceId"],
-            "keystore": str(keystore),
-            "retry-interval": 0.1,
-            "retry-max-attempts": 20,
-            "timeout": 5,
-            "long-poll": 1,
-            **extra,
-        }
-    )
+    """The gateway's settings from the answer, with the tests' quick retries."""
+    quick = {"retry-interval": 0.1, "retry-max-attempts": 20, "timeout": 5, "long-poll": 1}
+    return gateway_settings(answer, keystore, **{**quick, **extra})
 
 
 async def connects(url: str, client_id: str, username: str, password: str) -> bool:
@@ -601,3 +588,20 @@ def test_the_broker_restarted_mid_provisioning(
     asyncio.run(go())
     assert status(zt, keys["owner"], "gw-1") == "PROVISIONED"
     assert zt.frontend.connected.is_set()  # The worker is back on the broker.
+
+
+def test_the_agent_takes_not_authorized_as_final(
+    zt: Node, keys: dict[str, str], tmp_path: Path
+) -> None:
+    answer = request_for(zt, keys["owner"], prepared(zt, keys))
+    wrong = {**answer, "password": answer["password"] + "x"}
+    settings = agent_settings(wrong, tmp_path / "ks", **{"retry-max-attempts": -1})
+
+    async def go() -> None:
+        api = MqttDeviceApi(settings, Keystore(settings.keystore, durable=False))
+        async with asyncio.timeout(10):  # Retrying for ever would never end.
+            with pytest.raises(DeviceApiError, match="not authorized"):
+                await api.fetch(after=None, limit=20, wait=0)
+        await api.close()
+
+    asyncio.run(go())

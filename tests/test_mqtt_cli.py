@@ -36,8 +36,10 @@ def test_serve_and_agent_provision_a_gateway_over_mqtt(env: dict[str, str], tmp_
         }
         keys = create_keys(env)
         owner = {"Authorization": f"Bearer {keys.owner}"}
-        with server({**env, **mqtt}) as (base, _process):
-            http = httpx.Client(base_url=base, timeout=30)
+        with (
+            server({**env, **mqtt}) as (base, _process),
+            httpx.Client(base_url=base, timeout=30) as http,
+        ):
             pem = {
                 "certificate": authority.certificate_pem,
                 "privateKey": authority.private_key_pem,

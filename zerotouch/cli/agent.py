@@ -180,12 +180,7 @@ def demo(
             result = run_simulation(identities, {"server-url": base}, root / "keystores", out)
         elapsed = time.perf_counter() - started
         counts = status_counts(base, keys)
-    table = Table(title="devices by status")
-    table.add_column("status")
-    table.add_column("devices", justify="right")
-    for status, count in counts.items():
-        table.add_row(status, str(count))
-    out.print(table)
+    out.print(_status_table(counts))
     out.print(summary_table(result, devices, elapsed))
     if protocol == NRF:
         out.print(f"Modems' identities: {root / 'devices.csv'} (deviceId,jwtKey).")
@@ -222,12 +217,16 @@ def _mqtt_demo(devices: int, root: Path, env: dict[str, str], keys: Any, out: Co
             result = uvloop.run(go())
         elapsed = time.perf_counter() - started
         counts = status_counts(base, keys)
+    out.print(_status_table(counts))
+    out.print(summary_table(result, devices, elapsed))
+    out.print(f"Keystores: {root / 'keystores'}/<deviceId>/ (client.pem: CN = the client ID).")
+    return 0 if not result.errors else 1
+
+
+def _status_table(counts: dict[str, int]) -> Table:
     table = Table(title="devices by status")
     table.add_column("status")
     table.add_column("devices", justify="right")
     for status, count in counts.items():
         table.add_row(status, str(count))
-    out.print(table)
-    out.print(summary_table(result, devices, elapsed))
-    out.print(f"Keystores: {root / 'keystores'}/<deviceId>/ (client.pem: CN = the client ID).")
-    return 0 if not result.errors else 1
+    return table
