@@ -205,7 +205,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=1_000)
     parser.add_argument("--backends", default="sqlite,postgresql")
-    parser.add_argument("--workers", type=int, default=2, help="zerotouch serve --workers")
+    parser.add_argument("--workers", type=int, default=1, help="zerotouch serve --workers")
     args = parser.parse_args()
     console.print("ceiling: dynamic-security pairs and mutual-TLS connects, broker alone ...")
     pairs = [dynsec_pairs(0, 1000), dynsec_pairs(1_000, 300), dynsec_pairs(10_000, 40)]

@@ -605,3 +605,15 @@ def test_the_agent_takes_not_authorized_as_final(
         await api.close()
 
     asyncio.run(go())
+
+
+def test_an_accounts_first_requests_made_together_share_one_control_key(
+    zt: Node, keys: dict[str, str]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    devices = [prepared(zt, keys, f"gw-{n}", f"00112233{n:04X}") for n in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda d: request_for(zt, keys["owner"], d), devices))
+    assert len({a["id"] for a in answers}) == 8
+    assert _account_key(zt, keys["owner"]).startswith("-----BEGIN PUBLIC KEY-----")

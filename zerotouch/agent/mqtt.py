@@ -151,6 +151,11 @@ class Link:
         if self._stack is not None:
             with contextlib.suppress(aiomqtt.MqttError, OSError):
                 await self._stack.aclose()
+        if self.client is not None:
+            # Why the broker ended the session (taken over, kicked) is known: nobody waits on it.
+            ended = getattr(self.client, "_disconnected", None)
+            if isinstance(ended, asyncio.Future) and ended.done() and not ended.cancelled():
+                ended.exception()
         self.client = self._stack = self._reader = None
 
     @property

@@ -36,7 +36,7 @@ def signer(rt: Runtime, conn: Connection, account_id: int) -> tuple[str, str]:
             signing_public_key=public,
             created_at=rt.clock(),
         )
-        return private, public
+        row = store.account_settings(conn, account_id)  # Another call's, if it came first.
     return rt.keyring.open_text(row.signing_key_sealed, SIGNING_PURPOSE), row.signing_public_key
 
 

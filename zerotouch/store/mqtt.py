@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from zerotouch.domain.errors import AlreadyExists, NotFound
 from zerotouch.store.db import unique_violation_as
@@ -205,8 +206,11 @@ def account_settings(conn: sa.Connection, account_id: int) -> Any:
 
 
 def add_account_settings(conn: sa.Connection, **row: Any) -> None:
-    with unique_violation_as(AlreadyExists("made by another call")):
-        conn.execute(mqtt_accounts.insert().values(**row))
+    """The account's settings row, unless another call made it first (its key then stands)."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    conn.execute(
+        insert(mqtt_accounts).values(**row).on_conflict_do_nothing(index_elements=["account_id"])
+    )
 
 
 def set_endpoints(

@@ -92,6 +92,8 @@ class Dynsec:
         self.client = client
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
+        # Every admin connection (one a node) hears every answer: its own carry its prefix.
+        self._prefix = secrets.token_hex(8)
         self._reader: asyncio.Task[None] | None = None
 
     @classmethod
@@ -129,7 +131,7 @@ class Dynsec:
         futures = []
         sent = []
         for command in commands:
-            key = str(next(self._ids))
+            key = f"{self._prefix}-{next(self._ids)}"
             future: asyncio.Future[dict[str, Any]] = loop.create_future()
             self._waiting[key] = future
             futures.append(future)

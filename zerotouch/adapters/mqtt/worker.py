@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 JTI_LIFETIME = dt.timedelta(minutes=10)  # A duplicate delivery comes within seconds.
 SWEEP_INTERVAL_S = 2.0  # Expired credentials stop working within 10 s (README).
 RECONNECT_MAX_S = 5.0
+BROKER_WAIT_S = 5.0
 EXCHANGE_CACHE_S = 5.0  # An account's new broker URL reaches its devices within 5 s.
 CONCURRENT = 2000  # Requests in flight per worker (long polls included).
 
@@ -69,7 +70,12 @@ class MqttFrontend:
 
     # -- the Broker protocol --------------------------------------------------------------
 
-    def _admin(self) -> dynsec.Dynsec:
+    async def _admin(self) -> dynsec.Dynsec:
+        """The admin's connection; a call that comes while it is being made (at start, after
+        the broker restarted) waits for it a few seconds."""
+        if self.admin is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.connected.wait(), BROKER_WAIT_S)
         if self.admin is None:
             raise Unavailable("The MQTT broker is not connected.", code="broker_unavailable")
         return self.admin
@@ -77,17 +83,19 @@ class MqttFrontend:
     async def create_one_time(
         self, *, account: str, client_id: str, username: str, password: str
     ) -> None:
-        await self._admin().create_one_time(
+        admin = await self._admin()
+        await admin.create_one_time(
             account=account, client_id=client_id, username=username, password=password
         )
 
     async def delete_one_time(self, *, username: str, client_id: str) -> None:
-        await self._admin().delete_one_time(username=username, client_id=client_id)
+        await (await self._admin()).delete_one_time(username=username, client_id=client_id)
 
     async def deny(self, common_name: str) -> None:
-        await self._admin().deny(common_name)
+        await (await self._admin()).deny(common_name)
 
     async def publish(self, topic: str, payload: bytes) -> None:
+        await self._admin()
         if self.client is None:
             raise Unavailable("The MQTT broker is not connected.", code="broker_unavailable")
         await self.client.publish(topic, payload, qos=1)
