@@ -617,3 +617,34 @@ def test_an_accounts_first_requests_made_together_share_one_control_key(
         answers = list(pool.map(lambda d: request_for(zt, keys["owner"], d), devices))
     assert len({a["id"] for a in answers}) == 8
     assert _account_key(zt, keys["owner"]).startswith("-----BEGIN PUBLIC KEY-----")
+
+
+def test_no_other_cn_is_signed_for_an_mqtt_device(
+    zt: Node, keys: dict[str, str], tmp_path: Path
+) -> None:
+    owner = keys["owner"]
+    give_ca(zt, owner, ACME)
+    record = {"deviceId": "gw-x", "mac": "0011223344CC", "serial": "SN9"}
+    made = zt.call("POST", "/v1/manufacturing/devices", keys["factory"], json={"devices": [record]})
+    token = made.json()["devices"][0]["ownerToken"]
+    assert (
+        zt.call("POST", "/v1/claimed-devices", owner, json={"ownerToken": token}).status_code == 201
+    )
+    commands = plan("SomebodyElse", ACME)
+    for command in commands:
+        res = zt.call("POST", "/v1/claimed-devices/gw-x/provisioning", owner, json=command)
+        assert res.status_code == 201, res.text
+    settings = agent_settings(request_for(zt, owner, "gw-x"), tmp_path / "ks")
+
+    async def go() -> None:
+        api = MqttDeviceApi(settings, Keystore(settings.keystore, durable=False))
+        await runner.run(settings, api, Keystore(settings.keystore, durable=False),
+                         settings_path=None, until_idle=True)  # fmt: skip
+        await api.close()
+
+    asyncio.run(go())
+    listed = zt.call("GET", "/v1/claimed-devices/gw-x/provisioning", owner).json()["items"]
+    csr = next(c for c in listed if "certificateSigningRequest" in c["request"])
+    assert csr["status"] == "FAILED"
+    assert "CN=0011223344CC only" in json.dumps(csr["response"])
+    assert status(zt, owner, "gw-x") == "ERROR"

@@ -10,6 +10,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from zerotouch.domain.errors import AlreadyExists, NotFound
 from zerotouch.store.db import unique_violation_as
+from zerotouch.store.fast import FastStatement
 from zerotouch.store.schema import (
     accounts,
     devices,
@@ -142,7 +143,8 @@ def prove(conn: sa.Connection, request_id: str, now: dt.datetime) -> None:
 
 # What the worker needs of the device behind a request topic: the account by name, the
 # identity by client ID, the device still in that account, and its request, if one is active.
-_CALLER = (
+# Every request over MQTT runs it: on the driver's cursor (store/fast.py).
+_CALLER = FastStatement(
     sa.select(
         devices.c.id.label("device_pk"),
         devices.c.device_id,
@@ -170,7 +172,8 @@ _CALLER = (
 
 
 def caller(conn: sa.Connection, account: str, client_id: str) -> Any:
-    return conn.execute(_CALLER, {"account": account, "client_id": client_id}).first()
+    found = _CALLER.run(conn, {"account": account, "client_id": client_id})
+    return found[0] if found else None
 
 
 def request_context(conn: sa.Connection, account_id: int, device_pk: int) -> Any:
