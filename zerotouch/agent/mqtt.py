@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import ssl
 import time
 import uuid
@@ -42,6 +41,8 @@ log = logging.getLogger(__name__)
 
 # CONNACK reason codes that retrying cannot change (MQTT 5, 3.2.2.2; 3.1.1's 4 and 5).
 FINAL_CONNECT_CODES = frozenset({4, 5, 133, 134, 135, 138, 140})
+# Answers that mean "busy, ask again" (the HTTP client's 5xx); any other refusal is final.
+BUSY_CODES = frozenset({"internal_error", "unavailable", "broker_unavailable"})
 Control = Callable[[str, bytes], Coroutine[Any, Any, None]]
 
 
@@ -360,10 +361,7 @@ class MqttDeviceApi:
                 if answer.get("ok"):
                     return answer
                 problem = f"{answer.get('code')}: {answer.get('detail')}"
-                if answer.get("code") != "internal_error":
+                if answer.get("code") not in BUSY_CODES:
                     raise DeviceApiError(problem, 422)
             self._give_up_after(attempt, problem)
-            await asyncio.sleep(backoff(self.settings.retry_interval, attempt, _RNG))
-
-
-_RNG = random.Random()
+            await asyncio.sleep(backoff(self.settings.retry_interval, attempt))

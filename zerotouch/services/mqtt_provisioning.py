@@ -159,7 +159,6 @@ async def create_request(
     view = await asyncio.to_thread(
         _store_request,
         rt,
-        principal,
         device_id,
         new,
         account_id=principal.account_id,
@@ -190,7 +189,6 @@ def _fields(view: ProvisionRequestView) -> dict[str, Any]:
 
 def _store_request(
     rt: Runtime,
-    principal: Principal | None,
     device_id: str,
     new: NewRequest,
     *,

@@ -235,7 +235,7 @@ class MqttFrontend:
                 "topic", "names no device of this account with an MQTT identity"
             )
         if found.revoked_at is not None:
-            raise service_refusal("The device's MQTT identity is revoked.", "device_revoked")
+            raise _refusal("The device's MQTT identity is revoked.", "device_revoked")
         caller = await self._caller(found, request)
         gateway = self.core.devices
         if request.call == "GET/commands":
@@ -290,7 +290,7 @@ class MqttFrontend:
                 )
             proven = await gateway.authenticate(token)
             if proven.device_pk != found.device_pk:
-                raise service_refusal("The token is another device's.", "token_foreign")
+                raise _refusal("The token is another device's.", "token_foreign")
             await asyncio.to_thread(accounts.prove, self.core.runtime, found.request_id)
             proven.common_name = request.client_id
             return proven
@@ -309,7 +309,8 @@ class MqttFrontend:
         task.add_done_callback(self._tasks.discard)
 
 
-def service_refusal(message: str, code: str) -> ZerotouchError:
+def _refusal(message: str, code: str) -> ZerotouchError:
+    """A known device that may not do this (403 on the Device API)."""
     return PermissionDenied(message, code=code)
 
 
