@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import ssl
 import sys
@@ -45,11 +44,6 @@ from provision import _memory_dir, process_tree_cpu_s
 
 TARGET_RATIO = 0.8
 console = Console(width=150)
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -87,10 +81,10 @@ async def _pairs(broker: Broker, count: int, concurrent: int) -> tuple[float, fl
                 await admin.delete_one_time(**names)
 
         assert broker.process is not None
-        before, started = cpu_s(broker.process.pid), time.perf_counter()
+        before, started = process_tree_cpu_s(broker.process.pid), time.perf_counter()
         await asyncio.gather(*(pair(n) for n in range(count)))
         elapsed = time.perf_counter() - started
-        return count / elapsed, (cpu_s(broker.process.pid) - before) / count * 1000
+        return count / elapsed, (process_tree_cpu_s(broker.process.pid) - before) / count * 1000
 
 
 def dynsec_pairs(present: int, count: int) -> Pairs:
@@ -168,7 +162,7 @@ def end_to_end(backend: str, devices: int, workers: int) -> Run:
                 ids = mqtt_demo.prepare(base, keys, material, devices)
                 console.print(f"[{backend}] provisioning them over MQTT ...")
                 assert broker.process is not None
-                broker_before = cpu_s(broker.process.pid)
+                broker_before = process_tree_cpu_s(broker.process.pid)
                 server_before = process_tree_cpu_s(server.pid)
                 agents_before = time.process_time()
                 started = time.perf_counter()
@@ -179,7 +173,7 @@ def end_to_end(backend: str, devices: int, workers: int) -> Run:
 
                 outcome = uvloop.run(go())
                 elapsed = time.perf_counter() - started
-                broker_cpu = cpu_s(broker.process.pid) - broker_before
+                broker_cpu = process_tree_cpu_s(broker.process.pid) - broker_before
                 server_cpu = process_tree_cpu_s(server.pid) - server_before
                 agents_cpu = time.process_time() - agents_before
                 counts = demo.status_counts(base, keys)

@@ -28,7 +28,7 @@ from zerotouch.protocols import mqtt_topics as topics
 from zerotouch.services.accounts import create_api_key
 from zerotouch.services.mqtt_accounts import signer
 from zerotouch.services.runtime import Runtime
-from zerotouch.store.mqtt import account_by_name
+from zerotouch.store.accounts import by_name as account_by_name
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("mosquitto") is None, reason="needs mosquitto"),

@@ -147,7 +147,7 @@ def plan(ca_pem: str, common_name: str = "zerotouch demo device") -> list[dict[s
     ]
 
 
-def _check(response: httpx.Response, expected: int) -> dict[str, Any]:
+def checked(response: httpx.Response, expected: int) -> dict[str, Any]:
     if response.status_code != expected:
         raise RuntimeError(f"{response.request.method} {response.request.url.path}: "
                            f"HTTP {response.status_code} {response.text[:300]}")  # fmt: skip
@@ -180,9 +180,9 @@ def prepare_fleet(
             "/v1/certificate-authority", json={"commonName": "zerotouch demo CA"}, headers=owner
         )
         if made.status_code == 409:
-            ca = _check(http.get("/v1/certificate-authority", headers=owner), 200)
+            ca = checked(http.get("/v1/certificate-authority", headers=owner), 200)
         else:
-            ca = _check(made, 201)
+            ca = checked(made, 201)
         rule = {
             "name": f"{prefix} plan",
             "description": "key, signed certificate, trusted CA, config, finished",
@@ -192,7 +192,7 @@ def prepare_fleet(
         }
         created = http.post("/v1/provisioning-rules", json=rule, headers=owner)
         if created.status_code != 409:
-            _check(created, 201)
+            checked(created, 201)
         run = secrets.token_hex(3)
         if protocol == NRF:
             identities = [_modem_identity() for _ in range(count)]
@@ -204,13 +204,15 @@ def prepare_fleet(
         tokens: list[str] = []
         for start in range(0, count, IMPORT_BATCH):
             records = [_record(i) for i in identities[start : start + IMPORT_BATCH]]
-            answer = _check(
+            answer = checked(
                 http.post("/v1/manufacturing/devices", json={"devices": records}, headers=factory),
                 200,
             )
             tokens += [d["ownerToken"] for d in answer["devices"]]
         for token in tokens:
-            _check(http.post("/v1/claimed-devices", json={"ownerToken": token}, headers=owner), 201)
+            checked(
+                http.post("/v1/claimed-devices", json={"ownerToken": token}, headers=owner), 201
+            )
     return identities
 
 
@@ -247,7 +249,7 @@ def status_counts(base: str, keys: Keys) -> dict[str, int]:
     counts = {}
     with httpx.Client(base_url=base, timeout=30) as http:
         for status in sorted(s.value for s in CLAIMED_STATUSES):
-            page = _check(
+            page = checked(
                 http.get(
                     "/v1/claimed-devices", params={"status": status, "pageLimit": 1}, headers=owner
                 ),

@@ -24,10 +24,9 @@ import httpx
 
 from zerotouch.adapters.mqtt.mosquitto import Broker
 from zerotouch.crypto import ca
-from zerotouch.demo import IMPORT_BATCH, Keys, server
+from zerotouch.demo import IMPORT_BATCH, SEC_TAG, Keys, checked, server
 
 TAG = "demo-mqtt"
-SEC_TAG = 16842753
 
 
 def authority(root: Path) -> ca.CaMaterial:
@@ -76,13 +75,6 @@ def plan(material: ca.CaMaterial) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def _check(response: httpx.Response, expected: int) -> Any:
-    if response.status_code != expected:
-        raise RuntimeError(f"{response.request.method} {response.request.url.path}: "
-                           f"HTTP {response.status_code} {response.text[:300]}")  # fmt: skip
-    return response.json()
-
-
 def prepare(base: str, keys: Keys, material: ca.CaMaterial, count: int) -> list[str]:
     """CA and rule, then ``count`` gateways imported and claimed; their device ids."""
     owner = {"Authorization": f"Bearer {keys.owner}"}
@@ -91,23 +83,25 @@ def prepare(base: str, keys: Keys, material: ca.CaMaterial, count: int) -> list[
         pem = {"certificate": material.certificate_pem, "privateKey": material.private_key_pem}
         made = http.post("/v1/certificate-authority", json=pem, headers=owner)
         if made.status_code != 409:
-            _check(made, 201)
+            checked(made, 201)
         rule = {"name": "demo mqtt plan", "tags": [TAG], "commands": plan(material), "active": True}
         created = http.post("/v1/provisioning-rules", json=rule, headers=owner)
         if created.status_code != 409:
-            _check(created, 201)
+            checked(created, 201)
         run = secrets.token_hex(3)
         ids = [f"gw{run}{n:06d}" for n in range(count)]
         tokens: list[str] = []
         for start in range(0, count, IMPORT_BATCH):
             records = [{"deviceId": i, "tags": [TAG]} for i in ids[start : start + IMPORT_BATCH]]
             body = {"devices": records}
-            answer = _check(http.post("/v1/manufacturing/devices", json=body, headers=factory), 200)
+            answer = checked(
+                http.post("/v1/manufacturing/devices", json=body, headers=factory), 200
+            )
             tokens += [d["ownerToken"] for d in answer["devices"]]
 
     def claim(token: str) -> None:
         with httpx.Client(base_url=base, timeout=120) as one:
-            _check(one.post("/v1/claimed-devices", json={"ownerToken": token}, headers=owner), 201)
+            checked(one.post("/v1/claimed-devices", json={"ownerToken": token}, headers=owner), 201)
 
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(claim, tokens))
@@ -125,7 +119,7 @@ async def requester(
 
         async def ask(device_id: str) -> dict[str, Any]:
             path = f"/v1/claimed-devices/{device_id}/provision-requests"
-            answer: dict[str, Any] = _check(await http.post(path, json={}, headers=headers), 201)
+            answer: dict[str, Any] = checked(await http.post(path, json={}, headers=headers), 201)
             return answer
 
         yield ask

@@ -18,7 +18,10 @@ SIGNING_PURPOSE = "mqtt_accounts.signing_key"
 
 def endpoints(rt: Runtime, conn: Connection, account_id: int) -> tuple[str | None, str | None]:
     """(device URL, production URL) of the account: its own, else the instance's settings."""
-    row = store.account_settings(conn, account_id)
+    return _urls(rt, store.account_settings(conn, account_id))
+
+
+def _urls(rt: Runtime, row: Any) -> tuple[str | None, str | None]:
     device = (row.device_url if row else None) or rt.mqtt.device_url
     production = (row.production_url if row else None) or rt.mqtt.production_url
     return device, production
@@ -91,7 +94,7 @@ def exchange(rt: Runtime, account_id: int) -> dict[str, Any]:
     the key that signs its account's control messages."""
     with rt.db.read() as conn:
         row = store.account_settings(conn, account_id)
-        _, production = endpoints(rt, conn, account_id)
+    _, production = _urls(rt, row)
     if row is None:  # Every provision request makes the key; a device without one asks here.
         with rt.db.write() as conn:
             _, public = signer(rt, conn, account_id)

@@ -30,7 +30,7 @@ async def provisioned(rt: Runtime, broker: Broker, device_pk: int) -> None:
 
 def _active_of(rt: Runtime, device_pk: int) -> Any:
     with rt.db.read() as conn:
-        device = store.device_of(conn, device_pk)
+        device = devices_store.by_pk(conn, device_pk)
         if device.status != DeviceStatus.PROVISIONED.value:
             return None
         return store.active_request(conn, device_pk)
@@ -42,9 +42,8 @@ async def revoke(
     """The device's CN on the broker's deny list (its live session kicked), its identity
     refused by the worker, its active request cancelled."""
     principal.require(Permission.WRITE_DEVICES)
-    service.need_broker(broker)
-    identity, active = await asyncio.to_thread(_revoke, rt, principal, device_id)
     live = service.need_broker(broker)
+    identity, active = await asyncio.to_thread(_revoke, rt, principal, device_id)
     await live.deny(identity.client_id)
     if active is not None:
         row = await asyncio.to_thread(
@@ -88,13 +87,7 @@ async def sweep(rt: Runtime, broker: Broker) -> int:
 def _expired(rt: Runtime) -> list[Any]:
     now = rt.clock()
     with rt.db.read() as conn:
-        return list(
-            conn.execute(
-                store.requests.select().where(
-                    store.requests.c.state == store.ACTIVE, store.requests.c.expires_at <= now
-                )
-            )
-        )
+        return store.expired(conn, now)
 
 
 def _pending_on_broker(rt: Runtime) -> list[Any]:

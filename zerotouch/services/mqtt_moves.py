@@ -31,6 +31,7 @@ from zerotouch.services.audit import audit_event
 from zerotouch.services.devices import apply_rules
 from zerotouch.services.mqtt_accounts import endpoints, signer
 from zerotouch.services.runtime import Principal, Runtime
+from zerotouch.store import accounts as accounts_store
 from zerotouch.store import authorities
 from zerotouch.store import devices as devices_store
 from zerotouch.store import mqtt as store
@@ -108,7 +109,7 @@ def _check(conn: Connection, principal: Principal, device_id: str, target: str) 
         )
     if identity.revoked_at is not None:
         raise FailedPrecondition("The device's MQTT identity is revoked.", code="device_revoked")
-    account = store.account_by_name(conn, target)
+    account = accounts_store.by_name(conn, target)
     if account is None:
         raise NotFound(f"No account {target!r}.", code="account_not_found")
     if account.id == principal.account_id:
@@ -122,7 +123,7 @@ def _check(conn: Connection, principal: Principal, device_id: str, target: str) 
         )
     active = store.active_request(conn, device.id)
     username = active.username if active else requests.default_username(device, identity.client_id)
-    source = store.account_name(conn, principal.account_id)
+    source = accounts_store.name_of(conn, principal.account_id)
     return Move(device_id, identity.client_id, username, source, target, account.id)
 
 
@@ -205,7 +206,7 @@ def _take_back(rt: Runtime, account: str, client_id: str, answer: dict[str, Any]
         row = store.moved_request(conn, client_id, answer["requestId"])
         if row is None or row.moved_from is None:
             return None
-        if store.account_name(conn, row.moved_from) != account:
+        if accounts_store.name_of(conn, row.moved_from) != account:
             return None  # Only the account the device came from hears its refusal.
         if not store.end_request(conn, row.id, "CANCELLED", now):
             return None
@@ -213,7 +214,7 @@ def _take_back(rt: Runtime, account: str, client_id: str, answer: dict[str, Any]
         devices_store.update(
             conn, row.device_pk, account_id=row.moved_from, status=row.moved_status, updated_at=now
         )
-        device_id = store.device_of(conn, row.device_pk).device_id
+        device_id = devices_store.by_pk(conn, row.device_pk).device_id
         reason = {"code": str(answer.get("code"))[:64], "detail": str(answer.get("detail"))[:512]}
         for account_id in (row.account_id, row.moved_from):
             record_event(

@@ -1,4 +1,5 @@
-"""Provisioning over MQTT: provision requests, revocation, moves to another account.
+"""Provisioning over MQTT: provision requests (revocation, the sweep and moves are in
+mqtt_identities.py and mqtt_moves.py).
 
 A provision request gives a claimed device one-time broker credentials: the broker client is
 made through Mosquitto's dynamic-security plugin (adapters/mqtt/dynsec.py), bound to the
@@ -13,6 +14,7 @@ refuses these calls (503).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import hmac
 import logging
@@ -20,6 +22,7 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 from zerotouch.domain.errors import (
@@ -33,6 +36,7 @@ from zerotouch.protocols import mqtt_topics
 from zerotouch.services.device_auth import DEVICE_SECRET_PURPOSE
 from zerotouch.services.mqtt_accounts import endpoints, signer
 from zerotouch.services.runtime import Principal, Runtime
+from zerotouch.store import accounts as accounts_store
 from zerotouch.store import devices as devices_store
 from zerotouch.store import mqtt as store
 from zerotouch.store.db import Connection
@@ -114,9 +118,7 @@ def _check_username(username: str) -> None:
         )
 
 
-def _view(
-    row: Any, device_id: str, account: str, url: str | None, password: str | None = None
-) -> ProvisionRequestView:
+def _view(row: Any, device_id: str, account: str, url: str | None) -> ProvisionRequestView:
     return ProvisionRequestView(
         id=row.id,
         device_id=device_id,
@@ -129,7 +131,6 @@ def _view(
         expires_at=row.expires_at,
         created_at=row.created_at,
         ended_at=row.ended_at,
-        password=password,
     )
 
 
@@ -180,11 +181,7 @@ async def create_request(
         raise Unavailable(
             "The MQTT broker did not take the credentials.", code="broker_unavailable"
         ) from None
-    return ProvisionRequestView(**{**_fields(view), "password": password})
-
-
-def _fields(view: ProvisionRequestView) -> dict[str, Any]:
-    return {name: getattr(view, name) for name in view.__dataclass_fields__}
+    return dataclasses.replace(view, password=password)
 
 
 def _store_request(
@@ -276,12 +273,7 @@ def add_request(
         at=now,
         event=("mqtt.request.created", device.device_id, data),
     )
-    return _view(_Row(row), device.device_id, account, device_url)
-
-
-class _Row:
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.__dict__.update(values)
+    return _view(SimpleNamespace(**row), device.device_id, account, device_url)
 
 
 def _check_activation_key(rt: Runtime, device: Any, given: str) -> None:
@@ -296,16 +288,14 @@ def _check_activation_key(rt: Runtime, device: Any, given: str) -> None:
         raise InvalidArgument.for_field("activationKey", "is not the device's factory secret")
 
 
-def end_request(rt: Runtime, request_id: str, state: str, actor: str, *, done: bool = False) -> Any:
+def end_request(rt: Runtime, request_id: str, state: str, actor: str) -> Any:
     """End an ACTIVE request (an audit event); the row, or None when it had ended already."""
     now = rt.clock()
     with rt.db.write() as conn:
         if not store.end_request(conn, request_id, state, now):
             return None
         row = store.request_by_id(conn, request_id)
-        if done:
-            store.broker_done(conn, request_id)
-        device_id = store.device_of(conn, row.device_pk).device_id
+        device_id = devices_store.by_pk(conn, row.device_pk).device_id
         record_event(
             conn,
             account_id=row.account_id,
@@ -350,7 +340,7 @@ def list_requests(
         device = devices_store.device_for_account(
             conn, account_id=principal.account_id, device_id=device_id
         )
-        account = store.account_name(conn, principal.account_id)
+        account = accounts_store.name_of(conn, principal.account_id)
         url, _ = endpoints(rt, conn, principal.account_id)
         return [
             _view(row, device_id, account, url)
@@ -368,7 +358,7 @@ def get_request(
         )
         row = store.request_of(conn, principal.account_id, device.id, request_id)
         url, _ = endpoints(rt, conn, principal.account_id)
-        return _view(row, device_id, store.account_name(conn, principal.account_id), url)
+        return _view(row, device_id, accounts_store.name_of(conn, principal.account_id), url)
 
 
 async def cancel_request(

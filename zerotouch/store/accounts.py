@@ -37,6 +37,18 @@ def ensure(conn: sa.Connection, name: str, now: dt.datetime) -> int:
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
+def by_name(conn: sa.Connection, name: str) -> Any:
+    """The account named ``name``, or None."""
+    return conn.execute(sa.select(accounts).where(accounts.c.name == name)).first()
+
+
+def name_of(conn: sa.Connection, account_id: int) -> str:
+    name: str = conn.execute(
+        sa.select(accounts.c.name).where(accounts.c.id == account_id)
+    ).scalar_one()
+    return name
+
+
 def add_key(conn: sa.Connection, **row: Any) -> None:
     conn.execute(api_keys.insert().values(**row))
 

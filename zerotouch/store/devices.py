@@ -107,6 +107,11 @@ def device_for_account(
     return row
 
 
+def by_pk(conn: sa.Connection, device_pk: int) -> Any:
+    """A device row by its key (it exists: a caller holds its key from a row of its own)."""
+    return conn.execute(sa.select(devices).where(devices.c.id == device_pk)).one()
+
+
 def tags_of(conn: sa.Connection, device_pks: Sequence[int]) -> dict[int, list[str]]:
     result: dict[int, list[str]] = {pk: [] for pk in device_pks}
     if device_pks:

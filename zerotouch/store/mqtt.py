@@ -57,10 +57,6 @@ def request_by_id(conn: sa.Connection, request_id: str) -> Any:
     return conn.execute(sa.select(requests).where(requests.c.id == request_id)).one()
 
 
-def device_of(conn: sa.Connection, device_pk: int) -> Any:
-    return conn.execute(sa.select(devices).where(devices.c.id == device_pk)).one()
-
-
 def active_request(conn: sa.Connection, device_pk: int) -> Any:
     return conn.execute(
         sa.select(requests).where(requests.c.device_pk == device_pk, requests.c.state == ACTIVE)
@@ -100,11 +96,12 @@ def end_request(conn: sa.Connection, request_id: str, state: str, now: dt.dateti
     return done.rowcount == 1
 
 
-def expire(conn: sa.Connection, now: dt.datetime) -> None:
-    conn.execute(
-        requests.update()
-        .where(requests.c.state == ACTIVE, requests.c.expires_at <= now)
-        .values(state="EXPIRED", ended_at=now)
+def expired(conn: sa.Connection, now: dt.datetime) -> list[Any]:
+    """Active requests whose time is up."""
+    return list(
+        conn.execute(
+            sa.select(requests).where(requests.c.state == ACTIVE, requests.c.expires_at <= now)
+        )
     )
 
 
@@ -224,14 +221,3 @@ def set_endpoints(
         .where(mqtt_accounts.c.account_id == account_id)
         .values(device_url=device_url, production_url=production_url)
     )
-
-
-def account_by_name(conn: sa.Connection, name: str) -> Any:
-    return conn.execute(sa.select(accounts).where(accounts.c.name == name)).first()
-
-
-def account_name(conn: sa.Connection, account_id: int) -> str:
-    name: str = conn.execute(
-        sa.select(accounts.c.name).where(accounts.c.id == account_id)
-    ).scalar_one()
-    return name
